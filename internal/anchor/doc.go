@@ -1,0 +1,22 @@
+// Package anchor is the anchor role: one process that hosts replicas of many
+// scopes and serves the anchor API over one mTLS gRPC port.
+//
+// An anchor wires the parts together and owns their I/O: the multi-raft host
+// (internal/replica) replicates each scope's state machine (internal/scope);
+// the API server (this package, protocol in internal/api/apipb) routes each
+// request to the scope that governs its namespace — locally when this anchor
+// hosts a replica, otherwise by forwarding to an anchor that does; the lessor
+// expires workload leases while this anchor leads a scope; the reconciler
+// starts replicas of child scopes delegated to this anchor.
+//
+// Data directory layout:
+//
+//	anchor.json         who this anchor is: ID, mesh, address book, root voters
+//	anchor.credentials  this anchor's certificate chain, key and trust bundle
+//	raft.db             the Raft log, hard state and snapshots of every scope
+//	ca.crt, ca.key      the mesh root CA (only on the anchor that bootstrapped)
+//	admin.credentials   the admin's credentials (written at bootstrap)
+//	join.token          what other anchors and proxies present to join
+//
+// Only cmd/canton and internal/meshtest import this package.
+package anchor

@@ -1,0 +1,29 @@
+package anchor
+
+// ReadAddress returns the address recorded in an anchor's data directory, so
+// a restarted anchor can listen where its peers expect it.
+func ReadAddress(dir string) (string, error) {
+	m, err := loadMeta(dir)
+	if err != nil || m == nil {
+		return "", err
+	}
+	return m.Address, nil
+}
+
+// Leads reports whether this anchor currently leads scope.
+func (a *Anchor) Leads(scope string) bool {
+	h, ok := a.scope(scope)
+	return ok && h.group.Status().IsLeader
+}
+
+// SetReplicationFilter drops replication traffic between anchors for which
+// drop(from, to) is true (anchor IDs); nil lets everything through. It exists
+// for partition tests; the API port keeps working, as in a real partition
+// between replication links only.
+func (a *Anchor) SetReplicationFilter(drop func(from, to string) bool) {
+	if drop == nil {
+		a.trans.SetDropFunc(nil)
+		return
+	}
+	a.trans.SetDropFunc(func(from, to uint64) bool { return drop(a.book.name(from), a.book.name(to)) })
+}

@@ -1,0 +1,110 @@
+package anchor
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"canton.dev/canton/internal/scope"
+)
+
+// lessor keeps the deadlines of a scope's leases while this replica leads the
+// scope. Deadlines live only in the leader's memory: keep-alives are not
+// replicated. A new leader grants every lease a full TTL from the moment it
+// takes over, so a leader change never expires a live workload early; expiry
+// itself is a committed mutation, so every replica agrees on it.
+type lessor struct {
+	a *Anchor
+	h *hosted
+
+	mu        sync.Mutex
+	active    bool
+	deadlines map[uint64]time.Time
+}
+
+func newLessor(a *Anchor, h *hosted) *lessor {
+	return &lessor{a: a, h: h}
+}
+
+// lessorTick is how often the leader looks for expired leases.
+const lessorTick = 200 * time.Millisecond
+
+func (l *lessor) run(ctx context.Context) {
+	l.mu.Lock()
+	l.active = true
+	l.deadlines = map[uint64]time.Time{}
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.active = false
+		l.deadlines = nil
+		l.mu.Unlock()
+	}()
+	t := time.NewTicker(lessorTick)
+	defer t.Stop()
+	for {
+		if expired := l.sync(time.Now()); len(expired) > 0 {
+			m := scope.Mutation{Op: scope.OpExpireLeases, Proposer: l.a.proposer(), LeaseIDs: expired}
+			if _, err := l.a.propose(ctx, l.h, m); err != nil {
+				l.a.log.Warn("lease expiry not committed", "scope", l.h.domain, "leases", expired, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sync adopts leases granted since the last look (full TTL from now), forgets
+// revoked ones and returns the expired ones, sorted.
+func (l *lessor) sync(now time.Time) []uint64 {
+	leases := l.h.state.Leases()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	live := make(map[uint64]bool, len(leases))
+	var expired []uint64
+	for _, ls := range leases {
+		live[ls.ID] = true
+		d, ok := l.deadlines[ls.ID]
+		if !ok {
+			l.deadlines[ls.ID] = now.Add(time.Duration(ls.TTLSeconds) * time.Second)
+			continue
+		}
+		if now.After(d) {
+			expired = append(expired, ls.ID)
+		}
+	}
+	for id := range l.deadlines {
+		if !live[id] {
+			delete(l.deadlines, id)
+		}
+	}
+	sort.Slice(expired, func(i, j int) bool { return expired[i] < expired[j] })
+	return expired
+}
+
+// keepAlive renews a lease. ok is false when this replica is not leading or
+// the lease does not exist.
+func (l *lessor) keepAlive(id uint64) (ttl uint32, leading, found bool) {
+	var ls *scope.Lease
+	for _, x := range l.h.state.Leases() {
+		if x.ID == id {
+			x := x
+			ls = &x
+			break
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active {
+		return 0, false, false
+	}
+	if ls == nil {
+		return 0, true, false
+	}
+	l.deadlines[id] = time.Now().Add(time.Duration(ls.TTLSeconds) * time.Second)
+	return uint32(ls.TTLSeconds), true, true
+}

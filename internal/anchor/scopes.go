@@ -1,0 +1,283 @@
+package anchor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"canton.dev/canton/internal/replica"
+	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/scope"
+)
+
+// hosted is one scope replica on this anchor.
+type hosted struct {
+	domain string
+	parent string
+	state  *scope.State
+	group  *replica.Group
+	lessor *lessor
+}
+
+// startScope starts (or resumes) this anchor's replica of a scope. voters are
+// the initial members when the scope is new here; nil when resuming or when
+// joining an existing group as an added member.
+func (a *Anchor) startScope(domain string, voters []string, parent string) (*hosted, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if h, ok := a.scopes[domain]; ok {
+		return h, nil
+	}
+	var peers []uint64
+	for _, v := range voters {
+		peers = append(peers, NodeID(v))
+	}
+	st := scope.New(domain)
+	g, err := a.host.StartGroup(replica.GroupID(domain), peers, st)
+	if err != nil {
+		return nil, fmt.Errorf("anchor: start scope %s: %w", domain, err)
+	}
+	h := &hosted{domain: domain, parent: parent, state: st, group: g}
+	h.lessor = newLessor(a, h)
+	a.scopes[domain] = h
+	if err := a.rememberParent(domain, parent); err != nil {
+		return nil, err
+	}
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.lead(h) }()
+	go func() { defer a.wg.Done(); a.reconcile(h) }()
+	a.log.Info("scope replica started", "scope", domain, "voters", voters)
+	return h, nil
+}
+
+func (a *Anchor) scope(domain string) (*hosted, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	h, ok := a.scopes[domain]
+	return h, ok
+}
+
+func (a *Anchor) hostedScopes() []*hosted {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]*hosted, 0, len(a.scopes))
+	for _, h := range a.scopes {
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].domain < out[j].domain })
+	return out
+}
+
+func (a *Anchor) parentOf(domain string) string {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	return a.meta.Parents[domain]
+}
+
+func (a *Anchor) rememberParent(domain, parent string) error {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	if parent == "" || a.meta.Parents[domain] == parent {
+		return nil
+	}
+	if a.meta.Parents == nil {
+		a.meta.Parents = map[string]string{}
+	}
+	a.meta.Parents[domain] = parent
+	return a.meta.save(a.cfg.DataDir)
+}
+
+// lead runs the leader-only duties of a scope while this replica leads it:
+// committing the genesis of a new scope, publishing the address book into the
+// root scope, and expiring leases.
+func (a *Anchor) lead(h *hosted) {
+	var stopLessor context.CancelFunc
+	defer func() {
+		if stopLessor != nil {
+			stopLessor()
+		}
+	}()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case leader := <-h.group.LeaderCh():
+			if stopLessor != nil {
+				stopLessor()
+				stopLessor = nil
+			}
+			if !leader {
+				continue
+			}
+			ctx, cancel := context.WithCancel(a.ctx)
+			stopLessor = cancel
+			go a.onLeader(ctx, h)
+		}
+	}
+}
+
+func (a *Anchor) onLeader(ctx context.Context, h *hosted) {
+	a.log.Info("leading scope", "scope", h.domain)
+	if h.state.Incarnation() == "" {
+		inc := make([]byte, 8)
+		if _, err := rand.Read(inc); err != nil {
+			a.log.Error("genesis", "scope", h.domain, "err", err)
+			return
+		}
+		voters := h.group.Status().Voters
+		names := make([]string, 0, len(voters))
+		for _, v := range voters {
+			names = append(names, a.book.name(v))
+		}
+		sort.Strings(names)
+		m := scope.Mutation{
+			Op:       scope.OpGenesis,
+			Proposer: a.proposer(),
+			Genesis:  &scope.Genesis{Domain: h.domain, Incarnation: hex.EncodeToString(inc), Anchors: names, Parent: h.parent},
+		}
+		if _, err := a.propose(ctx, h, m); err != nil && !isCode(err, "exists") {
+			a.log.Warn("genesis not committed", "scope", h.domain, "err", err)
+		}
+	}
+	if h.domain == a.meta.Mesh {
+		a.publishAddressBook(ctx, h)
+	}
+	h.lessor.run(ctx)
+}
+
+// publishAddressBook makes sure every anchor this one knows is recorded as an
+// Anchor object in the root scope, where all root replicas learn addresses.
+func (a *Anchor) publishAddressBook(ctx context.Context, h *hosted) {
+	var objs []resource.Object
+	for id, addr := range a.book.snapshot() {
+		if o, ok := h.state.Get("Anchor", h.domain, id); ok && anchorAddress(o) == addr {
+			continue
+		}
+		spec := fmt.Sprintf(`{"address":%q,"nodeId":%d}`, addr, NodeID(id))
+		objs = append(objs, resource.Object{Kind: "Anchor", Namespace: h.domain, Name: id, Spec: []byte(spec)})
+	}
+	if len(objs) == 0 {
+		return
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Name < objs[j].Name })
+	if _, err := a.propose(ctx, h, scope.Mutation{Op: scope.OpPut, Proposer: a.proposer(), Objects: objs}); err != nil {
+		a.log.Warn("address book not published", "err", err)
+	}
+}
+
+func anchorAddress(o resource.Object) string {
+	t, err := resource.Typed(o)
+	if err != nil {
+		return ""
+	}
+	if s, ok := t.(*resource.AnchorSpec); ok {
+		return s.Address
+	}
+	return ""
+}
+
+// reconcile follows a scope's applied state: it learns anchor addresses from
+// the root scope and starts replicas of child scopes delegated to this anchor.
+func (a *Anchor) reconcile(h *hosted) {
+	ch, cancel := h.state.Subscribe()
+	defer cancel()
+	tick := time.NewTicker(2 * time.Second) // retries starts that failed
+	defer tick.Stop()
+	for {
+		if h.domain == a.meta.Mesh {
+			for _, o := range h.state.List("Anchor", h.domain) {
+				if addr := anchorAddress(o); addr != "" {
+					a.book.set(o.Name, addr)
+				}
+			}
+		}
+		for _, d := range h.state.Delegations() {
+			spec, err := delegationSpec(d)
+			if err != nil || !contains(spec.Anchors, a.meta.ID) {
+				continue
+			}
+			if _, ok := a.scope(spec.Domain); ok {
+				continue
+			}
+			if _, err := a.startScope(spec.Domain, spec.Anchors, h.domain); err != nil {
+				a.log.Warn("delegated scope not started", "scope", spec.Domain, "err", err)
+			}
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ch:
+		case <-tick.C:
+		}
+	}
+}
+
+func delegationSpec(o resource.Object) (*resource.DelegationSpec, error) {
+	t, err := resource.Typed(o)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := t.(*resource.DelegationSpec)
+	if !ok {
+		return nil, fmt.Errorf("delegation %s: unexpected spec %T", o.Name, t)
+	}
+	return s, nil
+}
+
+// proposer is how this anchor signs the mutations it proposes itself.
+func (a *Anchor) proposer() string { return "anchor/" + a.meta.ID }
+
+// propose commits a mutation through the scope's Raft group and returns the
+// state machine's result. Rejections come back as *scope.Error.
+func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, error) {
+	data, err := scope.Encode(m)
+	if err != nil {
+		return scope.Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	res, _, err := h.group.Propose(ctx, data)
+	if err != nil {
+		return scope.Result{}, a.replicaErr(h, err)
+	}
+	r, ok := res.(scope.Result)
+	if !ok {
+		return scope.Result{}, fmt.Errorf("scope %s: unexpected apply result %T", h.domain, res)
+	}
+	if r.Err != nil {
+		return r, r.Err
+	}
+	return r, nil
+}
+
+// replicaErr turns replication failures into errors a user can act on.
+func (a *Anchor) replicaErr(h *hosted, err error) error {
+	st := h.group.Status()
+	var voters []string
+	for _, v := range st.Voters {
+		voters = append(voters, a.book.name(v))
+	}
+	switch {
+	case errors.Is(err, replica.ErrNoLeader):
+		return &unavailableError{fmt.Sprintf("scope %s has no leader (voters %s): it has lost quorum or is electing; retry when a majority of its anchors is up", h.domain, strings.Join(voters, ","))}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &unavailableError{fmt.Sprintf("scope %s did not commit within %s (voters %s): a majority of its anchors may be unreachable", h.domain, a.cfg.RequestTimeout, strings.Join(voters, ","))}
+	case errors.Is(err, replica.ErrStopped):
+		return &unavailableError{fmt.Sprintf("scope %s: this anchor is shutting down", h.domain)}
+	}
+	return err
+}
+
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+
+func isCode(err error, code string) bool {
+	var se *scope.Error
+	return errors.As(err, &se) && se.Code == code
+}

@@ -1,0 +1,578 @@
+package anchor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
+	"canton.dev/canton/internal/replica"
+	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/scope"
+)
+
+// server implements the anchor API. Every method either serves from a
+// replica hosted here or forwards to an anchor that hosts the scope.
+type server struct {
+	apipb.UnimplementedAnchorServer
+	a *Anchor
+}
+
+func decodeObjects(b []byte) ([]resource.Object, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var objs []resource.Object
+	if err := dec.Decode(&objs); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "objects: %v", err)
+	}
+	return objs, nil
+}
+
+func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.ApplyResponse, error) {
+	objs, err := decodeObjects(req.Objects)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "apply: no objects")
+	}
+	if req.SetIfVersion && len(req.IfVersion) != len(objs) {
+		return nil, status.Errorf(codes.InvalidArgument, "apply: %d if_version values for %d objects", len(req.IfVersion), len(objs))
+	}
+	where := req.Scope
+	if where == "" {
+		where = objs[0].Namespace
+	}
+	h, remote, err := s.a.governing(where)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		var resp *apipb.ApplyResponse
+		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.Apply(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	for _, o := range objs {
+		if g, _, _ := s.a.governing(o.Namespace); g != h {
+			return nil, status.Errorf(codes.InvalidArgument, "apply: %s %s/%s is not governed by scope %s; apply objects of different scopes separately", o.Kind, o.Namespace, o.Name, h.domain)
+		}
+	}
+	m := scope.Mutation{Op: scope.OpPut, Proposer: callerFrom(ctx).principal, Objects: objs}
+	if req.SetIfVersion {
+		m.IfVersions = make([]*uint64, len(req.IfVersion))
+		for i := range req.IfVersion {
+			v := req.IfVersion[i]
+			m.IfVersions[i] = &v
+		}
+	}
+	var res scope.Result
+	if req.DryRun {
+		res, err = s.a.dryRun(ctx, h, m)
+	} else {
+		res, err = s.a.propose(ctx, h, m)
+	}
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	out, err := json.Marshal(res.Objects)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &apipb.ApplyResponse{Revision: res.Revision, Objects: out}, nil
+}
+
+// dryRun applies a mutation to a private copy of the current (linearizably
+// read) state: the same validation a commit would get, and nothing committed.
+func (a *Anchor) dryRun(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, error) {
+	if err := a.readIndex(ctx, h); err != nil {
+		return scope.Result{}, err
+	}
+	snap, err := h.state.Snapshot()
+	if err != nil {
+		return scope.Result{}, err
+	}
+	cp := scope.New(h.domain)
+	if err := cp.Restore(snap); err != nil {
+		return scope.Result{}, err
+	}
+	data, err := scope.Encode(m)
+	if err != nil {
+		return scope.Result{}, err
+	}
+	res, ok := cp.Apply(cp.Revision()+1, data).(scope.Result)
+	if !ok {
+		return scope.Result{}, errors.New("dry run: unexpected apply result")
+	}
+	return res, res.Err
+}
+
+func (a *Anchor) readIndex(ctx context.Context, h *hosted) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	if err := h.group.ReadIndex(ctx); err != nil {
+		return a.replicaErr(h, err)
+	}
+	return nil
+}
+
+func (s *server) Delete(ctx context.Context, req *apipb.DeleteRequest) (*apipb.DeleteResponse, error) {
+	k, ok := resource.Lookup(req.Kind)
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown kind %q", req.Kind)
+	}
+	h, remote, err := s.a.governing(req.Namespace)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		var resp *apipb.DeleteResponse
+		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.Delete(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	m := scope.Mutation{Op: scope.OpDelete, Proposer: callerFrom(ctx).principal, Kind: k.Name, Namespace: req.Namespace, Name: req.Name, IfVersion: req.IfVersion}
+	res, err := s.a.propose(ctx, h, m)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &apipb.DeleteResponse{Revision: res.Revision}, nil
+}
+
+func (s *server) Get(ctx context.Context, req *apipb.GetRequest) (*apipb.GetResponse, error) {
+	where := req.Namespace
+	if req.Scope != "" {
+		where = req.Scope
+	}
+	kind := ""
+	if req.Kind != "" {
+		k, ok := resource.Lookup(req.Kind)
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "unknown kind %q", req.Kind)
+		}
+		kind = k.Name
+	}
+	h, remote, err := s.a.governing(where)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		var resp *apipb.GetResponse
+		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.Get(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	if err := s.a.readIndex(ctx, h); err != nil {
+		return nil, statusOf(err)
+	}
+	var objs []resource.Object
+	switch {
+	case req.Name != "":
+		o, ok := h.state.Get(kind, req.Namespace, req.Name)
+		if !ok {
+			return nil, status.Errorf(codes.NotFound, "%s %q not found in namespace %s", kind, req.Name, req.Namespace)
+		}
+		objs = []resource.Object{o}
+	case req.Scope != "" && req.Namespace == "":
+		objs = h.state.List(kind, "")
+	default:
+		objs = h.state.List(kind, req.Namespace)
+	}
+	if objs == nil {
+		objs = []resource.Object{}
+	}
+	out, err := json.Marshal(objs)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &apipb.GetResponse{Revision: h.state.Revision(), Objects: out, Scope: h.domain}, nil
+}
+
+func (s *server) Watch(req *apipb.WatchRequest, stream grpc.ServerStreamingServer[apipb.WatchEvent]) error {
+	ctx := stream.Context()
+	h, remote, err := s.a.governing(req.Scope)
+	if err != nil {
+		return statusOf(err)
+	}
+	if h == nil {
+		return s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) error {
+			up, err := c.Watch(ctx, req)
+			if err != nil {
+				return err
+			}
+			for {
+				ev, err := up.Recv()
+				if err != nil {
+					return err
+				}
+				if err := stream.Send(ev); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	ch, cancel := h.state.Subscribe()
+	defer cancel()
+	from := req.FromRevision
+	for {
+		evs, err := h.state.Events(from)
+		if errors.Is(err, scope.ErrCompacted) {
+			return status.Errorf(codes.OutOfRange, "compacted: revision %d of scope %s is no longer in the watch history; re-list (get) and watch from the revision it returns", from, h.domain)
+		}
+		if err != nil {
+			return statusOf(err)
+		}
+		for _, ev := range evs {
+			b, err := json.Marshal(ev.Object)
+			if err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+			if err := stream.Send(&apipb.WatchEvent{Revision: ev.Revision, Type: string(ev.Type), Object: b}); err != nil {
+				return err
+			}
+			from = ev.Revision
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.a.ctx.Done():
+			return status.Error(codes.Unavailable, "anchor shutting down")
+		case <-ch:
+		}
+	}
+}
+
+func (s *server) Lineage(ctx context.Context, req *apipb.LineageRequest) (*apipb.LineageResponse, error) {
+	h, remote, err := s.a.governing(req.Scope)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		var resp *apipb.LineageResponse
+		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.Lineage(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	if err := s.a.readIndex(ctx, h); err != nil {
+		return nil, statusOf(err)
+	}
+	recs := h.state.Lineage(req.From, int(req.Limit))
+	b, err := json.Marshal(recs)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	idx, hash := h.state.LineageHead()
+	return &apipb.LineageResponse{Records: b, HeadIndex: idx, HeadHash: hash, Anchor: s.a.meta.ID}, nil
+}
+
+func (s *server) Status(ctx context.Context, req *apipb.StatusRequest) (*apipb.StatusResponse, error) {
+	a := s.a
+	resp := &apipb.StatusResponse{AnchorId: a.meta.ID, Mesh: a.meta.Mesh, Address: a.Addr()}
+	book := a.book.snapshot()
+	for _, id := range sortedKeys(book) {
+		resp.Anchors = append(resp.Anchors, &apipb.AnchorAddress{Id: id, Address: book[id], NodeId: NodeID(id)})
+	}
+	for _, h := range a.hostedScopes() {
+		st := h.group.Status()
+		_, head := h.state.LineageHead()
+		ss := &apipb.ScopeStatus{
+			Domain: h.domain, Leader: a.book.name(st.Leader), Term: st.Term,
+			Commit: st.Commit, Applied: st.Applied, Revision: h.state.Revision(), LineageHead: head,
+		}
+		for _, v := range st.Voters {
+			ss.Voters = append(ss.Voters, a.book.name(v))
+		}
+		for _, v := range st.Learners {
+			ss.Learners = append(ss.Learners, a.book.name(v))
+		}
+		sort.Strings(ss.Voters)
+		sort.Strings(ss.Learners)
+		resp.Scopes = append(resp.Scopes, ss)
+	}
+	return resp, nil
+}
+
+func (s *server) CreateScope(ctx context.Context, req *apipb.CreateScopeRequest) (*apipb.CreateScopeResponse, error) {
+	a := s.a
+	domain := strings.TrimSuffix(strings.ToLower(req.Domain), ".")
+	if domain == a.meta.Mesh || !inZone(domain, a.meta.Mesh) {
+		return nil, status.Errorf(codes.InvalidArgument, "scope create: %q must be a subdomain of the mesh %s", req.Domain, a.meta.Mesh)
+	}
+	if len(req.Anchors) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "scope create: --anchors is required (1, 3 or 5 anchor IDs)")
+	}
+	for _, id := range req.Anchors {
+		if _, ok := a.book.addr(id); !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "scope create: anchor %q is unknown; known anchors: %s", id, strings.Join(sortedKeys(a.book.snapshot()), ","))
+		}
+	}
+	parent, remote, err := a.governing(domain)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if parent == nil {
+		var resp *apipb.CreateScopeResponse
+		err := a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.CreateScope(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	spec, _ := json.Marshal(map[string]any{"domain": domain, "anchors": req.Anchors})
+	obj := resource.Object{Kind: "Delegation", Namespace: parent.domain, Name: domain, Spec: spec}
+	zero := uint64(0)
+	res, err := a.propose(ctx, parent, scope.Mutation{Op: scope.OpPut, Proposer: callerFrom(ctx).principal, Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	// Start the replicas now; the reconcilers retry any that cannot start yet.
+	var failed []string
+	for _, id := range req.Anchors {
+		if err := a.startReplicaOn(ctx, id, domain, req.Anchors, parent.domain); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", id, err))
+		}
+	}
+	if len(failed) > 0 {
+		a.log.Warn("scope delegated but not every replica started yet", "scope", domain, "errors", failed)
+	}
+	return &apipb.CreateScopeResponse{Revision: res.Revision, Parent: parent.domain}, nil
+}
+
+func (a *Anchor) startReplicaOn(ctx context.Context, anchorID, domain string, voters []string, parent string) error {
+	if anchorID == a.meta.ID {
+		_, err := a.startScope(domain, voters, parent)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return a.forward(ctx, []string{anchorID}, func(ctx context.Context, c apipb.AnchorClient) error {
+		_, err := c.StartReplica(ctx, &apipb.StartReplicaRequest{Scope: domain, Voters: voters, Parent: parent})
+		return err
+	})
+}
+
+func (s *server) StartReplica(ctx context.Context, req *apipb.StartReplicaRequest) (*apipb.StartReplicaResponse, error) {
+	if !callerFrom(ctx).anchor {
+		return nil, status.Error(codes.PermissionDenied, "StartReplica is for anchors only")
+	}
+	if !inZone(req.Scope, s.a.meta.Mesh) {
+		return nil, status.Errorf(codes.InvalidArgument, "scope %q is not in mesh %s", req.Scope, s.a.meta.Mesh)
+	}
+	if _, err := s.a.startScope(req.Scope, req.Voters, req.Parent); err != nil {
+		return nil, statusOf(err)
+	}
+	return &apipb.StartReplicaResponse{}, nil
+}
+
+func (s *server) ChangeMembership(ctx context.Context, req *apipb.MembershipRequest) (*apipb.MembershipResponse, error) {
+	a := s.a
+	h, ok := a.scope(req.Scope)
+	if !ok {
+		_, remote, err := a.governing(req.Scope)
+		if err != nil {
+			return nil, statusOf(err)
+		}
+		var resp *apipb.MembershipResponse
+		err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.ChangeMembership(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	if _, known := a.book.addr(req.AnchorId); !known {
+		return nil, status.Errorf(codes.InvalidArgument, "anchor %q is unknown", req.AnchorId)
+	}
+	node := NodeID(req.AnchorId)
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	var err error
+	switch req.Change {
+	case apipb.MembershipRequest_ADD_LEARNER:
+		if err = h.group.AddLearner(cctx, node); err == nil {
+			err = a.startReplicaOn(ctx, req.AnchorId, h.domain, nil, h.parent)
+		}
+	case apipb.MembershipRequest_PROMOTE:
+		err = h.group.Promote(cctx, node)
+	case apipb.MembershipRequest_REMOVE:
+		err = h.group.Remove(cctx, node)
+	default:
+		return nil, status.Error(codes.InvalidArgument, "membership: change is required")
+	}
+	if err != nil {
+		return nil, statusOf(a.replicaErr(h, err))
+	}
+	st := h.group.Status()
+	resp := &apipb.MembershipResponse{}
+	gov := scope.Governance{}
+	for _, v := range st.Voters {
+		resp.Voters = append(resp.Voters, a.book.name(v))
+		gov.Anchors = append(gov.Anchors, scope.AnchorRef{ID: a.book.name(v), NodeID: v, Voter: true})
+	}
+	for _, v := range st.Learners {
+		resp.Learners = append(resp.Learners, a.book.name(v))
+		gov.Anchors = append(gov.Anchors, scope.AnchorRef{ID: a.book.name(v), NodeID: v})
+	}
+	sort.Slice(gov.Anchors, func(i, j int) bool { return gov.Anchors[i].ID < gov.Anchors[j].ID })
+	// Record the new membership in the scope's own state (and so its lineage).
+	if _, err := a.propose(ctx, h, scope.Mutation{Op: scope.OpSetGovernance, Proposer: callerFrom(ctx).principal, Governance: &gov}); err != nil {
+		return nil, statusOf(err)
+	}
+	return resp, nil
+}
+
+func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (*apipb.GrantLeaseResponse, error) {
+	if req.TtlSeconds == 0 || req.TtlSeconds > 3600 {
+		return nil, status.Errorf(codes.InvalidArgument, "lease ttl %ds: must be 1..3600", req.TtlSeconds)
+	}
+	h, remote, err := s.a.governing(req.Scope)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		var resp *apipb.GrantLeaseResponse
+		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.GrantLease(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpGrantLease, Proposer: callerFrom(ctx).principal, Lease: &scope.Lease{TTLSeconds: int64(req.TtlSeconds)}})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &apipb.GrantLeaseResponse{LeaseId: res.Revision, TtlSeconds: req.TtlSeconds}, nil
+}
+
+func (s *server) KeepAlive(ctx context.Context, req *apipb.KeepAliveRequest) (*apipb.KeepAliveResponse, error) {
+	a := s.a
+	h, remote, err := a.governing(req.Scope)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h != nil {
+		ttl, leading, found := h.lessor.keepAlive(req.LeaseId)
+		switch {
+		case leading && !found:
+			return nil, status.Errorf(codes.NotFound, "lease %d of scope %s has expired or was revoked", req.LeaseId, h.domain)
+		case leading:
+			return &apipb.KeepAliveResponse{TtlSeconds: ttl}, nil
+		}
+		// Deadlines live on the leader: send it there.
+		leader := h.group.Status().Leader
+		if leader == 0 {
+			return nil, statusOf(a.replicaErr(h, replica.ErrNoLeader))
+		}
+		remote = []string{a.book.name(leader)}
+	}
+	var resp *apipb.KeepAliveResponse
+	err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+		resp, err = c.KeepAlive(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest) (*apipb.RevokeLeaseResponse, error) {
+	h, remote, err := s.a.governing(req.Scope)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		var resp *apipb.RevokeLeaseResponse
+		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+			resp, err = c.RevokeLease(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpRevokeLease, Proposer: callerFrom(ctx).principal, LeaseIDs: []uint64{req.LeaseId}})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &apipb.RevokeLeaseResponse{Revision: res.Revision}, nil
+}
+
+// Join admits an anchor: it checks the join token, signs the anchor's CSR
+// with the mesh CA, records the anchor's address and hands back the address
+// book. Only the anchor holding the mesh CA (the bootstrap anchor) can admit.
+func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinResponse, error) {
+	a := s.a
+	tokText, err := os.ReadFile(filepath.Join(a.cfg.DataDir, joinTokenFile))
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "anchor %s cannot admit new anchors (it holds no join token); join through the anchor that bootstrapped the mesh", a.meta.ID)
+	}
+	tok, err := identity.ParseJoinToken(strings.TrimSpace(string(tokText)))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "join token on disk: %v", err)
+	}
+	if !tok.Matches(req.Token) {
+		return nil, status.Error(codes.PermissionDenied, "join: invalid join token")
+	}
+	resp := &apipb.JoinResponse{Mesh: a.meta.Mesh, RootVoters: a.meta.RootVoters}
+	if len(req.Csr) == 0 {
+		return resp, nil // the caller first learns the mesh to write its CSR
+	}
+	if req.AnchorId == "" || req.Address == "" {
+		return nil, status.Error(codes.InvalidArgument, "join: anchor_id and address are required")
+	}
+	if other := a.book.name(NodeID(req.AnchorId)); !strings.HasPrefix(other, "node-") && other != req.AnchorId {
+		return nil, status.Errorf(codes.InvalidArgument, "join: anchor ID %q collides with %q; pick another ID", req.AnchorId, other)
+	}
+	ca, err := identity.LoadCA(a.cfg.DataDir)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "anchor %s holds no mesh CA: %v", a.meta.ID, err)
+	}
+	cert, err := ca.SignCSR(req.Csr, identity.AnchorID(a.meta.Mesh, req.AnchorId), anchorCertTTL, time.Now())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "join: %v", err)
+	}
+	a.book.set(req.AnchorId, req.Address)
+	if err := a.saveBook(); err != nil {
+		return nil, status.Errorf(codes.Internal, "join: %v", err)
+	}
+	if h, ok := a.scope(a.meta.Mesh); ok && h.group.Status().IsLeader {
+		a.publishAddressBook(ctx, h)
+	}
+	resp.Chain = [][]byte{cert.Raw}
+	resp.Bundle = [][]byte{ca.Cert.Raw}
+	book := a.book.snapshot()
+	for _, id := range sortedKeys(book) {
+		resp.Anchors = append(resp.Anchors, &apipb.AnchorAddress{Id: id, Address: book[id], NodeId: NodeID(id)})
+	}
+	return resp, nil
+}
+
+func (a *Anchor) saveBook() error {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	a.meta.Anchors = a.book.snapshot()
+	return a.meta.save(a.cfg.DataDir)
+}
+
+func scopeCode(err error) (string, bool) {
+	var se *scope.Error
+	if errors.As(err, &se) {
+		return se.Code, true
+	}
+	return "", false
+}
