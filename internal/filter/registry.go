@@ -1,0 +1,50 @@
+package filter
+
+import (
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// kind describes one supported HTTP filter.
+type kind struct {
+	// name is the filter's well-known Envoy name, used when an HttpFilter
+	// carries no typed_config.
+	name string
+	// typeURL is the type URL of the filter's typed_config.
+	typeURL string
+	// terminal is true for the router: it must be last and has no Filter.
+	terminal bool
+	// build constructs the filter from its config (nil when the HttpFilter
+	// carried no typed_config); path names the config in errors.
+	build func(s spec, cfg *anypb.Any, path string) (Filter, error)
+	// perRoute validates a typed_per_filter_config value of this filter
+	// (nil when the filter accepts no per-route config).
+	perRoute func(cfg *anypb.Any, path string) error
+}
+
+// registry lists every supported HTTP filter. Adding a filter means adding
+// one line here and one file implementing it; nothing registers itself.
+var registry = []kind{
+	{name: "envoy.filters.http.fault", typeURL: typeURL(&faultv3.HTTPFault{}), build: buildFault, perRoute: checkFaultPerRoute},
+	{name: "envoy.filters.http.local_ratelimit", typeURL: typeURL(&lrlv3.LocalRateLimit{}), build: buildLocalRateLimit, perRoute: checkLocalRateLimitPerRoute},
+	{name: "envoy.filters.http.router", typeURL: typeURL(&routerv3.Router{}), terminal: true, build: buildRouter},
+}
+
+func typeURL(m proto.Message) string {
+	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
+}
+
+// lookup finds the kind for a type URL (preferred, as Envoy does) or, when
+// typeURL is empty, for a well-known filter name.
+func lookup(typeURL, name string) (*kind, bool) {
+	for i := range registry {
+		k := &registry[i]
+		if typeURL != "" && k.typeURL == typeURL || typeURL == "" && k.name == name {
+			return k, true
+		}
+	}
+	return nil, false
+}
