@@ -1,0 +1,44 @@
+// Package scope is the deterministic state machine of one Canton scope: the zone of the
+// namespace (a domain and every name below it, minus delegated subtrees) that one Raft group
+// of anchors replicates.
+//
+// A State holds the scope's objects (Services with stable UIDs, Workloads under leases, the
+// Istio policy kinds, Aliases, Delegations, Anchors), its leases, its governance, a bounded
+// history of watch events and the lineage: the hash chain of every accepted mutation.
+//
+// State implements the method set internal/replica expects from a state machine:
+//
+//	Apply(index uint64, data []byte) any   // data = Encode(Mutation); returns a Result
+//	Snapshot() ([]byte, error)
+//	Restore(data []byte) error
+//
+// Apply is pure and deterministic: no clock, no randomness, no network, no dependence on map
+// iteration order. The same log applied to two States gives byte-identical Snapshots. Every
+// put is validated with resource.Normalize (a replica never trusts the proposer) and stored
+// in its normalised form. Lease expiry is decided outside (by the leader's lessor, which reads
+// Leases()) and committed as an "expire-leases" mutation.
+//
+// Apply calls come from one goroutine; all read methods are safe for concurrent use.
+//
+// # Lineage
+//
+// Every accepted mutation (not rejected ones, not "noop" and not empty Raft entries) appends
+// a Record. Its Mutation field holds the canonical bytes of the mutation as the state machine
+// accepted it: Encode of the decoded mutation with every object normalised (canonical kind,
+// canonical spec, server fields cleared) and, for "expire-leases", only the lease IDs that
+// still existed. The hash is
+//
+//	hash_n = SHA-256( prev[32]
+//	                  || uint64be(len(mutation)) || mutation
+//	                  || uint64be(len(proposer)) || proposer
+//	                  || uint64be(index) )
+//
+// where prev is hash_{n-1} as 32 raw bytes (32 zero bytes for the first record), mutation and
+// proposer are raw bytes, and uint64be is the 8-byte big-endian encoding. Records store
+// hashes as 64 lower-case hex characters. VerifyLineage recomputes all of this.
+//
+// # Who may import it
+//
+// internal/replica (through its StateMachine interface), internal/anchor, internal/xds and
+// tests. It must not import network, storage or clock-driven packages.
+package scope

@@ -1,0 +1,210 @@
+package scope
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"canton.dev/canton/internal/resource"
+)
+
+// Op names a kind of mutation.
+type Op string
+
+// The mutation operations.
+const (
+	OpPut           Op = "put"
+	OpDelete        Op = "delete"
+	OpGrantLease    Op = "grant-lease"
+	OpRevokeLease   Op = "revoke-lease"
+	OpExpireLeases  Op = "expire-leases"
+	OpGenesis       Op = "genesis"
+	OpSetGovernance Op = "set-governance"
+	OpNoop          Op = "noop"
+)
+
+// Limits on one mutation.
+const (
+	// MaxObjectsPerPut bounds the objects of one (atomic) put.
+	MaxObjectsPerPut = 1000
+	// MaxLeaseIDs bounds the lease IDs of one revoke-lease or expire-leases.
+	MaxLeaseIDs = 10000
+	// MaxLeaseTTLSeconds bounds a lease's TTL (one day).
+	MaxLeaseTTLSeconds = 86400
+	// MaxProposerLen bounds the proposer identity.
+	MaxProposerLen = 1024
+)
+
+// Mutation is one change proposed to a scope. Which fields are allowed depends on Op; Decode
+// rejects the others.
+type Mutation struct {
+	Op Op `json:"op"`
+	// Proposer is who asked, e.g. "spiffe://demo.mesh/admin/admin" or "anchor/a1". Required.
+	Proposer string `json:"proposer"`
+
+	// Objects (put) are applied atomically: all or nothing.
+	Objects []resource.Object `json:"objects,omitempty"`
+	// IfVersions (put) holds one optimistic-concurrency expectation per object, parallel to
+	// Objects (same length, or empty for none): nil = unconditional, 0 = must not exist,
+	// n = must exist at version n.
+	IfVersions []*uint64 `json:"ifVersions,omitempty"`
+
+	// Kind, Namespace (absolute) and Name select the object of a delete.
+	Kind      string `json:"kind,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	// IfVersion is the expectation of a delete (nil = unconditional, n = must be at version n;
+	// 0 is invalid) or of a put of exactly one object (same meaning as an IfVersions entry;
+	// do not set both).
+	IfVersion *uint64 `json:"ifVersion,omitempty"`
+
+	// Lease (grant-lease) gives the TTL; its ID must be zero, the scope assigns the index.
+	Lease *Lease `json:"lease,omitempty"`
+	// LeaseIDs (revoke-lease, expire-leases) are deleted with every Workload bound to them.
+	LeaseIDs []uint64 `json:"leaseIds,omitempty"`
+
+	// Genesis (genesis) initialises the scope; it must be the first accepted mutation.
+	Genesis *Genesis `json:"genesis,omitempty"`
+	// Governance (set-governance) replaces the scope's governance.
+	Governance *Governance `json:"governance,omitempty"`
+}
+
+// Lease is a lease Workloads live under. Its expiry is decided outside the state machine.
+type Lease struct {
+	// ID is the Raft index of the grant (assigned by the scope; zero in a grant-lease).
+	ID uint64 `json:"id,omitempty"`
+	// TTLSeconds is 1..MaxLeaseTTLSeconds.
+	TTLSeconds int64 `json:"ttlSeconds"`
+}
+
+// Genesis is the first mutation of a scope.
+type Genesis struct {
+	// Domain must equal the State's domain.
+	Domain string `json:"domain"`
+	// Incarnation is a random lower-case hex string (8..64 characters) chosen by the
+	// proposer; UIDs are derived from it, so a re-created scope never reuses one.
+	Incarnation string `json:"incarnation"`
+	// Anchors are the IDs of the initial anchors (at least one); they become voters.
+	Anchors []string `json:"anchors"`
+	// Parent is the parent scope's domain; empty for the root scope.
+	Parent string `json:"parent,omitempty"`
+}
+
+// Governance is the scope's set of anchors (weighted signers come later).
+type Governance struct {
+	Anchors []AnchorRef `json:"anchors"`
+}
+
+// AnchorRef is one anchor of a scope.
+type AnchorRef struct {
+	ID string `json:"id"`
+	// NodeID is the anchor's Raft node ID; 0 = not known yet. Non-zero IDs are unique.
+	NodeID uint64 `json:"nodeId,omitempty"`
+	// Voter is false for learners.
+	Voter bool `json:"voter,omitempty"`
+}
+
+// Encode returns the canonical bytes of m: compact JSON with fields in a fixed order, maps
+// with sorted keys, object specs with sorted keys and no whitespace. It does not validate
+// m beyond what encoding needs.
+func Encode(m Mutation) ([]byte, error) {
+	if len(m.Objects) > 0 {
+		objs := make([]resource.Object, len(m.Objects))
+		for i, o := range m.Objects {
+			if len(o.Spec) > 0 {
+				spec, err := sortJSON(o.Spec)
+				if err != nil {
+					return nil, fmt.Errorf("encode mutation: objects[%d] (%s): spec: %w", i, o.Ref(), err)
+				}
+				o.Spec = spec
+			}
+			objs[i] = o
+		}
+		m.Objects = objs
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode mutation: %w", err)
+	}
+	return b, nil
+}
+
+// sortJSON re-encodes JSON with sorted object keys and no whitespace; numbers keep their text.
+func sortJSON(b []byte) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("unexpected data after the JSON value")
+	}
+	return json.Marshal(v)
+}
+
+// Decode decodes a mutation strictly: unknown fields, trailing data, an unknown op and
+// fields that do not belong to the op are errors.
+func Decode(b []byte) (Mutation, error) {
+	var m Mutation
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Mutation{}, fmt.Errorf("decode mutation: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Mutation{}, fmt.Errorf("decode mutation: unexpected data after the mutation")
+	}
+	if err := checkShape(m); err != nil {
+		return Mutation{}, fmt.Errorf("decode mutation: %w", err)
+	}
+	return m, nil
+}
+
+// checkShape rejects fields that the op does not use.
+func checkShape(m Mutation) error {
+	present := map[string]bool{
+		"objects":    len(m.Objects) > 0,
+		"ifVersions": len(m.IfVersions) > 0,
+		"kind":       m.Kind != "",
+		"namespace":  m.Namespace != "",
+		"name":       m.Name != "",
+		"ifVersion":  m.IfVersion != nil,
+		"lease":      m.Lease != nil,
+		"leaseIds":   len(m.LeaseIDs) > 0,
+		"genesis":    m.Genesis != nil,
+		"governance": m.Governance != nil,
+	}
+	var allowed []string
+	switch m.Op {
+	case OpPut:
+		allowed = []string{"objects", "ifVersions", "ifVersion"}
+	case OpDelete:
+		allowed = []string{"kind", "namespace", "name", "ifVersion"}
+	case OpGrantLease:
+		allowed = []string{"lease"}
+	case OpRevokeLease, OpExpireLeases:
+		allowed = []string{"leaseIds"}
+	case OpGenesis:
+		allowed = []string{"genesis"}
+	case OpSetGovernance:
+		allowed = []string{"governance"}
+	case OpNoop:
+	case "":
+		return fmt.Errorf("op: required")
+	default:
+		return fmt.Errorf("op: unknown op %q", m.Op)
+	}
+	ok := map[string]bool{}
+	for _, f := range allowed {
+		ok[f] = true
+	}
+	// Fixed order, so the message is deterministic.
+	for _, f := range []string{"objects", "ifVersions", "kind", "namespace", "name", "ifVersion", "lease", "leaseIds", "genesis", "governance"} {
+		if present[f] && !ok[f] {
+			return fmt.Errorf("%s: not allowed with op %q", f, m.Op)
+		}
+	}
+	return nil
+}

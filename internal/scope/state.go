@@ -1,0 +1,327 @@
+package scope
+
+import (
+	"errors"
+	"sort"
+	"sync"
+
+	"canton.dev/canton/internal/resource"
+)
+
+// DefaultHistory is how many watch events a State keeps for Events.
+const DefaultHistory = 4096
+
+// ErrCompacted is returned by Events when the requested revision is older than the
+// history a State keeps; the watcher must re-list and watch from the current revision.
+var ErrCompacted = errors.New("scope: requested revision has been compacted; list again")
+
+// Event is one change to an object, as seen by watchers.
+type Event struct {
+	// Revision is the Raft index of the mutation that made the change.
+	Revision uint64 `json:"revision"`
+	// Type is "put" or "delete".
+	Type string `json:"type"`
+	// Object is the object after a put, or as it was before a delete.
+	Object resource.Object `json:"object"`
+}
+
+// Event types.
+const (
+	EventPut    = "put"
+	EventDelete = "delete"
+)
+
+// objKey identifies an object within a scope.
+type objKey struct{ kind, ns, name string }
+
+func keyOf(o resource.Object) objKey { return objKey{o.Kind, o.Namespace, o.Name} }
+
+func (k objKey) less(o objKey) bool {
+	if k.ns != o.ns {
+		return k.ns < o.ns
+	}
+	if k.name != o.name {
+		return k.name < o.name
+	}
+	return k.kind < o.kind
+}
+
+// State is the replicated state of one scope. Create it with New.
+type State struct {
+	mu sync.RWMutex
+
+	domain      string
+	incarnation string // "" until genesis
+	parent      string
+	revision    uint64
+	objects     map[objKey]resource.Object
+	leases      map[uint64]Lease
+	governance  Governance
+	lineage     []Record
+
+	// Derived indexes, rebuilt by Restore.
+	cuts           map[string]objKey              // delegated domain -> Delegation object
+	leaseWorkloads map[uint64]map[objKey]struct{} // lease ID -> Workloads bound to it
+
+	// Watch history: events with Revision > compacted, oldest first.
+	history      []Event
+	historyLimit int
+	compacted    uint64
+
+	subMu  sync.Mutex
+	subs   map[uint64]chan struct{}
+	nextID uint64
+}
+
+// New returns the empty state of the scope governing domain (e.g. "demo.mesh"). It accepts
+// nothing but a genesis mutation until one is applied.
+func New(domain string) *State {
+	return &State{
+		domain:         domain,
+		objects:        map[objKey]resource.Object{},
+		leases:         map[uint64]Lease{},
+		cuts:           map[string]objKey{},
+		leaseWorkloads: map[uint64]map[objKey]struct{}{},
+		historyLimit:   DefaultHistory,
+		subs:           map[uint64]chan struct{}{},
+	}
+}
+
+// Domain returns the scope's domain.
+func (s *State) Domain() string { return s.domain }
+
+// Incarnation returns the incarnation chosen at genesis ("" before genesis).
+func (s *State) Incarnation() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.incarnation
+}
+
+// Parent returns the parent scope's domain from genesis ("" for the root scope).
+func (s *State) Parent() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.parent
+}
+
+// Revision returns the index of the last applied entry.
+func (s *State) Revision() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.revision
+}
+
+// Get returns one object. kind may be any spelling resource.Lookup accepts; ns is absolute.
+func (s *State) Get(kind, ns, name string) (resource.Object, bool) {
+	k, ok := resource.Lookup(kind)
+	if !ok {
+		return resource.Object{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, ok := s.objects[objKey{k.Name, ns, name}]
+	return cloneObject(o), ok
+}
+
+// List returns the objects of a kind (any spelling resource.Lookup accepts; "" = every
+// kind) in namespace ns ("" = all namespaces), sorted by namespace, name and kind.
+func (s *State) List(kind, ns string) []resource.Object {
+	want := ""
+	if kind != "" {
+		k, ok := resource.Lookup(kind)
+		if !ok {
+			return nil
+		}
+		want = k.Name
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var keys []objKey
+	for k := range s.objects {
+		if (want == "" || k.kind == want) && (ns == "" || k.ns == ns) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	out := make([]resource.Object, len(keys))
+	for i, k := range keys {
+		out[i] = cloneObject(s.objects[k])
+	}
+	return out
+}
+
+// Delegations returns the scope's Delegation objects (its zone cuts).
+func (s *State) Delegations() []resource.Object { return s.List("Delegation", "") }
+
+// Governance returns a copy of the scope's governance.
+func (s *State) Governance() Governance {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return cloneGovernance(s.governance)
+}
+
+// Leases returns every lease, sorted by ID, for the leader's lessor.
+func (s *State) Leases() []Lease {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Lease, 0, len(s.leases))
+	for _, l := range s.leases {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Owns reports whether namespace ns is in the scope's zone: the domain itself or a name
+// below it that no Delegation cuts away.
+func (s *State) Owns(ns string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.zoneCheck(ns, s.cuts)
+	return ok
+}
+
+// zoneCheck reports whether ns is in the zone given the cuts; if not, the reason.
+func (s *State) zoneCheck(ns string, cuts map[string]objKey) (string, bool) {
+	if !resource.IsSubdomain(ns, s.domain) {
+		return "namespace " + ns + " is outside the zone of scope " + s.domain, false
+	}
+	// Walk up from ns to the scope's domain, looking for a cut on the way.
+	for d := ns; d != s.domain; {
+		if _, cut := cuts[d]; cut {
+			return "namespace " + ns + " is in the delegated zone " + d, false
+		}
+		i := indexByte(d, '.')
+		if i < 0 {
+			break
+		}
+		d = d[i+1:]
+	}
+	return "", true
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// Lineage returns up to limit records with Index >= from (limit <= 0: all of them).
+func (s *State) Lineage(from uint64, limit int) []Record {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := sort.Search(len(s.lineage), func(i int) bool { return s.lineage[i].Index >= from })
+	recs := s.lineage[i:]
+	if limit > 0 && len(recs) > limit {
+		recs = recs[:limit]
+	}
+	out := make([]Record, len(recs))
+	copy(out, recs) // Records are never mutated in place, so sharing Mutation bytes is safe.
+	return out
+}
+
+// LineageHead returns the index and hash of the last lineage record (0 and the zero hash
+// when there is none).
+func (s *State) LineageHead() (uint64, string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.lineage) == 0 {
+		return 0, zeroHash
+	}
+	r := s.lineage[len(s.lineage)-1]
+	return r.Index, r.Hash
+}
+
+// Events returns the events with Revision >= fromRevision (fromRevision 0 = every kept
+// event), oldest first. It returns ErrCompacted when events at fromRevision may have been
+// dropped from the bounded history (or precede a Restore).
+func (s *State) Events(fromRevision uint64) ([]Event, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.compacted > 0 && fromRevision <= s.compacted {
+		return nil, ErrCompacted
+	}
+	i := sort.Search(len(s.history), func(i int) bool { return s.history[i].Revision >= fromRevision })
+	out := make([]Event, len(s.history)-i)
+	for j, e := range s.history[i:] {
+		e.Object = cloneObject(e.Object)
+		out[j] = e
+	}
+	return out, nil
+}
+
+// Subscribe returns a channel that receives a value after every applied entry (and after
+// Restore). Notifications coalesce: a slow reader sees one pending value, never blocks
+// Apply, and should call Events or Revision to learn what changed. cancel stops the
+// notifications; it is idempotent. The channel is never closed.
+func (s *State) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.subMu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.subs[id] = ch
+	s.subMu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.subMu.Lock()
+			delete(s.subs, id)
+			s.subMu.Unlock()
+		})
+	}
+}
+
+func (s *State) notify() {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for _, ch := range s.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// appendEvents adds events to the history, dropping whole revisions from the front when it
+// exceeds historyLimit.
+func (s *State) appendEvents(evs []Event) {
+	s.history = append(s.history, evs...)
+	if len(s.history) <= s.historyLimit {
+		return
+	}
+	drop := len(s.history) - s.historyLimit
+	last := s.history[drop-1].Revision
+	for drop < len(s.history) && s.history[drop].Revision == last {
+		drop++
+	}
+	s.compacted = last
+	s.history = append([]Event(nil), s.history[drop:]...)
+}
+
+func cloneObject(o resource.Object) resource.Object {
+	if o.Labels != nil {
+		o.Labels = cloneStrings(o.Labels)
+	}
+	if o.Annotations != nil {
+		o.Annotations = cloneStrings(o.Annotations)
+	}
+	if o.Spec != nil {
+		o.Spec = append([]byte(nil), o.Spec...)
+	}
+	return o
+}
+
+func cloneStrings(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func cloneGovernance(g Governance) Governance {
+	return Governance{Anchors: append([]AnchorRef(nil), g.Anchors...)}
+}
