@@ -1,0 +1,24 @@
+// Package xds translates one scope's committed state (Canton Services and Workloads plus the
+// Istio networking and security resources users write) into the Envoy v3 resources a proxy of
+// that scope needs: Listeners, RouteConfigurations, Clusters, ClusterLoadAssignments and
+// Secrets.
+//
+// Generate is a pure function: the same Input and Node give the same Resources, byte for byte,
+// on every anchor. It does no I/O, reads no clock and iterates maps in sorted order. It is built
+// from small generators run in a fixed order (see generators in generate.go); each wraps its
+// errors with its name. Istio semantics, and where Canton deliberately differs, are documented
+// in docs/xds-translation.md.
+//
+// Config that a proxy cannot apply (a feature missing from Node.Capabilities) or that the
+// translation does not support is not sent; every such omission is reported in
+// Resources.Skipped with the object, the field and the reason, never dropped silently.
+//
+// Server (server.go) serves the resources over ADS, state of the world and delta, with its
+// own per-stream cache: subset subscriptions are answered, NACKed content is never re-sent
+// (the type is parked until its resources change), and scope changes (Notify) are pushed
+// after a debounce, only where a proxy's resources changed.
+//
+// Who may import it: internal/anchor (which serves the resources to proxies) and tests. It
+// imports internal/resource, istio.io/api and the Envoy API types of go-control-plane; never
+// the proxy, raft or the scope store.
+package xds

@@ -1,0 +1,184 @@
+package xds
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	security "istio.io/api/security/v1beta1"
+)
+
+// Listener names.
+const (
+	OutboundListenerName = "outbound"
+	InboundListenerName  = "inbound"
+)
+
+const hcmFilterName = "envoy.filters.network.http_connection_manager"
+
+// generateListeners builds the outbound HTTP listener (RDS "outbound"), the inbound mTLS
+// listener in front of the application, and a gateway's server listeners.
+func generateListeners(g *gen, out *Resources) error {
+	if g.node.OutboundPort != 0 {
+		l := &listenerv3.Listener{
+			Name:             OutboundListenerName,
+			Address:          socketAddress("127.0.0.1", g.node.OutboundPort),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+				hcmFilter(rdsHCM("outbound", OutboundRouteName, out.Routes[OutboundRouteName])),
+			}}},
+		}
+		out.Listeners[l.Name] = l
+	}
+	if g.node.InboundPort != 0 {
+		l := g.inboundListener()
+		out.Listeners[l.Name] = l
+	}
+	for _, port := range g.gatewayPorts() {
+		name := gatewayRouteName(port)
+		l := &listenerv3.Listener{
+			Name:             name,
+			Address:          socketAddress("0.0.0.0", port),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+				hcmFilter(rdsHCM(name, name, out.Routes[name])),
+			}}},
+		}
+		out.Listeners[l.Name] = l
+	}
+	return nil
+}
+
+// rdsHCM is an HttpConnectionManager fetching route config rdsName over ADS. The fault filter
+// is added when rc (the route config it will receive) uses it; the router is always last.
+func rdsHCM(statPrefix, rdsName string, rc any) *hcmv3.HttpConnectionManager {
+	h := &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource: adsConfigSource(), RouteConfigName: rdsName}},
+	}
+	if r, ok := rc.(*routev3.RouteConfiguration); ok && usesFilter(r, FaultFilterName) {
+		h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{Name: FaultFilterName,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}})
+	}
+	h.HttpFilters = append(h.HttpFilters, routerFilter())
+	return h
+}
+
+func routerFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: RouterFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+}
+
+func hcmFilter(h *hcmv3.HttpConnectionManager) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
+}
+
+// usesFilter reports whether any route or virtual host of rc has per-filter config for name.
+func usesFilter(rc *routev3.RouteConfiguration, name string) bool {
+	for _, vh := range rc.GetVirtualHosts() {
+		if _, ok := vh.GetTypedPerFilterConfig()[name]; ok {
+			return true
+		}
+		for _, r := range vh.GetRoutes() {
+			if _, ok := r.GetTypedPerFilterConfig()[name]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// inboundListener terminates mTLS from other proxies (as PeerAuthentication allows) and routes
+// every request to the local application.
+func (g *gen) inboundListener() *listenerv3.Listener {
+	cluster := inboundClusterName(g.appPort)
+	h := &hcmv3.HttpConnectionManager{
+		StatPrefix: "inbound_" + itoa(int(g.appPort)),
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: cluster,
+			VirtualHosts: []*routev3.VirtualHost{{Name: "inbound", Domains: []string{"*"}, Routes: []*routev3.Route{{
+				Name:   "inbound",
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}, Timeout: durationOf(0)}},
+			}}}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+	}
+	addr := g.node.InboundAddress
+	if addr == "" {
+		addr = "0.0.0.0"
+	}
+	l := &listenerv3.Listener{Name: InboundListenerName, Address: socketAddress(addr, g.node.InboundPort),
+		TrafficDirection: corev3.TrafficDirection_INBOUND}
+	tlsChain := &listenerv3.FilterChain{Name: "inbound_mtls", Filters: []*listenerv3.Filter{hcmFilter(h)},
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS())}}}
+	plainChain := &listenerv3.FilterChain{Name: "inbound_plaintext", Filters: []*listenerv3.Filter{hcmFilter(h)}}
+	switch g.peerAuthenticationMode() {
+	case security.PeerAuthentication_MutualTLS_DISABLE:
+		l.FilterChains = []*listenerv3.FilterChain{plainChain}
+	case security.PeerAuthentication_MutualTLS_PERMISSIVE:
+		tlsChain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "tls"}
+		plainChain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}
+		l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector",
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}}}
+		l.FilterChains = []*listenerv3.FilterChain{tlsChain, plainChain}
+	default:
+		l.FilterChains = []*listenerv3.FilterChain{tlsChain}
+	}
+	return l
+}
+
+func downstreamTLS() *tlsv3.DownstreamTlsContext {
+	return &tlsv3.DownstreamTlsContext{
+		RequireClientCertificate: wrapBool(true),
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(CertSecretName)},
+			ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sdsSecret(RootSecretName)},
+		},
+	}
+}
+
+// peerAuthenticationMode picks the PeerAuthentication of the node Istio's way (a matching
+// selector in its namespace, else its namespace's default, else the mesh root's default) and
+// returns its mode. Without one, or with UNSET, Canton requires mutual TLS (STRICT): every
+// caller in the mesh is a proxy.
+func (g *gen) peerAuthenticationMode() security.PeerAuthentication_MutualTLS_Mode {
+	var nsDefault, rootDefault *peerAuthentication
+	var chosen *peerAuthentication
+	for _, pa := range g.m.pas {
+		sel := pa.spec.GetSelector().GetMatchLabels()
+		switch {
+		case pa.namespace == g.node.Namespace && len(sel) > 0:
+			if chosen == nil && labelsMatch(sel, g.node.Labels) {
+				chosen = pa
+			}
+		case pa.namespace == g.node.Namespace:
+			if nsDefault == nil {
+				nsDefault = pa
+			}
+		case pa.namespace == g.in.Mesh && len(sel) == 0:
+			if rootDefault == nil {
+				rootDefault = pa
+			}
+		}
+	}
+	for _, pa := range []*peerAuthentication{chosen, nsDefault, rootDefault} {
+		if pa == nil {
+			continue
+		}
+		if len(pa.spec.GetPortLevelMtls()) > 0 {
+			g.skip(pa.ref, "portLevelMtls", "per-port modes are not supported; the workload-wide mode applies")
+		}
+		if m := pa.spec.GetMtls().GetMode(); m != security.PeerAuthentication_MutualTLS_UNSET {
+			return m
+		}
+	}
+	return security.PeerAuthentication_MutualTLS_STRICT
+}

@@ -1,0 +1,309 @@
+package xds
+
+import (
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+
+	"canton.dev/canton/internal/resource"
+)
+
+// meta is what the translation keeps of an object besides its typed spec.
+type meta struct {
+	ref       string // "Kind namespace/name"
+	name      string
+	namespace string
+	created   uint64
+}
+
+// service is one routable host: a Canton Service or one host of a ServiceEntry.
+type service struct {
+	meta
+	host       string // fully qualified, possibly "*.example.com"
+	ports      []servicePort
+	exportTo   []string
+	native     bool                               // a Canton Service
+	resolution networking.ServiceEntry_Resolution // ServiceEntries only
+	external   bool                               // MESH_EXTERNAL ServiceEntry
+	sans       []string                           // ServiceEntry subjectAltNames
+	endpoints  []endpoint                         // sorted
+}
+
+type servicePort struct {
+	number     uint32
+	name       string
+	protocol   string // upper case
+	targetPort uint32
+}
+
+// http reports whether the port carries HTTP the outbound HTTP listener can route.
+func (p servicePort) http() bool {
+	switch p.protocol {
+	case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+		return true
+	}
+	return false
+}
+
+// h2 reports whether upstream connections use HTTP/2.
+func (p servicePort) h2() bool { return p.protocol == "HTTP2" || p.protocol == "GRPC" }
+
+func (s *service) port(n uint32) (servicePort, bool) {
+	for _, p := range s.ports {
+		if p.number == n {
+			return p, true
+		}
+	}
+	return servicePort{}, false
+}
+
+// endpoint is one instance of a service.
+type endpoint struct {
+	address  string            // IP, or a DNS name for DNS ServiceEntries
+	port     uint32            // one port for every service port (Workloads); 0: per port
+	ports    map[string]uint32 // by service port name (WorkloadEntries)
+	labels   map[string]string
+	weight   uint32
+	locality string
+}
+
+// portFor returns the endpoint port that serves service port p.
+func (e endpoint) portFor(p servicePort) uint32 {
+	if n, ok := e.ports[p.name]; ok && n != 0 {
+		return n
+	}
+	if e.port != 0 {
+		return e.port
+	}
+	if p.targetPort != 0 {
+		return p.targetPort
+	}
+	return p.number
+}
+
+type virtualService struct {
+	meta
+	hosts []string // qualified
+	spec  *networking.VirtualService
+}
+
+type destinationRule struct {
+	meta
+	host string // qualified
+	spec *networking.DestinationRule
+}
+
+type sidecarConfig struct {
+	meta
+	spec *networking.Sidecar
+}
+
+type peerAuthentication struct {
+	meta
+	spec *security.PeerAuthentication
+}
+
+type gateway struct {
+	meta
+	spec *networking.Gateway
+}
+
+// model is the scope snapshot decoded once per Generate call.
+type model struct {
+	services  map[string]*service // by host
+	vss       []*virtualService
+	drs       []*destinationRule
+	sidecars  []*sidecarConfig
+	pas       []*peerAuthentication
+	gateways  []*gateway
+	entries   []workloadEntry       // WorkloadEntries, for ServiceEntry workloadSelectors
+	workloads map[string][]endpoint // Canton Workloads by "<namespace>/<service>"
+	// DestinationRules indexed by exact host, and those with wildcard hosts.
+	drsByHost   map[string][]*destinationRule
+	wildcardDRs []*destinationRule
+	skips       []Skip // objects that could not be used, for every node
+}
+
+type workloadEntry struct {
+	meta
+	spec *networking.WorkloadEntry
+}
+
+// sortObjects orders objects by creation (Istio's "oldest wins" for conflicts), then by
+// namespace and name, so every later iteration is deterministic.
+func sortObjects(objs []resource.Object) []resource.Object {
+	out := append([]resource.Object(nil), objs...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Created != b.Created {
+			return a.Created < b.Created
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+// modelBuilder decodes a scope snapshot into a model.
+type modelBuilder struct {
+	in Input
+	m  *model
+}
+
+func (b *modelBuilder) skip(object, field, reason string) {
+	b.m.skips = append(b.m.skips, Skip{Object: object, Field: field, Reason: reason})
+}
+
+// buildModel decodes the objects of in. Objects that do not decode are skipped with a note.
+func buildModel(in Input) *model {
+	b := &modelBuilder{in: in}
+	b.build()
+	return b.m
+}
+
+func (b *modelBuilder) build() {
+	m := &model{services: map[string]*service{}, workloads: map[string][]endpoint{}, drsByHost: map[string][]*destinationRule{}}
+	b.m = m
+	mesh := b.in.Mesh
+	var entries []*networking.ServiceEntry
+	var entryMeta []meta
+	for _, o := range sortObjects(b.in.Objects) {
+		switch o.Kind {
+		case "Service", "Workload", "ServiceEntry", "WorkloadEntry", "VirtualService", "DestinationRule",
+			"Sidecar", "PeerAuthentication", "Gateway":
+		default:
+			continue
+		}
+		mt := meta{ref: o.Ref(), name: o.Name, namespace: o.Namespace, created: o.Created}
+		typed, err := resource.Typed(o)
+		if err != nil {
+			b.skip(mt.ref, "", "cannot decode spec: "+err.Error())
+			continue
+		}
+		switch spec := typed.(type) {
+		case *resource.ServiceSpec:
+			s := &service{meta: mt, host: o.Name + "." + o.Namespace, exportTo: spec.ExportTo, native: true}
+			for _, p := range spec.Ports {
+				proto := strings.ToUpper(p.Protocol)
+				if proto == "" {
+					proto = "HTTP"
+				}
+				s.ports = append(s.ports, servicePort{number: p.Port, name: p.Name, protocol: proto})
+			}
+			b.addService(s)
+		case *resource.WorkloadSpec:
+			key := o.Namespace + "/" + spec.Service
+			m.workloads[key] = append(m.workloads[key], endpoint{address: spec.Address, port: spec.Port, labels: spec.Labels})
+		case *networking.ServiceEntry:
+			entries = append(entries, spec)
+			entryMeta = append(entryMeta, mt)
+		case *networking.WorkloadEntry:
+			m.entries = append(m.entries, workloadEntry{meta: mt, spec: spec})
+		case *networking.VirtualService:
+			vs := &virtualService{meta: mt, spec: spec}
+			for _, h := range spec.GetHosts() {
+				vs.hosts = append(vs.hosts, qualify(h, o.Namespace, mesh))
+			}
+			m.vss = append(m.vss, vs)
+		case *networking.DestinationRule:
+			m.drs = append(m.drs, &destinationRule{meta: mt, host: qualify(spec.GetHost(), o.Namespace, mesh), spec: spec})
+		case *networking.Sidecar:
+			m.sidecars = append(m.sidecars, &sidecarConfig{meta: mt, spec: spec})
+		case *security.PeerAuthentication:
+			m.pas = append(m.pas, &peerAuthentication{meta: mt, spec: spec})
+		case *networking.Gateway:
+			m.gateways = append(m.gateways, &gateway{meta: mt, spec: spec})
+		}
+	}
+	// Canton Services first (they win host conflicts), then ServiceEntries in age order.
+	for i, se := range entries {
+		b.addServiceEntry(entryMeta[i], se)
+	}
+	for _, dr := range m.drs {
+		if strings.HasPrefix(dr.host, "*") {
+			m.wildcardDRs = append(m.wildcardDRs, dr)
+		} else {
+			m.drsByHost[dr.host] = append(m.drsByHost[dr.host], dr)
+		}
+	}
+	for _, s := range m.services {
+		if s.native {
+			s.endpoints = append(s.endpoints, m.workloads[s.namespace+"/"+s.name]...)
+		}
+		sortEndpoints(s.endpoints)
+	}
+}
+
+func sortEndpoints(eps []endpoint) {
+	sort.SliceStable(eps, func(i, j int) bool {
+		if eps[i].address != eps[j].address {
+			return eps[i].address < eps[j].address
+		}
+		return eps[i].port < eps[j].port
+	})
+}
+
+// addService registers s unless its host is taken (the first owner keeps it).
+func (b *modelBuilder) addService(s *service) {
+	sort.SliceStable(s.ports, func(i, j int) bool { return s.ports[i].number < s.ports[j].number })
+	if prev, ok := b.m.services[s.host]; ok {
+		b.skip(s.ref, "", "host "+s.host+" is already defined by "+prev.ref+"; this definition is ignored")
+		return
+	}
+	b.m.services[s.host] = s
+}
+
+func (b *modelBuilder) addServiceEntry(mt meta, se *networking.ServiceEntry) {
+	var eps []endpoint
+	for _, we := range se.GetEndpoints() {
+		eps = append(eps, entryEndpoint(we))
+	}
+	if sel := se.GetWorkloadSelector(); sel != nil {
+		for _, we := range b.m.entries {
+			if we.namespace == mt.namespace && labelsMatch(sel.GetLabels(), we.spec.GetLabels()) {
+				eps = append(eps, entryEndpoint(we.spec))
+			}
+		}
+	}
+	for i, h := range se.GetHosts() {
+		host := qualify(h, mt.namespace, b.in.Mesh)
+		if host == "*" {
+			b.skip(mt.ref, "hosts["+itoa(i)+"]", "host \"*\" cannot be routed by the outbound listener")
+			continue
+		}
+		s := &service{meta: mt, host: host, exportTo: se.GetExportTo(), resolution: se.GetResolution(),
+			external: se.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL, sans: se.GetSubjectAltNames(),
+			endpoints: append([]endpoint(nil), eps...)}
+		for _, p := range se.GetPorts() {
+			s.ports = append(s.ports, servicePort{number: p.GetNumber(), name: p.GetName(),
+				protocol: portProtocol(p.GetProtocol(), p.GetName()), targetPort: p.GetTargetPort()})
+		}
+		b.addService(s)
+	}
+}
+
+// portProtocol returns the upper-case protocol of a ServiceEntry port; when empty it is
+// inferred from the port name prefix as Istio does ("http-web" is HTTP), else TCP.
+func portProtocol(proto, name string) string {
+	if proto != "" {
+		return strings.ToUpper(proto)
+	}
+	prefix, _, _ := strings.Cut(strings.ToLower(name), "-")
+	switch prefix {
+	case "http", "http2", "grpc", "grpc-web", "https", "tls":
+		return strings.ToUpper(prefix)
+	}
+	return "TCP"
+}
+
+func entryEndpoint(we *networking.WorkloadEntry) endpoint {
+	return endpoint{address: we.GetAddress(), ports: we.GetPorts(), labels: we.GetLabels(), weight: we.GetWeight(),
+		locality: we.GetLocality()}
+}

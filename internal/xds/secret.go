@@ -1,0 +1,24 @@
+package xds
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+)
+
+// generateSecrets builds "ROOTCA" from the scope's trust bundle and "default" from the node's
+// SVID, when the input carries them.
+func generateSecrets(g *gen, out *Resources) error {
+	if len(g.in.TrustBundle) > 0 {
+		out.Secrets[RootSecretName] = &tlsv3.Secret{Name: RootSecretName, Type: &tlsv3.Secret_ValidationContext{
+			ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inlineBytes(g.in.TrustBundle)}}}
+	}
+	if len(g.node.CertificateChain) > 0 && len(g.node.PrivateKey) > 0 {
+		out.Secrets[CertSecretName] = &tlsv3.Secret{Name: CertSecretName, Type: &tlsv3.Secret_TlsCertificate{
+			TlsCertificate: &tlsv3.TlsCertificate{CertificateChain: inlineBytes(g.node.CertificateChain), PrivateKey: inlineBytes(g.node.PrivateKey)}}}
+	}
+	return nil
+}
+
+func inlineBytes(b []byte) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: append([]byte(nil), b...)}}
+}

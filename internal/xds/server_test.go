@@ -1,0 +1,263 @@
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"canton.dev/canton/internal/resource"
+)
+
+// scopeState is a mutable scope for server tests.
+type scopeState struct {
+	mu   sync.Mutex
+	snap *Snapshot
+}
+
+func (s *scopeState) set(t *testing.T, in Input) {
+	snap, err := NewSnapshot(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+}
+
+func (s *scopeState) generate(n Node) (Resources, error) {
+	s.mu.Lock()
+	snap := s.snap
+	s.mu.Unlock()
+	return snap.Generate(n)
+}
+
+// startServer serves ADS on 127.0.0.1:0 and returns a connected ADS client.
+func startServer(t *testing.T, scope *scopeState, debounce time.Duration) (*Server, discoveryv3.AggregatedDiscoveryServiceClient) {
+	t.Helper()
+	srv, err := NewServer(ServerOptions{
+		Generate: scope.generate,
+		NodeFromProto: func(n *corev3.Node) (Node, error) {
+			node := defaultNode()
+			node.ID = n.GetId()
+			return node, nil
+		},
+		Debounce: debounce,
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return srv, discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+}
+
+// recvTimeout receives one message or fails after d.
+func recvTimeout[T any](t *testing.T, recv func() (T, error), d time.Duration) T {
+	t.Helper()
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() { v, err := recv(); ch <- result{v, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.v
+	case <-time.After(d):
+		t.Fatalf("no response within %v", d)
+	}
+	panic("unreachable")
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+var xdsNode = &corev3.Node{Id: "productpage-v1-1"}
+
+func TestServerAnswersSubsetSubscription(t *testing.T) {
+	scope := &scopeState{}
+	scope.set(t, loadInput(t, "testdata/reviews-jason"))
+	_, client := startServer(t, scope, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// grpc-go style: ask for one named cluster and one named endpoint assignment.
+	want := "outbound|9080|v2|reviews.bookinfo.demo.mesh"
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: xdsNode, TypeUrl: ClusterType, ResourceNames: []string{want}}); err != nil {
+		t.Fatal(err)
+	}
+	resp := recvTimeout(t, stream.Recv, 5*time.Second)
+	if resp.GetTypeUrl() != ClusterType || len(resp.GetResources()) != 1 {
+		t.Fatalf("got %d %s resources, want exactly the one subscribed", len(resp.GetResources()), resp.GetTypeUrl())
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: EndpointType, ResourceNames: []string{want}}); err != nil {
+		t.Fatal(err)
+	}
+	resp = recvTimeout(t, stream.Recv, 5*time.Second)
+	if resp.GetTypeUrl() != EndpointType || len(resp.GetResources()) != 1 {
+		t.Fatalf("EDS: got %d %s resources", len(resp.GetResources()), resp.GetTypeUrl())
+	}
+	if !strings.Contains(resp.GetResources()[0].String(), "15104") {
+		t.Fatalf("v2 endpoints should hold only reviews-v2 (port 15104): %v", resp.GetResources()[0])
+	}
+	// Wildcard CDS on a new stream gets every cluster.
+	stream2, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream2.Send(&discoveryv3.DiscoveryRequest{Node: xdsNode, TypeUrl: ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	resp = recvTimeout(t, stream2.Recv, 5*time.Second)
+	if len(resp.GetResources()) != 11 {
+		t.Fatalf("wildcard CDS: %d clusters, want 11", len(resp.GetResources()))
+	}
+}
+
+// reviewsVS returns in with the reviews VirtualService's jason route retargeted to subset.
+func withJasonSubset(in Input, subset string) Input {
+	out := in
+	out.Objects = append([]resource.Object(nil), in.Objects...)
+	for i, o := range out.Objects {
+		if o.Kind == "VirtualService" && o.Name == "reviews" {
+			o.Spec = []byte(strings.Replace(string(o.Spec), `"v2"`, `"`+subset+`"`, 1))
+			out.Objects[i] = o
+		}
+	}
+	return out
+}
+
+func TestServerParksNACKedConfigAndPushesChanges(t *testing.T) {
+	base := loadInput(t, "testdata/reviews-jason")
+	scope := &scopeState{}
+	scope.set(t, base)
+	debounce := 20 * time.Millisecond
+	srv, client := startServer(t, scope, debounce)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: xdsNode, TypeUrl: RouteType, ResourceNames: []string{OutboundRouteName}}); err != nil {
+		t.Fatal(err)
+	}
+	first := recvTimeout(t, stream.Recv, 5*time.Second)
+	// NACK it.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: RouteType, ResourceNames: []string{OutboundRouteName},
+		ResponseNonce: first.GetNonce(), ErrorDetail: &status.Status{Code: 3, Message: "rejected for the test"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NACK to be handled", func() bool { return srv.Stats().Requests >= 2 })
+	// A scope change that leaves this proxy's routes unchanged must not resend them.
+	sentBefore := srv.Stats().Responses
+	scope.set(t, base)
+	srv.Notify()
+	waitFor(t, "the no-op change to be generated", func() bool { return srv.Stats().Generated >= 2 })
+	if sent := srv.Stats().Responses; sent != sentBefore {
+		t.Fatalf("a change that does not touch the NACKed routes caused %d responses", sent-sentBefore)
+	}
+	// Push a real change: exactly one new response, carrying the new config, within the
+	// debounce plus slack.
+	scope.set(t, withJasonSubset(base, "v3"))
+	start := time.Now()
+	srv.Notify()
+	next := recvTimeout(t, stream.Recv, 5*time.Second)
+	elapsed := time.Since(start)
+	if next.GetVersionInfo() == first.GetVersionInfo() {
+		t.Fatal("the NACKed version was sent again")
+	}
+	if !strings.Contains(next.GetResources()[0].String(), "v3|reviews") {
+		t.Fatal("pushed routes do not carry the change")
+	}
+	if elapsed > debounce+time.Second {
+		t.Fatalf("push took %v with a debounce of %v", elapsed, debounce)
+	}
+	if sent := srv.Stats().Responses; sent != sentBefore+1 {
+		t.Fatalf("%d responses after the NACK, want exactly 1 (no resend loop)", sent-sentBefore)
+	}
+	// ACK it: nothing more is sent, even after another no-op change.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: RouteType, ResourceNames: []string{OutboundRouteName},
+		VersionInfo: next.GetVersionInfo(), ResponseNonce: next.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ACK to be handled", func() bool { return srv.Stats().Requests >= 3 })
+	if sent := srv.Stats().Responses; sent != sentBefore+1 {
+		t.Fatalf("an ACK caused %d more responses", sent-sentBefore-1)
+	}
+}
+
+func TestServerDeltaSendsOnlyChanges(t *testing.T) {
+	base := loadInput(t, "testdata/reviews-jason")
+	scope := &scopeState{}
+	scope.set(t, base)
+	srv, client := startServer(t, scope, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: xdsNode, TypeUrl: ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	resp := recvTimeout(t, stream.Recv, 5*time.Second)
+	if len(resp.GetResources()) != 11 {
+		t.Fatalf("wildcard delta CDS: %d clusters, want 11", len(resp.GetResources()))
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ClusterType, ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	// Drop the reviews DestinationRule's v3 subset: exactly one cluster is removed, none re-sent.
+	changed := base
+	changed.Objects = append([]resource.Object(nil), base.Objects...)
+	for i, o := range changed.Objects {
+		if o.Kind == "DestinationRule" && o.Name == "reviews" {
+			o.Spec = []byte(strings.Replace(string(o.Spec), `,{"labels":{"version":"v3"},"name":"v3"}`, "", 1))
+			changed.Objects[i] = o
+		}
+	}
+	scope.set(t, changed)
+	srv.Notify()
+	resp = recvTimeout(t, stream.Recv, 5*time.Second)
+	if len(resp.GetResources()) != 0 || len(resp.GetRemovedResources()) != 1 || resp.GetRemovedResources()[0] != "outbound|9080|v3|reviews.bookinfo.demo.mesh" {
+		t.Fatalf("delta push: %d resources, removed %v; want only the v3 cluster removed", len(resp.GetResources()), resp.GetRemovedResources())
+	}
+}

@@ -1,0 +1,214 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"canton.dev/canton/internal/resource"
+)
+
+// Type URLs of the resources Generate produces, as used on the wire by xDS.
+const (
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+)
+
+// Types lists the resource type URLs in the order a client should apply them (CDS before EDS,
+// LDS before RDS, as Envoy's ADS ordering rules ask).
+var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+
+// Node kinds.
+const (
+	KindSidecar = "sidecar"
+	KindGateway = "gateway"
+)
+
+// Optional features a proxy may support. A Node whose Capabilities is nil supports all of them
+// (it is taken to be Envoy); otherwise only those present in the set. Config needing a missing
+// feature is left out and reported in Resources.Skipped.
+const (
+	// FeatureDNSCluster: STRICT_DNS and LOGICAL_DNS clusters (ServiceEntry resolution DNS,
+	// DNS_ROUND_ROBIN and NONE).
+	FeatureDNSCluster = "cluster.dns"
+	// FeatureMaxRequestsPerConnection: HttpProtocolOptions.common_http_protocol_options.
+	// max_requests_per_connection on clusters (DestinationRule connectionPool.http.
+	// maxRequestsPerConnection).
+	FeatureMaxRequestsPerConnection = "cluster.max_requests_per_connection"
+	// FeatureCORS: the envoy.filters.http.cors filter and its per-route config (corsPolicy).
+	FeatureCORS = "http.cors"
+)
+
+// Input is an immutable snapshot of one scope. Generate never modifies it.
+type Input struct {
+	// Mesh is the mesh root domain, e.g. "demo.mesh". Required.
+	Mesh string
+	// Scope is the domain the scope governs, e.g. "bookinfo.demo.mesh". Required.
+	Scope string
+	// Objects are all objects of the scope (any order; Generate sorts what it uses).
+	// Objects of kinds the translation does not use (Alias, Anchor, ...) are ignored.
+	Objects []resource.Object
+	// Revision is the scope's applied Raft index the snapshot was taken at. It is not part
+	// of any resource (so unchanged resources keep their version across revisions).
+	Revision uint64
+	// TrustBundle is the PEM bundle of CA certificates proxies of the scope trust. Empty: no
+	// "ROOTCA" secret is generated.
+	TrustBundle []byte
+}
+
+// Node is the identity of the proxy asking for configuration.
+type Node struct {
+	// ID identifies the proxy, e.g. "reviews-v2-1". Required.
+	ID string
+	// Service is the name of the service the proxy fronts, e.g. "reviews". Empty: a
+	// client-only proxy (no inbound listener).
+	Service string
+	// Namespace is the proxy's ABSOLUTE namespace, e.g. "bookinfo.demo.mesh". Required.
+	Namespace string
+	// Labels of the proxy's workload, e.g. {"app": "reviews", "version": "v2"}. They select
+	// Sidecars, PeerAuthentications, Gateways and sourceLabels matches.
+	Labels map[string]string
+	// Kind is KindSidecar (the default when empty) or KindGateway.
+	Kind string
+	// OutboundPort is the port of the proxy's outbound HTTP listener on 127.0.0.1, which
+	// routes by Host/:authority. Zero: no outbound listener.
+	OutboundPort uint32
+	// InboundPort is where other proxies reach this one with mTLS. Zero: no inbound listener.
+	InboundPort uint32
+	// InboundAddress is the IP the inbound listener binds. Empty means "0.0.0.0".
+	InboundAddress string
+	// AppAddress is host:port of the local application the inbound listener forwards to.
+	// Required when InboundPort is set.
+	AppAddress string
+	// Capabilities is the set of optional features (Feature*) the proxy supports; nil means
+	// all of them.
+	Capabilities map[string]bool
+	// CertificateChain and PrivateKey (PEM) are the proxy's current SVID when the anchor
+	// holds it for SDS. Empty: no "default" secret is generated (the proxy gets its key pair
+	// elsewhere).
+	CertificateChain []byte
+	PrivateKey       []byte
+}
+
+func (n Node) supports(feature string) bool { return n.Capabilities == nil || n.Capabilities[feature] }
+
+func (n Node) kind() string {
+	if n.Kind == "" {
+		return KindSidecar
+	}
+	return n.Kind
+}
+
+// Skip records config that was not translated: which object, which field, and why.
+type Skip struct {
+	// Object is "Kind namespace/name", or "node" for limits of the proxy.
+	Object string `json:"object"`
+	// Field is the field path inside the object's spec, e.g. "http[0].corsPolicy".
+	Field string `json:"field,omitempty"`
+	// Reason says what was not done and why.
+	Reason string `json:"reason"`
+}
+
+func (s Skip) String() string {
+	if s.Field == "" {
+		return s.Object + ": " + s.Reason
+	}
+	return s.Object + ": " + s.Field + ": " + s.Reason
+}
+
+// Resources is the configuration of one proxy. Maps are keyed by resource name.
+type Resources struct {
+	Listeners map[string]proto.Message // *listenerv3.Listener
+	Routes    map[string]proto.Message // *routev3.RouteConfiguration
+	Clusters  map[string]proto.Message // *clusterv3.Cluster
+	Endpoints map[string]proto.Message // *endpointv3.ClusterLoadAssignment
+	Secrets   map[string]proto.Message // *tlsv3.Secret
+	// Versions maps type URL, then resource name, to the resource's version: a hash of its
+	// deterministic protobuf encoding. Equal versions mean equal resources.
+	Versions map[string]map[string]string
+	// Skipped lists config left out, sorted.
+	Skipped []Skip
+}
+
+func newResources() *Resources {
+	return &Resources{
+		Listeners: map[string]proto.Message{}, Routes: map[string]proto.Message{},
+		Clusters: map[string]proto.Message{}, Endpoints: map[string]proto.Message{},
+		Secrets: map[string]proto.Message{}, Versions: map[string]map[string]string{},
+	}
+}
+
+// ByType returns the resources of one type URL (nil for an unknown type).
+func (r *Resources) ByType(typeURL string) map[string]proto.Message {
+	switch typeURL {
+	case ListenerType:
+		return r.Listeners
+	case RouteType:
+		return r.Routes
+	case ClusterType:
+		return r.Clusters
+	case EndpointType:
+		return r.Endpoints
+	case SecretType:
+		return r.Secrets
+	}
+	return nil
+}
+
+// Version returns a hash over every resource version of one type: the version a
+// state-of-the-world response of all resources of that type carries.
+func (r *Resources) Version(typeURL string) string {
+	return hashVersions(r.Versions[typeURL], nil)
+}
+
+// hashVersions hashes name=version pairs in name order, restricted to names when not nil.
+func hashVersions(v map[string]string, names []string) string {
+	if names == nil {
+		names = make([]string, 0, len(v))
+		for n := range v {
+			names = append(names, n)
+		}
+	}
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, n := range sorted {
+		fmt.Fprintf(h, "%s=%s\n", n, v[n])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// computeVersions fills r.Versions from the resources.
+func (r *Resources) computeVersions() error {
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, t := range Types {
+		m := r.ByType(t)
+		vs := make(map[string]string, len(m))
+		for name, msg := range m {
+			b, err := opts.Marshal(msg)
+			if err != nil {
+				return fmt.Errorf("encode %s %q: %w", t, name, err)
+			}
+			sum := sha256.Sum256(b)
+			vs[name] = hex.EncodeToString(sum[:12])
+		}
+		r.Versions[t] = vs
+	}
+	return nil
+}
+
+// sortedKeys returns the keys of m in increasing order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
