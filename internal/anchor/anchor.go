@@ -152,12 +152,15 @@ func (a *Anchor) init(ctx context.Context) error {
 	clientTLS := identity.ClientTLS(a.creds, func(id identity.ID) error { return requireAnchor(mesh, id) })
 	a.peers = newPeerPool(clientTLS)
 
-	a.trans = replica.NewGRPCTransport(replica.GRPCTransportConfig{
+	a.trans, err = replica.NewGRPCTransport(replica.GRPCConfig{
 		NodeID:      NodeID(m.ID),
 		Resolve:     a.book.nodeAddr,
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(clientTLS))},
 		Logger:      a.log,
 	})
+	if err != nil {
+		return err
+	}
 	a.host, err = replica.Open(replica.Config{
 		NodeID:          NodeID(m.ID),
 		Dir:             a.cfg.DataDir,
@@ -169,7 +172,6 @@ func (a *Anchor) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("anchor: storage: %w", err)
 	}
-	a.trans.SetHost(a.host)
 
 	a.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(identity.ServerTLS(a.creds))),
@@ -221,17 +223,23 @@ func (a *Anchor) Mesh() string { return a.meta.Mesh }
 
 // Close stops serving, stops every replica and closes storage. Safe to call twice.
 func (a *Anchor) Close() error {
-	a.cancel()
+	a.cancel() // ends watches and leader duties
 	if a.http != nil {
 		a.http.Close()
 	}
+	if a.trans != nil {
+		a.trans.Close() // our replication streams to peers
+	}
 	if a.grpc != nil {
+		// Let unary calls in flight finish; peers' replication streams never
+		// end by themselves, so stop hard after a short grace period.
 		stopped := make(chan struct{})
 		go func() { a.grpc.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-time.After(2 * time.Second):
+		case <-time.After(200 * time.Millisecond):
 			a.grpc.Stop()
+			<-stopped
 		}
 	}
 	a.wg.Wait()
@@ -242,9 +250,6 @@ func (a *Anchor) Close() error {
 	if a.host != nil {
 		err = a.host.Close()
 		a.host = nil
-	}
-	if a.trans != nil {
-		a.trans.Close()
 	}
 	return err
 }

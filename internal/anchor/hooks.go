@@ -27,3 +27,13 @@ func (a *Anchor) SetReplicationFilter(drop func(from, to string) bool) {
 	}
 	a.trans.SetDropFunc(func(from, to uint64) bool { return drop(a.book.name(from), a.book.name(to)) })
 }
+
+// Revision is the last revision of scope applied on this anchor, or 0 when it
+// hosts no replica of it.
+func (a *Anchor) Revision(scope string) uint64 {
+	h, ok := a.scope(scope)
+	if !ok {
+		return 0
+	}
+	return h.state.Revision()
+}

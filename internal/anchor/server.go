@@ -233,7 +233,7 @@ func (s *server) Watch(req *apipb.WatchRequest, stream grpc.ServerStreamingServe
 	defer cancel()
 	from := req.FromRevision
 	for {
-		evs, err := h.state.Events(from)
+		evs, err := h.state.Events(from + 1) // the API streams revisions after from
 		if errors.Is(err, scope.ErrCompacted) {
 			return status.Errorf(codes.OutOfRange, "compacted: revision %d of scope %s is no longer in the watch history; re-list (get) and watch from the revision it returns", from, h.domain)
 		}
@@ -460,7 +460,10 @@ func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	return &apipb.GrantLeaseResponse{LeaseId: res.Revision, TtlSeconds: req.TtlSeconds}, nil
+	if res.Lease == nil {
+		return nil, status.Error(codes.Internal, "grant-lease committed without a lease")
+	}
+	return &apipb.GrantLeaseResponse{LeaseId: res.Lease.ID, TtlSeconds: req.TtlSeconds}, nil
 }
 
 func (s *server) KeepAlive(ctx context.Context, req *apipb.KeepAliveRequest) (*apipb.KeepAliveResponse, error) {

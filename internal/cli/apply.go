@@ -127,7 +127,10 @@ func applyObjects(ctx context.Context, c *api.Client, objs []resource.Object, dr
 		}
 		for _, o := range res.Objects {
 			verb := "configured"
-			if o.Created == o.Version {
+			switch {
+			case o.Version < res.Revision:
+				verb = "unchanged"
+			case o.Created == o.Version:
 				verb = "created"
 			}
 			if dryRun {

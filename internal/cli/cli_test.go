@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"canton.dev/canton/internal/meshtest"
+)
+
+func TestNamespace(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "default.demo.mesh"},
+		{"bookinfo", "bookinfo.demo.mesh"},
+		{"Bookinfo.", "bookinfo.demo.mesh"},
+		{"bookinfo.demo.mesh", "bookinfo.demo.mesh"},
+		{"demo.mesh", "demo.mesh"},
+		{"payments.shop", "payments.shop.demo.mesh"},
+	} {
+		if got := namespace(tc.in, "demo.mesh"); got != tc.want {
+			t.Errorf("namespace(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	got, err := parsePeers("a1=127.0.0.1:7001, a2=127.0.0.1:7002")
+	if err != nil || len(got) != 2 || got[1].ID != "a2" || got[1].Address != "127.0.0.1:7002" {
+		t.Fatalf("parsePeers: %+v %v", got, err)
+	}
+	for _, bad := range []string{"a1", "=127.0.0.1:1", "a1=", "a1=x,,"} {
+		if _, err := parsePeers(bad); err == nil {
+			t.Errorf("parsePeers(%q) accepted", bad)
+		}
+	}
+}
+
+// run runs the CLI in-process against anchor 0 of c.
+func run(t *testing.T, c *meshtest.Cluster, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	full := append([]string{"--server", c.Addr(0), "--credentials", c.AdminCredentials()}, args...)
+	code := Main(full, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestApplyGetDeleteLineage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.WaitLeader(ctx, c.Mesh()); err != nil {
+		t.Fatal(err)
+	}
+	manifests := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: bookinfo
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: bookinfo
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+`
+	out, stderr, code := run(t, c, manifests, "apply", "-f", "-")
+	if code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	for _, want := range []string{"virtualservice/reviews created in bookinfo", "destinationrule/reviews created in bookinfo"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = run(t, c, manifests, "apply", "-f", "-")
+	if code != 0 || !strings.Contains(out, "virtualservice/reviews unchanged") {
+		t.Errorf("re-apply: %d %q", code, out)
+	}
+	changed := strings.Replace(manifests, "subset: v1}", "subset: v2}", 1)
+	out, _, code = run(t, c, changed, "apply", "-f", "-")
+	if code != 0 || !strings.Contains(out, "virtualservice/reviews configured") || !strings.Contains(out, "destinationrule/reviews unchanged") {
+		t.Errorf("apply of a change: %d %q", code, out)
+	}
+	out, _, code = run(t, c, changed, "apply", "-f", "-", "--dry-run")
+	if code != 0 || !strings.Contains(out, "unchanged (dry run)") {
+		t.Errorf("dry run: %d %q", code, out)
+	}
+
+	out, stderr, code = run(t, c, "", "get", "vs", "reviews", "-n", "bookinfo", "-o", "yaml")
+	if code != 0 || !strings.Contains(out, "kind: VirtualService") || !strings.Contains(out, "subset: v2") || !strings.Contains(out, "namespace: bookinfo") {
+		t.Fatalf("get -o yaml: %d %s %s", code, out, stderr)
+	}
+	out, _, code = run(t, c, "", "get", "dr", "-A")
+	if code != 0 || !strings.Contains(out, "reviews") {
+		t.Fatalf("get dr -A: %d %s", code, out)
+	}
+
+	// A bad second document rejects the whole stream: the first is not committed either.
+	bad := strings.Replace(manifests, "name: reviews\n  namespace: bookinfo\nspec:\n  host: reviews", "name: ratings\n  namespace: bookinfo\nspec:\n  host: reviews\n  bogus: 1", 1)
+	bad = strings.Replace(bad, "name: reviews\n  namespace: bookinfo\nspec:\n  hosts", "name: details\n  namespace: bookinfo\nspec:\n  hosts", 1)
+	_, stderr, code = run(t, c, bad, "apply", "-f", "-")
+	if code == 0 || !strings.Contains(stderr, "<stdin>") || !strings.Contains(stderr, "bogus") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("bad apply: code %d stderr %q", code, stderr)
+	}
+	if _, _, code := run(t, c, "", "get", "vs", "details", "-n", "bookinfo"); code == 0 {
+		t.Fatal("the valid first document of a rejected apply was committed")
+	}
+
+	if _, stderr, code := run(t, c, "", "delete", "vs", "reviews", "-n", "bookinfo"); code != 0 {
+		t.Fatalf("delete: %s", stderr)
+	}
+	if _, stderr, code := run(t, c, "", "get", "vs", "reviews", "-n", "bookinfo"); code == 0 || !strings.Contains(stderr, "not found") {
+		t.Fatalf("get after delete: %d %q", code, stderr)
+	}
+	out, stderr, code = run(t, c, "", "lineage", "--verify")
+	if code != 0 || !strings.Contains(out, "verified") {
+		t.Fatalf("lineage --verify: %d %s %s", code, out, stderr)
+	}
+	out, _, _ = run(t, c, "", "lineage")
+	if !strings.Contains(out, "delete VirtualService bookinfo.demo.mesh/reviews") {
+		t.Fatalf("lineage listing lacks the delete:\n%s", out)
+	}
+	out, _, code = run(t, c, "", "status")
+	if code != 0 || strings.Count(out, "leader") < 1 {
+		t.Fatalf("status: %s", out)
+	}
+}
+
+func TestClientErrorsAreOneLine(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Main([]string{"get", "vs", "--server", "", "--credentials", ""}, strings.NewReader(""), &out, &errb)
+	if code == 0 || !strings.HasPrefix(errb.String(), "canton: no anchor to talk to") || strings.Count(errb.String(), "\n") != 1 {
+		t.Fatalf("code %d stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	code = Main([]string{"get", "nope", "--server", "127.0.0.1:1", "--credentials", "x"}, strings.NewReader(""), &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), `unknown kind "nope"`) {
+		t.Fatalf("unknown kind: %q", errb.String())
+	}
+}

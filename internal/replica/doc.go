@@ -1,0 +1,77 @@
+// Package replica is the multi-raft host of an anchor: it runs the Raft replicas
+// of many groups (one per scope) in one process, on go.etcd.io/raft/v3 with
+// durable storage in one bbolt file. It replicates opaque commands into a
+// StateMachine and knows nothing about scopes.
+//
+// Who may import it: internal/anchor (and test harnesses such as
+// internal/meshtest). The data plane (internal/proxy) and the CLI must not.
+//
+// # Loop and batching
+//
+// One goroutine (Host.run) drives every group's raft.RawNode. Each iteration it
+// runs queued operations (proposals, reads, configuration changes, snapshots),
+// steps received messages, ticks the awake groups, and then collects the Ready of
+// every group that changed. It writes the entries, hard states and snapshots of
+// all of them in ONE bbolt transaction (one fsync for all groups), then sends one
+// batch per destination node carrying every group's messages, hands committed
+// entries to the groups' apply goroutines and advances raft.
+//
+// A leader that stays leader in the same term sends its messages before the
+// transaction (Raft thesis 10.2.1: the leader writes in parallel with followers;
+// raft never puts vote or append responses in such a Ready). So a destination can
+// get two batches in an iteration: leaders' messages before the fsync, the rest
+// after it.
+//
+// Hard states whose only change is the commit index are not worth an fsync: they
+// are kept in memory and written with the next transaction (or at Close); raft
+// recovers the commit index from the leader after a crash.
+//
+// # Storage layout
+//
+// Dir/raft.db has a top-level bucket "groups" with one nested bucket per group:
+// "hs" (HardState), "snap" (latest Snapshot with its ConfState and the state
+// machine bytes) and a nested "log" bucket of entries keyed by big-endian index.
+// A raft.MemoryStorage per group caches the log for raft; bbolt is the source of
+// truth and rebuilds the cache on restart. See storage.go.
+//
+// A new group is bootstrapped by a snapshot at index 1, term 1, holding the
+// initial voters and the state machine's initial Snapshot(); members added later
+// receive a snapshot. The bootstrap state is written by the next loop
+// transaction, before the group can send anything.
+//
+// # Snapshots and compaction
+//
+// Every SnapshotEntries applied entries the apply goroutine calls
+// StateMachine.Snapshot; the loop stores it and compacts the log, keeping
+// min(SnapshotEntries/2, 5000) entries for slightly lagging followers. A
+// follower further behind gets MsgSnap with the snapshot bytes (reported to raft
+// as finished once handed to the transport). A snapshot older than the latest
+// configuration change is never sent (the new member would ignore it): a fresh one
+// is taken first. On restart the latest snapshot is restored into the state
+// machine and raft replays the committed entries after it (Config.Applied is the
+// snapshot index).
+//
+// # Proposals and reads
+//
+// Propose wraps data in a small envelope (node ID, request ID; see proposal.go)
+// so the replica that proposed it finds its waiter when the entry is applied,
+// whether it was leader or follower. StateMachine.Apply sees only the caller's
+// bytes. ReadIndex uses raft's ReadIndex (ReadOnlySafe) and then waits for the
+// local apply. Both fail fast with ErrNoLeader when no leader is known. A waiter
+// whose proposal was lost with a leader change returns at its context's deadline.
+//
+// # Quiescence and liveness
+//
+// Idle groups stop ticking (see quiesce.go): a leader whose group is fully
+// replicated sends one quiesce heartbeat and stops; followers stop too. Nodes
+// ping each other (one empty batch per peer, not per group) to detect dead nodes;
+// a dead node wakes the groups it led. With 1,000 idle groups on 3 hosts no raft
+// message is sent at all once quiesced; see BenchmarkIdleGroups.
+//
+// # Transports
+//
+// Transport is one non-blocking Send of a batch per peer. GRPCTransport
+// (transport_grpc.go) registers a stream service on a shared *grpc.Server and
+// dials peers with the anchor's options; MemNetwork (memnet.go) connects hosts
+// in one process for tests, with partitions.
+package replica

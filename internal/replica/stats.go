@@ -1,0 +1,55 @@
+package replica
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// HostStats counts a host's traffic and disk syncs since Open.
+type HostStats struct {
+	Batches   uint64        // Transport.Send calls (including liveness pings)
+	Messages  uint64        // raft messages sent (envelopes)
+	Pings     uint64        // empty batches sent for node liveness
+	Syncs     uint64        // bbolt transactions committed (each one fsync)
+	SyncTime  time.Duration // total time spent in those commits
+	SyncWrite uint64        // group writes persisted (sum over transactions)
+	SyncMax   time.Duration // slowest commit
+}
+
+type hostStats struct {
+	batches, messages, pings, syncs, syncNanos, groupWrites, syncMax atomic.Uint64
+}
+
+func (s *hostStats) sent(n int) {
+	s.batches.Add(1)
+	if n == 0 {
+		s.pings.Add(1)
+	}
+	s.messages.Add(uint64(n))
+}
+
+func (s *hostStats) observeSync(d time.Duration, groups int) {
+	s.syncs.Add(1)
+	s.syncNanos.Add(uint64(d))
+	s.groupWrites.Add(uint64(groups))
+	for {
+		m := s.syncMax.Load()
+		if uint64(d) <= m || s.syncMax.CompareAndSwap(m, uint64(d)) {
+			break
+		}
+	}
+}
+
+// Stats returns the host's counters.
+func (h *Host) Stats() HostStats {
+	s := h.stats
+	return HostStats{
+		Batches:   s.batches.Load(),
+		Messages:  s.messages.Load(),
+		Pings:     s.pings.Load(),
+		Syncs:     s.syncs.Load(),
+		SyncTime:  time.Duration(s.syncNanos.Load()),
+		SyncWrite: s.groupWrites.Load(),
+		SyncMax:   time.Duration(s.syncMax.Load()),
+	}
+}

@@ -1,0 +1,325 @@
+package replica
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Storage layout (one bbolt file, Dir/raft.db):
+//
+//	groups/                 top-level bucket
+//	  <group id>/           one nested bucket per group
+//	    hs    -> raftpb.HardState
+//	    snap  -> raftpb.Snapshot (metadata with ConfState, and the state machine bytes)
+//	    log/  -> big-endian uint64 index -> raftpb.Entry
+//
+// The log bucket holds a contiguous range of entries. A snapshot at index S
+// supersedes all entries <= S; entries <= S may linger until compaction deletes them
+// and are skipped when loading.
+
+var (
+	bucketGroups = []byte("groups")
+	bucketLog    = []byte("log")
+	keyHardState = []byte("hs")
+	keySnapshot  = []byte("snap")
+)
+
+type store struct {
+	db *bolt.DB
+}
+
+func openStore(dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("replica: create data dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "raft.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replica: open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketGroups)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("replica: init %s: %w", path, err)
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+func (s *store) groups() ([]GroupID, error) {
+	var out []GroupID
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).ForEachBucket(func(k []byte) error {
+			out = append(out, GroupID(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replica: list groups: %w", err)
+	}
+	return out, nil
+}
+
+// persisted is what the disk holds for one group.
+type persisted struct {
+	hs      *raftpb.HardState
+	snap    *raftpb.Snapshot
+	entries []*raftpb.Entry
+	exists  bool
+}
+
+// diskLog tracks the index range present in a group's log bucket (first == 0: empty).
+type diskLog struct{ first, last uint64 }
+
+func (s *store) load(id GroupID) (persisted, diskLog, error) {
+	var p persisted
+	var dl diskLog
+	err := s.db.View(func(tx *bolt.Tx) error {
+		gb := tx.Bucket(bucketGroups).Bucket([]byte(id))
+		if gb == nil {
+			return nil
+		}
+		p.exists = true
+		if v := gb.Get(keyHardState); v != nil {
+			p.hs = new(raftpb.HardState)
+			if err := proto.Unmarshal(v, p.hs); err != nil {
+				return fmt.Errorf("hardstate: %w", err)
+			}
+		}
+		if v := gb.Get(keySnapshot); v != nil {
+			p.snap = new(raftpb.Snapshot)
+			if err := proto.Unmarshal(v, p.snap); err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+		}
+		snapIndex := p.snap.GetMetadata().GetIndex()
+		lb := gb.Bucket(bucketLog)
+		if lb == nil {
+			return nil
+		}
+		c := lb.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			idx := binary.BigEndian.Uint64(k)
+			if dl.first == 0 {
+				dl.first = idx
+			}
+			if dl.last != 0 && idx != dl.last+1 {
+				return fmt.Errorf("log gap after index %d (next %d)", dl.last, idx)
+			}
+			dl.last = idx
+			if idx <= snapIndex {
+				continue
+			}
+			e := new(raftpb.Entry)
+			if err := proto.Unmarshal(v, e); err != nil {
+				return fmt.Errorf("entry %d: %w", idx, err)
+			}
+			p.entries = append(p.entries, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return p, dl, fmt.Errorf("replica: load group %s: %w", id, err)
+	}
+	if len(p.entries) > 0 && p.snap != nil && p.entries[0].GetIndex() != p.snap.GetMetadata().GetIndex()+1 {
+		return p, dl, fmt.Errorf("replica: load group %s: log starts at %d after snapshot %d", id, p.entries[0].GetIndex(), p.snap.GetMetadata().GetIndex())
+	}
+	return p, dl, nil
+}
+
+// groupWrite is everything one group persists in one batch transaction.
+type groupWrite struct {
+	id   GroupID
+	dl   *diskLog // updated in place when the transaction is built
+	hs   *raftpb.HardState
+	snap *raftpb.Snapshot
+	// clearLog removes the whole log (a snapshot received from the leader replaces it).
+	clearLog bool
+	// compactTo deletes log entries with index <= compactTo.
+	compactTo uint64
+	entries   []*raftpb.Entry
+	create    bool // create the group bucket
+}
+
+func idxKey(i uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], i)
+	return k[:]
+}
+
+// commit writes all groups' changes in one transaction and one fsync.
+func (s *store) commit(ws []*groupWrite) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketGroups)
+		for _, w := range ws {
+			if err := writeGroup(root, w); err != nil {
+				return fmt.Errorf("replica: persist group %s: %w", w.id, err)
+			}
+		}
+		return nil
+	})
+}
+
+func writeGroup(root *bolt.Bucket, w *groupWrite) error {
+	gb, err := root.CreateBucketIfNotExists([]byte(w.id))
+	if err != nil {
+		return err
+	}
+	lb, err := gb.CreateBucketIfNotExists(bucketLog)
+	if err != nil {
+		return err
+	}
+	dl := w.dl
+	if w.snap != nil {
+		b, err := proto.Marshal(w.snap)
+		if err != nil {
+			return err
+		}
+		if err := gb.Put(keySnapshot, b); err != nil {
+			return err
+		}
+	}
+	if w.clearLog && dl.first != 0 {
+		if err := gb.DeleteBucket(bucketLog); err != nil {
+			return err
+		}
+		if lb, err = gb.CreateBucket(bucketLog); err != nil {
+			return err
+		}
+		*dl = diskLog{}
+	}
+	if w.compactTo != 0 && dl.first != 0 && dl.first <= w.compactTo {
+		end := min(w.compactTo, dl.last)
+		for i := dl.first; i <= end; i++ {
+			if err := lb.Delete(idxKey(i)); err != nil {
+				return err
+			}
+		}
+		if end == dl.last {
+			*dl = diskLog{}
+		} else {
+			dl.first = end + 1
+		}
+	}
+	if len(w.entries) > 0 {
+		first := w.entries[0].GetIndex()
+		if dl.first != 0 && first <= dl.last {
+			// Entries at and after first conflict with the new ones: discard them.
+			for i := max(first, dl.first); i <= dl.last; i++ {
+				if err := lb.Delete(idxKey(i)); err != nil {
+					return err
+				}
+			}
+			if first <= dl.first {
+				*dl = diskLog{}
+			} else {
+				dl.last = first - 1
+			}
+		}
+		if dl.first != 0 && first != dl.last+1 {
+			// Not contiguous with what is on disk (after a snapshot): drop the old range.
+			if err := gb.DeleteBucket(bucketLog); err != nil {
+				return err
+			}
+			if lb, err = gb.CreateBucket(bucketLog); err != nil {
+				return err
+			}
+			*dl = diskLog{}
+		}
+		for _, e := range w.entries {
+			b, err := proto.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := lb.Put(idxKey(e.GetIndex()), b); err != nil {
+				return err
+			}
+		}
+		if dl.first == 0 {
+			dl.first = first
+		}
+		dl.last = w.entries[len(w.entries)-1].GetIndex()
+	}
+	if w.hs != nil {
+		b, err := proto.Marshal(w.hs)
+		if err != nil {
+			return err
+		}
+		if err := gb.Put(keyHardState, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newMemoryStorage rebuilds the in-memory raft log cache from what is on disk.
+func newMemoryStorage(p persisted) (*raft.MemoryStorage, error) {
+	ms := raft.NewMemoryStorage()
+	if p.snap != nil && !raft.IsEmptySnap(p.snap) {
+		if err := ms.ApplySnapshot(p.snap); err != nil {
+			return nil, err
+		}
+	}
+	if p.hs != nil {
+		if err := ms.SetHardState(p.hs); err != nil {
+			return nil, err
+		}
+	}
+	if err := ms.Append(p.entries); err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// logCache is the raft.Storage of one group: the in-memory copy of what is on
+// disk. Its Snapshot refuses to hand out a snapshot older than the latest
+// configuration change, because a member added by that change would ignore it (it
+// is not in its ConfState); it asks the apply goroutine for a fresh snapshot and
+// raft retries.
+type logCache struct {
+	*raft.MemoryStorage
+	g *Group
+}
+
+func (c logCache) Snapshot() (*raftpb.Snapshot, error) {
+	snap, err := c.MemoryStorage.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	if snap.GetMetadata().GetIndex() < c.g.confIndex {
+		c.g.requestSnapshot()
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return snap, nil
+}
+
+func (s *store) deleteGroup(id GroupID) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketGroups).DeleteBucket([]byte(id))
+		if errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("replica: delete group %s: %w", id, err)
+	}
+	return nil
+}
