@@ -168,4 +168,3 @@ func checkNodeIDs(ids []string) error {
 	}
 	return nil
 }
-

@@ -28,8 +28,8 @@ type meta struct {
 	ID         string            `json:"id"`
 	Mesh       string            `json:"mesh"`
 	Address    string            `json:"address"`
-	Anchors    map[string]string `json:"anchors"`    // address book: anchor ID -> host:port
-	RootVoters []string          `json:"rootVoters"` // initial voters of the root scope
+	Anchors    map[string]string `json:"anchors"`           // address book: anchor ID -> host:port
+	RootVoters []string          `json:"rootVoters"`        // initial voters of the root scope
 	Parents    map[string]string `json:"parents,omitempty"` // hosted scope -> the scope that delegated it
 }
 
