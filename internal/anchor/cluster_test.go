@@ -173,6 +173,16 @@ func TestRestartedAnchorCatchesUpThroughSnapshot(t *testing.T) {
 	if a := c.Anchor(lagging); a == nil || a.Revision(mesh) < written[len(written)-1].Version {
 		t.Fatalf("restarted anchor's applied revision %d, want >= %d", a.Revision(mesh), written[len(written)-1].Version)
 	}
+	// The lineage came through the snapshot intact: the same head as the writer's,
+	// once both have applied the same index.
+	eventually(t, 5*time.Second, func() error {
+		i1, h1 := c.Anchor(lagging).LineageHead(mesh)
+		i2, h2 := c.Anchor((lagging+1)%c.Len()).LineageHead(mesh)
+		if i1 != i2 || h1 != h2 || h1 == "" {
+			return fmt.Errorf("lineage heads differ: %d %s vs %d %s", i1, h1, i2, h2)
+		}
+		return nil
+	})
 }
 
 func TestMinorityPartitionCannotCommit(t *testing.T) {

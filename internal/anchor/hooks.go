@@ -37,3 +37,13 @@ func (a *Anchor) Revision(scope string) uint64 {
 	}
 	return h.state.Revision()
 }
+
+// LineageHead is the index and hash of the last lineage record of scope on
+// this anchor.
+func (a *Anchor) LineageHead(scope string) (uint64, string) {
+	h, ok := a.scope(scope)
+	if !ok {
+		return 0, ""
+	}
+	return h.state.LineageHead()
+}

@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/scope"
 )
 
@@ -17,7 +22,7 @@ func lineageCmd(e *env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "lineage [--scope DOMAIN] [--verify]",
-		Short: "Show a scope's hash-chained history of committed mutations; --verify recomputes it",
+		Short: "Show a scope's hash-chained history of committed mutations; --verify recomputes it on every anchor",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := e.client()
@@ -30,35 +35,97 @@ func lineageCmd(e *env) *cobra.Command {
 			} else {
 				sc = namespace(sc, c.Mesh())
 			}
-			resp, err := c.Lineage(cmd.Context(), sc, 0, 0)
+			resp, recs, err := fetchLineage(cmd.Context(), c, sc)
 			if err != nil {
-				return fmt.Errorf("lineage: %w", err)
+				return err
 			}
-			var recs []scope.Record
-			if err := json.Unmarshal(resp.Records, &recs); err != nil {
-				return fmt.Errorf("lineage: anchor %s sent malformed records: %w", resp.Anchor, err)
+			if !verify {
+				return printLineage(e.stdout, recs)
 			}
-			if verify {
-				if err := scope.VerifyLineage(recs); err != nil {
-					return fmt.Errorf("lineage of scope %s (from anchor %s) FAILED verification: %w", sc, resp.Anchor, err)
-				}
-				if n := len(recs); n > 0 && (recs[n-1].Index != resp.HeadIndex || recs[n-1].Hash != resp.HeadHash) {
-					return fmt.Errorf("lineage of scope %s (from anchor %s) FAILED verification: head %d %s does not match the last record %d %s", sc, resp.Anchor, resp.HeadIndex, resp.HeadHash, recs[n-1].Index, recs[n-1].Hash)
-				}
-				fmt.Fprintf(e.stdout, "lineage of scope %s verified: %d records, head %d %s (anchor %s)\n", sc, len(recs), resp.HeadIndex, resp.HeadHash, resp.Anchor)
-				return nil
+			creds, err := identity.LoadCredentials(e.credentials)
+			if err != nil {
+				return err
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "INDEX\tHASH\tPROPOSER\tCHANGE")
-			for _, r := range recs {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Index, short(r.Hash), r.Proposer, describe(r.Mutation))
-			}
-			return tw.Flush()
+			return verifyLineage(cmd.Context(), e.stdout, c, creds, sc, resp, recs)
 		},
 	}
 	cmd.Flags().StringVar(&sc, "scope", "", "scope domain (default: the mesh root)")
-	cmd.Flags().BoolVar(&verify, "verify", false, "recompute every hash and link; exit non-zero on any mismatch")
+	cmd.Flags().BoolVar(&verify, "verify", false, "recompute every hash and link on every anchor of the scope, compare them; exit non-zero on any mismatch")
 	return cmd
+}
+
+func fetchLineage(ctx context.Context, c *api.Client, sc string) (*apipb.LineageResponse, []scope.Record, error) {
+	resp, err := c.Lineage(ctx, sc, 0, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lineage: %w", err)
+	}
+	var recs []scope.Record
+	if err := json.Unmarshal(resp.Records, &recs); err != nil {
+		return nil, nil, fmt.Errorf("lineage: anchor %s sent malformed records: %w", resp.Anchor, err)
+	}
+	return resp, recs, nil
+}
+
+// checkChain recomputes one anchor's chain and checks its reported head.
+func checkChain(sc string, resp *apipb.LineageResponse, recs []scope.Record) error {
+	if err := scope.VerifyLineage(recs); err != nil {
+		return fmt.Errorf("lineage of scope %s on anchor %s FAILED verification: %w", sc, resp.Anchor, err)
+	}
+	if n := len(recs); n > 0 && (recs[n-1].Index != resp.HeadIndex || recs[n-1].Hash != resp.HeadHash) {
+		return fmt.Errorf("lineage of scope %s on anchor %s FAILED verification: head %d %s does not match its last record %d %s", sc, resp.Anchor, resp.HeadIndex, resp.HeadHash, recs[n-1].Index, recs[n-1].Hash)
+	}
+	return nil
+}
+
+// verifyLineage checks the chain of every anchor hosting the scope and that
+// they agree record by record (one may be behind, never different).
+func verifyLineage(ctx context.Context, w io.Writer, c *api.Client, creds *identity.Credentials, sc string, first *apipb.LineageResponse, ref []scope.Record) error {
+	if err := checkChain(sc, first, ref); err != nil {
+		return err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("lineage: %w", err)
+	}
+	agreed := []string{first.Anchor}
+	for _, a := range st.Anchors {
+		if a.Id == first.Anchor {
+			continue
+		}
+		other, err := api.Dial(a.Address, creds)
+		if err != nil {
+			return err
+		}
+		resp, recs, err := fetchLineage(ctx, other, sc)
+		other.Close()
+		if err != nil {
+			fmt.Fprintf(w, "anchor %s not checked: %v\n", a.Id, err)
+			continue
+		}
+		if resp.Anchor != a.Id {
+			continue // it hosts no replica of the scope and forwarded the request
+		}
+		if err := checkChain(sc, resp, recs); err != nil {
+			return err
+		}
+		for i := 0; i < len(recs) && i < len(ref); i++ {
+			if recs[i].Index != ref[i].Index || recs[i].Hash != ref[i].Hash {
+				return fmt.Errorf("lineage of scope %s FAILED verification: anchors %s and %s disagree at record %d: index %d hash %s vs index %d hash %s", sc, first.Anchor, a.Id, i, ref[i].Index, short(ref[i].Hash), recs[i].Index, short(recs[i].Hash))
+			}
+		}
+		agreed = append(agreed, a.Id)
+	}
+	fmt.Fprintf(w, "lineage of scope %s verified: %d records, head %d %s; anchors %v agree\n", sc, len(ref), first.HeadIndex, first.HeadHash, agreed)
+	return nil
+}
+
+func printLineage(w io.Writer, recs []scope.Record) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tHASH\tPROPOSER\tCHANGE")
+	for _, r := range recs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Index, short(r.Hash), r.Proposer, describe(r.Mutation))
+	}
+	return tw.Flush()
 }
 
 func short(h string) string {
