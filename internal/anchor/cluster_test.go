@@ -177,7 +177,7 @@ func TestRestartedAnchorCatchesUpThroughSnapshot(t *testing.T) {
 	// once both have applied the same index.
 	eventually(t, 5*time.Second, func() error {
 		i1, h1 := c.Anchor(lagging).LineageHead(mesh)
-		i2, h2 := c.Anchor((lagging+1)%c.Len()).LineageHead(mesh)
+		i2, h2 := c.Anchor((lagging + 1) % c.Len()).LineageHead(mesh)
 		if i1 != i2 || h1 != h2 || h1 == "" {
 			return fmt.Errorf("lineage heads differ: %d %s vs %d %s", i1, h1, i2, h2)
 		}
