@@ -2,7 +2,9 @@ package filter
 
 import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -30,6 +32,13 @@ type kind struct {
 var registry = []kind{
 	{name: "envoy.filters.http.fault", typeURL: typeURL(&faultv3.HTTPFault{}), build: buildFault, perRoute: checkFaultPerRoute},
 	{name: "envoy.filters.http.local_ratelimit", typeURL: typeURL(&lrlv3.LocalRateLimit{}), build: buildLocalRateLimit, perRoute: checkLocalRateLimitPerRoute},
+	{name: "envoy.filters.http.rbac", typeURL: typeURL(&rbacv3.RBAC{}), build: buildRBAC},
+	// RBAC's and jwt_authn's per-route configs have their own types; their
+	// second lines let CheckRouteConfig find them, and refuse them as
+	// http_filters configs.
+	{name: "envoy.filters.http.rbac", typeURL: typeURL(&rbacv3.RBACPerRoute{}), build: perRouteOnly, perRoute: checkRBACPerRoute},
+	{name: "envoy.filters.http.jwt_authn", typeURL: typeURL(&jwtv3.JwtAuthentication{}), build: buildJWTAuthn},
+	{name: "envoy.filters.http.jwt_authn", typeURL: typeURL(&jwtv3.PerRouteConfig{}), build: perRouteOnly, perRoute: checkJWTPerRoute},
 	{name: "envoy.filters.http.router", typeURL: typeURL(&routerv3.Router{}), terminal: true, build: buildRouter},
 }
 
