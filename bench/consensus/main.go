@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ func main() {
 		scopes  = flag.Int("scopes", 1000, "idle scopes to host for the idle-cost figure (0 skips it)")
 		window  = flag.Duration("idle", 10*time.Second, "how long to measure idle CPU")
 		asJSON  = flag.Bool("json", false, "print one JSON object")
+		profile = flag.String("idle-cpuprofile", "", "write a CPU profile of the idle window to this file")
 	)
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "canton-bench-consensus-")
@@ -123,7 +125,16 @@ func main() {
 		time.Sleep(3 * time.Second) // let every new group elect and go quiet
 		r.IdleScopes = *scopes
 		r.IdleWindowSecond = window.Seconds()
+		if *profile != "" {
+			f, err := os.Create(*profile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			pprof.StartCPUProfile(f)
+			defer f.Close()
+		}
 		r.IdleCPUPercent = cpuOver(*window)
+		pprof.StopCPUProfile()
 	}
 	if *asJSON {
 		json.NewEncoder(os.Stdout).Encode(r)

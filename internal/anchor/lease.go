@@ -41,33 +41,42 @@ func (l *lessor) run(ctx context.Context) {
 		l.deadlines = nil
 		l.mu.Unlock()
 	}()
+	changed, cancel := l.h.state.Subscribe()
+	defer cancel()
 	t := time.NewTicker(lessorTick)
 	defer t.Stop()
 	for {
-		if expired := l.sync(time.Now()); len(expired) > 0 {
+		expired, live := l.sync(time.Now())
+		if len(expired) > 0 {
 			m := scope.Mutation{Op: scope.OpExpireLeases, Proposer: l.a.proposer(), LeaseIDs: expired}
 			if _, err := l.a.propose(ctx, l.h, m); err != nil {
 				l.a.log.Warn("lease expiry not committed", "scope", l.h.domain, "leases", expired, "err", err)
 			}
 		}
+		// With no lease to watch, sleep until the scope changes: an idle scope
+		// costs nothing here.
+		tick := t.C
+		if live == 0 {
+			tick = nil
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
+		case <-tick:
 		}
 	}
 }
 
 // sync adopts leases granted since the last look (full TTL from now), forgets
-// revoked ones and returns the expired ones, sorted.
-func (l *lessor) sync(now time.Time) []uint64 {
+// revoked ones and returns the expired ones, sorted, and how many leases live.
+func (l *lessor) sync(now time.Time) (expired []uint64, live int) {
 	leases := l.h.state.Leases()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	live := make(map[uint64]bool, len(leases))
-	var expired []uint64
+	alive := make(map[uint64]bool, len(leases))
 	for _, ls := range leases {
-		live[ls.ID] = true
+		alive[ls.ID] = true
 		d, ok := l.deadlines[ls.ID]
 		if !ok {
 			l.deadlines[ls.ID] = now.Add(time.Duration(ls.TTLSeconds) * time.Second)
@@ -78,12 +87,12 @@ func (l *lessor) sync(now time.Time) []uint64 {
 		}
 	}
 	for id := range l.deadlines {
-		if !live[id] {
+		if !alive[id] {
 			delete(l.deadlines, id)
 		}
 	}
 	sort.Slice(expired, func(i, j int) bool { return expired[i] < expired[j] })
-	return expired
+	return expired, len(leases)
 }
 
 // keepAlive renews a lease. ok is false when this replica is not leading or

@@ -183,38 +183,55 @@ func anchorAddress(o resource.Object) string {
 
 // reconcile follows a scope's applied state: it learns anchor addresses from
 // the root scope and starts replicas of child scopes delegated to this anchor.
+// It wakes only on changes, and on a retry timer after a start failed.
 func (a *Anchor) reconcile(h *hosted) {
 	ch, cancel := h.state.Subscribe()
 	defer cancel()
-	tick := time.NewTicker(2 * time.Second) // retries starts that failed
-	defer tick.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	seen := uint64(0) // the revision last reconciled
 	for {
-		if h.domain == a.meta.Mesh {
-			for _, o := range h.state.List("Anchor", h.domain) {
-				if addr := anchorAddress(o); addr != "" {
-					a.book.set(o.Name, addr)
-				}
-			}
+		failed := false
+		if rev := h.state.Revision(); rev != seen {
+			seen = rev
+			failed = a.reconcileOnce(h)
 		}
-		for _, d := range h.state.Delegations() {
-			spec, err := delegationSpec(d)
-			if err != nil || !contains(spec.Anchors, a.meta.ID) {
-				continue
-			}
-			if _, ok := a.scope(spec.Domain); ok {
-				continue
-			}
-			if _, err := a.startScope(spec.Domain, spec.Anchors, h.domain); err != nil {
-				a.log.Warn("delegated scope not started", "scope", spec.Domain, "err", err)
-			}
+		if failed {
+			seen = 0 // look again when the timer fires
+			retry.Reset(2 * time.Second)
 		}
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-ch:
-		case <-tick.C:
+		case <-retry.C:
 		}
 	}
+}
+
+func (a *Anchor) reconcileOnce(h *hosted) (failed bool) {
+	if h.domain == a.meta.Mesh {
+		for _, o := range h.state.List("Anchor", h.domain) {
+			if addr := anchorAddress(o); addr != "" {
+				a.book.set(o.Name, addr)
+			}
+		}
+	}
+	for _, d := range h.state.Delegations() {
+		spec, err := delegationSpec(d)
+		if err != nil || !contains(spec.Anchors, a.meta.ID) {
+			continue
+		}
+		if _, ok := a.scope(spec.Domain); ok {
+			continue
+		}
+		if _, err := a.startScope(spec.Domain, spec.Anchors, h.domain); err != nil {
+			a.log.Warn("delegated scope not started", "scope", spec.Domain, "err", err)
+			failed = true
+		}
+	}
+	return failed
 }
 
 func delegationSpec(o resource.Object) (*resource.DelegationSpec, error) {
