@@ -22,9 +22,10 @@ type ServerOptions struct {
 	// Generate returns the resources of a proxy from the current scope state (typically
 	// Snapshot.Generate of the latest applied revision). Required.
 	Generate func(node Node) (Resources, error)
-	// NodeFromProto turns the xDS node of a stream's first request into a Node (identity
+	// NodeFromProto turns the xDS node of a stream's first request into a Node; ctx is the
+	// stream's context, carrying its TLS peer (identity
 	// checks belong here). Required.
-	NodeFromProto func(n *corev3.Node) (Node, error)
+	NodeFromProto func(ctx context.Context, n *corev3.Node) (Node, error)
 	// Debounce is how long Notify waits for further changes before pushing. Zero means 100ms.
 	Debounce time.Duration
 	// Logger receives stream events. Nil means slog.Default().
@@ -215,7 +216,7 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		case req := <-reqs:
 			s.requests.Add(1)
 			if st == nil {
-				n, err := s.opts.NodeFromProto(req.GetNode())
+				n, err := s.opts.NodeFromProto(stream.Context(), req.GetNode())
 				if err != nil {
 					return fmt.Errorf("xds stream: %w", err)
 				}
@@ -329,7 +330,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		case req := <-reqs:
 			s.requests.Add(1)
 			if st == nil {
-				n, err := s.opts.NodeFromProto(req.GetNode())
+				n, err := s.opts.NodeFromProto(stream.Context(), req.GetNode())
 				if err != nil {
 					return fmt.Errorf("xds delta stream: %w", err)
 				}

@@ -46,7 +46,7 @@ func startServer(t *testing.T, scope *scopeState, debounce time.Duration) (*Serv
 	t.Helper()
 	srv, err := NewServer(ServerOptions{
 		Generate: scope.generate,
-		NodeFromProto: func(n *corev3.Node) (Node, error) {
+		NodeFromProto: func(_ context.Context, n *corev3.Node) (Node, error) {
 			node := defaultNode()
 			node.ID = n.GetId()
 			return node, nil
