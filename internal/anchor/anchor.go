@@ -19,6 +19,7 @@ import (
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/replica"
+	"canton.dev/canton/internal/xds"
 )
 
 // Peer is one initial member of the root scope, given at bootstrap.
@@ -64,6 +65,7 @@ type Anchor struct {
 	lis    net.Listener
 	http   *http.Server
 	peers  *peerPool
+	xds    *xds.Server
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -180,6 +182,9 @@ func (a *Anchor) init(ctx context.Context) error {
 	)
 	apipb.RegisterAnchorServer(a.grpc, &server{a: a})
 	a.trans.Register(a.grpc)
+	if err := a.startXDS(); err != nil {
+		return err
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -20,11 +20,25 @@ const (
 	mdHops   = "canton-hops"
 )
 
+// role is what kind of identity a caller has.
+type role int
+
+const (
+	roleNone     role = iota // no verified certificate (Join, IssueCertificate with a token)
+	roleAdmin                // spiffe://<mesh>/admin/<name>
+	roleAnchor               // spiffe://<mesh>/anchor/<id>
+	roleWorkload             // spiffe://<namespace-domain>/sa/<account>
+)
+
 // caller is who a request acts for.
 type caller struct {
 	principal string // SPIFFE ID of the user (the original caller when forwarded)
-	anchor    bool   // the connection is from another anchor of this mesh
+	role      role
+	id        identity.ID // the verified peer (for workloads: their identity)
 }
+
+// anchor reports whether the connection itself comes from an anchor.
+func (c caller) anchor() bool { return c.role == roleAnchor }
 
 type callerKey struct{}
 
@@ -33,50 +47,82 @@ func callerFrom(ctx context.Context) caller {
 	return c
 }
 
-// authenticate checks the TLS peer of a call. Join is the only method a peer
-// without a verified certificate may call; everything else needs the admin's
-// or an anchor's identity of this mesh. Anchors forwarding a request say whom
-// they act for; nobody else may.
+// workloadMethods are the API calls a workload's proxy may make (each checks
+// further that the workload acts only on itself).
+var workloadMethods = map[string]bool{
+	apipb.Anchor_GrantLease_FullMethodName:       true,
+	apipb.Anchor_KeepAlive_FullMethodName:        true,
+	apipb.Anchor_RevokeLease_FullMethodName:      true,
+	apipb.Anchor_Apply_FullMethodName:            true,
+	apipb.Anchor_Delete_FullMethodName:           true,
+	apipb.Anchor_IssueCertificate_FullMethodName: true,
+}
+
+const adsPrefix = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+
+// authenticate checks the TLS peer of a call. Without a verified certificate
+// only Join and IssueCertificate (which check a token themselves) pass. The
+// admin may call every API method, anchors everything, workloads a few API
+// methods and xDS. Anchors forwarding a request say whom they act for;
+// nobody else may.
 func (a *Anchor) authenticate(ctx context.Context, method string) (context.Context, error) {
-	if method == apipb.Anchor_Join_FullMethodName {
-		return ctx, nil
+	id, verified := a.peerID(ctx)
+	if !verified {
+		if method == apipb.Anchor_Join_FullMethodName || method == apipb.Anchor_IssueCertificate_FullMethodName {
+			return context.WithValue(ctx, callerKey{}, caller{role: roleNone}), nil
+		}
+		return nil, status.Errorf(codes.Unauthenticated, "a client certificate of mesh %s is required", a.meta.Mesh)
 	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "not a TLS connection")
-	}
-	id, err := identity.PeerID(info.State)
-	if err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "a client certificate of mesh %s is required: %v", a.meta.Mesh, err)
-	}
-	if id.TrustDomain != a.meta.Mesh {
+	if !inZone(id.TrustDomain, a.meta.Mesh) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s is not of mesh %s", id, a.meta.Mesh)
 	}
-	c := caller{principal: id.String()}
-	api := strings.HasPrefix(method, "/canton.api.v1.Anchor/")
+	c := caller{principal: id.String(), id: id}
 	switch {
-	case !api && !strings.HasPrefix(id.Path, "/anchor/"):
-		// Replication is between anchors only.
-		return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
-	case strings.HasPrefix(id.Path, "/anchor/"):
-		c.anchor = true
+	case id.TrustDomain == a.meta.Mesh && strings.HasPrefix(id.Path, "/anchor/"):
+		c.role = roleAnchor
 		if md, ok := metadata.FromIncomingContext(ctx); ok {
 			if v := md.Get(mdCaller); len(v) > 0 && v[0] != "" {
 				c.principal = v[0]
 			}
 		}
-	case strings.HasPrefix(id.Path, "/admin/"):
-		if method == apipb.Anchor_StartReplica_FullMethodName {
-			return nil, status.Error(codes.PermissionDenied, "StartReplica is for anchors only")
-		}
+	case id.TrustDomain == a.meta.Mesh && strings.HasPrefix(id.Path, "/admin/"):
+		c.role = roleAdmin
+	case strings.HasPrefix(id.Path, "/sa/"):
+		c.role = roleWorkload
 	default:
+		return nil, status.Errorf(codes.PermissionDenied, "%s is not an admin, anchor or workload identity", id)
+	}
+	api := strings.HasPrefix(method, "/canton.api.v1.Anchor/")
+	allowed := false
+	switch c.role {
+	case roleAnchor:
+		allowed = true
+	case roleAdmin:
+		allowed = api && method != apipb.Anchor_StartReplica_FullMethodName || strings.HasPrefix(method, adsPrefix)
+	case roleWorkload:
+		allowed = workloadMethods[method] || strings.HasPrefix(method, adsPrefix)
+	}
+	if !allowed {
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+// peerID returns the verified SPIFFE ID of the connection's client certificate.
+func (a *Anchor) peerID(ctx context.Context) (identity.ID, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return identity.ID{}, false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return identity.ID{}, false
+	}
+	id, err := identity.PeerID(info.State)
+	if err != nil {
+		return identity.ID{}, false
+	}
+	return id, true
 }
 
 func (a *Anchor) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -22,6 +22,7 @@ type hosted struct {
 	state  *scope.State
 	group  *replica.Group
 	lessor *lessor
+	xds    xdsSnapshot
 }
 
 // startScope starts (or resumes) this anchor's replica of a scope. voters are
@@ -48,9 +49,10 @@ func (a *Anchor) startScope(domain string, voters []string, parent string) (*hos
 	if err := a.rememberParent(domain, parent); err != nil {
 		return nil, err
 	}
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.lead(h) }()
 	go func() { defer a.wg.Done(); a.reconcile(h) }()
+	go func() { defer a.wg.Done(); a.notifyXDS(h) }()
 	a.log.Info("scope replica started", "scope", domain, "voters", voters)
 	return h, nil
 }

@@ -48,6 +48,9 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 	if len(objs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "apply: no objects")
 	}
+	if err := checkWorkloadObjects(callerFrom(ctx), objs); err != nil {
+		return nil, err
+	}
 	if req.SetIfVersion && len(req.IfVersion) != len(objs) {
 		return nil, status.Errorf(codes.InvalidArgument, "apply: %d if_version values for %d objects", len(req.IfVersion), len(objs))
 	}
@@ -134,6 +137,9 @@ func (s *server) Delete(ctx context.Context, req *apipb.DeleteRequest) (*apipb.D
 	k, ok := resource.Lookup(req.Kind)
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown kind %q", req.Kind)
+	}
+	if c := callerFrom(ctx); c.role == roleWorkload && (k.Name != "Workload" || req.Namespace != c.id.TrustDomain) {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may only delete Workloads of namespace %s", c.id, c.id.TrustDomain)
 	}
 	h, remote, err := s.a.governing(req.Namespace)
 	if err != nil {
@@ -372,7 +378,7 @@ func (a *Anchor) startReplicaOn(ctx context.Context, anchorID, domain string, vo
 }
 
 func (s *server) StartReplica(ctx context.Context, req *apipb.StartReplicaRequest) (*apipb.StartReplicaResponse, error) {
-	if !callerFrom(ctx).anchor {
+	if !callerFrom(ctx).anchor() {
 		return nil, status.Error(codes.PermissionDenied, "StartReplica is for anchors only")
 	}
 	if !inZone(req.Scope, s.a.meta.Mesh) {
@@ -441,6 +447,9 @@ func (s *server) ChangeMembership(ctx context.Context, req *apipb.MembershipRequ
 }
 
 func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (*apipb.GrantLeaseResponse, error) {
+	if err := checkWorkloadScope(callerFrom(ctx), req.Scope); err != nil {
+		return nil, err
+	}
 	if req.TtlSeconds == 0 || req.TtlSeconds > 3600 {
 		return nil, status.Errorf(codes.InvalidArgument, "lease ttl %ds: must be 1..3600", req.TtlSeconds)
 	}
@@ -467,6 +476,9 @@ func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (
 }
 
 func (s *server) KeepAlive(ctx context.Context, req *apipb.KeepAliveRequest) (*apipb.KeepAliveResponse, error) {
+	if err := checkWorkloadScope(callerFrom(ctx), req.Scope); err != nil {
+		return nil, err
+	}
 	a := s.a
 	h, remote, err := a.governing(req.Scope)
 	if err != nil {
@@ -496,6 +508,9 @@ func (s *server) KeepAlive(ctx context.Context, req *apipb.KeepAliveRequest) (*a
 }
 
 func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest) (*apipb.RevokeLeaseResponse, error) {
+	if err := checkWorkloadScope(callerFrom(ctx), req.Scope); err != nil {
+		return nil, err
+	}
 	h, remote, err := s.a.governing(req.Scope)
 	if err != nil {
 		return nil, statusOf(err)
@@ -520,16 +535,8 @@ func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest)
 // book. Only the anchor holding the mesh CA (the bootstrap anchor) can admit.
 func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinResponse, error) {
 	a := s.a
-	tokText, err := os.ReadFile(filepath.Join(a.cfg.DataDir, joinTokenFile))
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "anchor %s cannot admit new anchors (it holds no join token); join through the anchor that bootstrapped the mesh", a.meta.ID)
-	}
-	tok, err := identity.ParseJoinToken(strings.TrimSpace(string(tokText)))
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "join token on disk: %v", err)
-	}
-	if !tok.Matches(req.Token) {
-		return nil, status.Error(codes.PermissionDenied, "join: invalid join token")
+	if err := a.checkJoinToken(req.Token); err != nil {
+		return nil, err
 	}
 	resp := &apipb.JoinResponse{Mesh: a.meta.Mesh, RootVoters: a.meta.RootVoters}
 	if len(req.Csr) == 0 {
@@ -578,4 +585,20 @@ func scopeCode(err error) (string, bool) {
 		return se.Code, true
 	}
 	return "", false
+}
+
+// checkJoinToken compares a presented token with this anchor's join.token.
+func (a *Anchor) checkJoinToken(presented string) error {
+	tokText, err := os.ReadFile(filepath.Join(a.cfg.DataDir, joinTokenFile))
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "anchor %s holds no join token; use the anchor that bootstrapped the mesh", a.meta.ID)
+	}
+	tok, err := identity.ParseJoinToken(strings.TrimSpace(string(tokText)))
+	if err != nil {
+		return status.Errorf(codes.Internal, "join token on disk: %v", err)
+	}
+	if !tok.Matches(strings.TrimSpace(presented)) {
+		return status.Error(codes.PermissionDenied, "invalid join token")
+	}
+	return nil
 }

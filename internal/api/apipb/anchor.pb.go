@@ -9,7 +9,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: anchor.proto
+// source: apipb/anchor.proto
 
 package apipb
 
@@ -64,11 +64,11 @@ func (x MembershipRequest_Change) String() string {
 }
 
 func (MembershipRequest_Change) Descriptor() protoreflect.EnumDescriptor {
-	return file_anchor_proto_enumTypes[0].Descriptor()
+	return file_apipb_anchor_proto_enumTypes[0].Descriptor()
 }
 
 func (MembershipRequest_Change) Type() protoreflect.EnumType {
-	return &file_anchor_proto_enumTypes[0]
+	return &file_apipb_anchor_proto_enumTypes[0]
 }
 
 func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
@@ -77,7 +77,119 @@ func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipRequest_Change.Descriptor instead.
 func (MembershipRequest_Change) EnumDescriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{18, 0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{20, 0}
+}
+
+type IssueCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`                                  // DER PKCS#10
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`                              // join token text; empty when rotating with a client certificate
+	TtlSeconds    uint32                 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0: the default (24h)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCertificateRequest) Reset() {
+	*x = IssueCertificateRequest{}
+	mi := &file_apipb_anchor_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCertificateRequest) ProtoMessage() {}
+
+func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *IssueCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *IssueCertificateRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *IssueCertificateRequest) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type IssueCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chain         [][]byte               `protobuf:"bytes,1,rep,name=chain,proto3" json:"chain,omitempty"`   // DER, leaf first
+	Bundle        [][]byte               `protobuf:"bytes,2,rep,name=bundle,proto3" json:"bundle,omitempty"` // DER trust anchors
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCertificateResponse) Reset() {
+	*x = IssueCertificateResponse{}
+	mi := &file_apipb_anchor_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCertificateResponse) ProtoMessage() {}
+
+func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *IssueCertificateResponse) GetChain() [][]byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *IssueCertificateResponse) GetBundle() [][]byte {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
 }
 
 type JoinRequest struct {
@@ -92,7 +204,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_anchor_proto_msgTypes[0]
+	mi := &file_apipb_anchor_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -104,7 +216,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[0]
+	mi := &file_apipb_anchor_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -117,7 +229,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -161,7 +273,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_anchor_proto_msgTypes[1]
+	mi := &file_apipb_anchor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +285,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[1]
+	mi := &file_apipb_anchor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +298,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{1}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JoinResponse) GetMesh() string {
@@ -235,7 +347,7 @@ type AnchorAddress struct {
 
 func (x *AnchorAddress) Reset() {
 	*x = AnchorAddress{}
-	mi := &file_anchor_proto_msgTypes[2]
+	mi := &file_apipb_anchor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +359,7 @@ func (x *AnchorAddress) String() string {
 func (*AnchorAddress) ProtoMessage() {}
 
 func (x *AnchorAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[2]
+	mi := &file_apipb_anchor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +372,7 @@ func (x *AnchorAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnchorAddress.ProtoReflect.Descriptor instead.
 func (*AnchorAddress) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{2}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AnchorAddress) GetId() string {
@@ -297,7 +409,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_anchor_proto_msgTypes[3]
+	mi := &file_apipb_anchor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +421,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[3]
+	mi := &file_apipb_anchor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +434,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{3}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApplyRequest) GetScope() string {
@@ -370,7 +482,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_anchor_proto_msgTypes[4]
+	mi := &file_apipb_anchor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +494,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[4]
+	mi := &file_apipb_anchor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +507,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{4}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApplyResponse) GetRevision() uint64 {
@@ -424,7 +536,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_anchor_proto_msgTypes[5]
+	mi := &file_apipb_anchor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +548,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[5]
+	mi := &file_apipb_anchor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +561,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{5}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -489,7 +601,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_anchor_proto_msgTypes[6]
+	mi := &file_apipb_anchor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +613,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[6]
+	mi := &file_apipb_anchor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +626,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{6}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteResponse) GetRevision() uint64 {
@@ -536,7 +648,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_anchor_proto_msgTypes[7]
+	mi := &file_apipb_anchor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +660,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[7]
+	mi := &file_apipb_anchor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +673,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{7}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -603,7 +715,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_anchor_proto_msgTypes[8]
+	mi := &file_apipb_anchor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +727,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[8]
+	mi := &file_apipb_anchor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +740,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{8}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetResponse) GetRevision() uint64 {
@@ -662,7 +774,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_anchor_proto_msgTypes[9]
+	mi := &file_apipb_anchor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +786,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[9]
+	mi := &file_apipb_anchor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +799,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{9}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchRequest) GetScope() string {
@@ -715,7 +827,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_anchor_proto_msgTypes[10]
+	mi := &file_apipb_anchor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +839,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[10]
+	mi := &file_apipb_anchor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +852,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{10}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchEvent) GetRevision() uint64 {
@@ -775,7 +887,7 @@ type LineageRequest struct {
 
 func (x *LineageRequest) Reset() {
 	*x = LineageRequest{}
-	mi := &file_anchor_proto_msgTypes[11]
+	mi := &file_apipb_anchor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +899,7 @@ func (x *LineageRequest) String() string {
 func (*LineageRequest) ProtoMessage() {}
 
 func (x *LineageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[11]
+	mi := &file_apipb_anchor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +912,7 @@ func (x *LineageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageRequest.ProtoReflect.Descriptor instead.
 func (*LineageRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{11}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LineageRequest) GetScope() string {
@@ -836,7 +948,7 @@ type LineageResponse struct {
 
 func (x *LineageResponse) Reset() {
 	*x = LineageResponse{}
-	mi := &file_anchor_proto_msgTypes[12]
+	mi := &file_apipb_anchor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +960,7 @@ func (x *LineageResponse) String() string {
 func (*LineageResponse) ProtoMessage() {}
 
 func (x *LineageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[12]
+	mi := &file_apipb_anchor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +973,7 @@ func (x *LineageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageResponse.ProtoReflect.Descriptor instead.
 func (*LineageResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{12}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LineageResponse) GetRecords() []byte {
@@ -900,7 +1012,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_anchor_proto_msgTypes[13]
+	mi := &file_apipb_anchor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1024,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[13]
+	mi := &file_apipb_anchor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1037,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{13}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
 }
 
 type StatusResponse struct {
@@ -941,7 +1053,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_anchor_proto_msgTypes[14]
+	mi := &file_apipb_anchor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1065,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[14]
+	mi := &file_apipb_anchor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1078,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{14}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetAnchorId() string {
@@ -1022,7 +1134,7 @@ type ScopeStatus struct {
 
 func (x *ScopeStatus) Reset() {
 	*x = ScopeStatus{}
-	mi := &file_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1146,7 @@ func (x *ScopeStatus) String() string {
 func (*ScopeStatus) ProtoMessage() {}
 
 func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1159,7 @@ func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeStatus.ProtoReflect.Descriptor instead.
 func (*ScopeStatus) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{15}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ScopeStatus) GetDomain() string {
@@ -1130,7 +1242,7 @@ type CreateScopeRequest struct {
 
 func (x *CreateScopeRequest) Reset() {
 	*x = CreateScopeRequest{}
-	mi := &file_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1254,7 @@ func (x *CreateScopeRequest) String() string {
 func (*CreateScopeRequest) ProtoMessage() {}
 
 func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1267,7 @@ func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScopeRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{16}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateScopeRequest) GetDomain() string {
@@ -1182,7 +1294,7 @@ type CreateScopeResponse struct {
 
 func (x *CreateScopeResponse) Reset() {
 	*x = CreateScopeResponse{}
-	mi := &file_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1306,7 @@ func (x *CreateScopeResponse) String() string {
 func (*CreateScopeResponse) ProtoMessage() {}
 
 func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1319,7 @@ func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScopeResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{17}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateScopeResponse) GetRevision() uint64 {
@@ -1235,7 +1347,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1359,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1372,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{18}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MembershipRequest) GetScope() string {
@@ -1294,7 +1406,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1418,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1431,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{19}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MembershipResponse) GetVoters() []string {
@@ -1347,7 +1459,7 @@ type StartReplicaRequest struct {
 
 func (x *StartReplicaRequest) Reset() {
 	*x = StartReplicaRequest{}
-	mi := &file_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1471,7 @@ func (x *StartReplicaRequest) String() string {
 func (*StartReplicaRequest) ProtoMessage() {}
 
 func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1484,7 @@ func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaRequest.ProtoReflect.Descriptor instead.
 func (*StartReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{20}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartReplicaRequest) GetScope() string {
@@ -1404,7 +1516,7 @@ type StartReplicaResponse struct {
 
 func (x *StartReplicaResponse) Reset() {
 	*x = StartReplicaResponse{}
-	mi := &file_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1528,7 @@ func (x *StartReplicaResponse) String() string {
 func (*StartReplicaResponse) ProtoMessage() {}
 
 func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1541,7 @@ func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaResponse.ProtoReflect.Descriptor instead.
 func (*StartReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{21}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
 }
 
 type GrantLeaseRequest struct {
@@ -1442,7 +1554,7 @@ type GrantLeaseRequest struct {
 
 func (x *GrantLeaseRequest) Reset() {
 	*x = GrantLeaseRequest{}
-	mi := &file_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1566,7 @@ func (x *GrantLeaseRequest) String() string {
 func (*GrantLeaseRequest) ProtoMessage() {}
 
 func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1579,7 @@ func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{22}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GrantLeaseRequest) GetScope() string {
@@ -1494,7 +1606,7 @@ type GrantLeaseResponse struct {
 
 func (x *GrantLeaseResponse) Reset() {
 	*x = GrantLeaseResponse{}
-	mi := &file_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1618,7 @@ func (x *GrantLeaseResponse) String() string {
 func (*GrantLeaseResponse) ProtoMessage() {}
 
 func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1631,7 @@ func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{23}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GrantLeaseResponse) GetLeaseId() uint64 {
@@ -1546,7 +1658,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1670,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1683,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{24}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KeepAliveRequest) GetScope() string {
@@ -1597,7 +1709,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1721,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1734,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{25}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KeepAliveResponse) GetTtlSeconds() uint32 {
@@ -1642,7 +1754,7 @@ type RevokeLeaseRequest struct {
 
 func (x *RevokeLeaseRequest) Reset() {
 	*x = RevokeLeaseRequest{}
-	mi := &file_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1766,7 @@ func (x *RevokeLeaseRequest) String() string {
 func (*RevokeLeaseRequest) ProtoMessage() {}
 
 func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1779,7 @@ func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{26}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevokeLeaseRequest) GetScope() string {
@@ -1693,7 +1805,7 @@ type RevokeLeaseResponse struct {
 
 func (x *RevokeLeaseResponse) Reset() {
 	*x = RevokeLeaseResponse{}
-	mi := &file_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1817,7 @@ func (x *RevokeLeaseResponse) String() string {
 func (*RevokeLeaseResponse) ProtoMessage() {}
 
 func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1830,7 @@ func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_anchor_proto_rawDescGZIP(), []int{27}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeLeaseResponse) GetRevision() uint64 {
@@ -1728,11 +1840,19 @@ func (x *RevokeLeaseResponse) GetRevision() uint64 {
 	return 0
 }
 
-var File_anchor_proto protoreflect.FileDescriptor
+var File_apipb_anchor_proto protoreflect.FileDescriptor
 
-const file_anchor_proto_rawDesc = "" +
+const file_apipb_anchor_proto_rawDesc = "" +
 	"\n" +
-	"\fanchor.proto\x12\rcanton.api.v1\"l\n" +
+	"\x12apipb/anchor.proto\x12\rcanton.api.v1\"b\n" +
+	"\x17IssueCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\rR\n" +
+	"ttlSeconds\"H\n" +
+	"\x18IssueCertificateResponse\x12\x14\n" +
+	"\x05chain\x18\x01 \x03(\fR\x05chain\x12\x16\n" +
+	"\x06bundle\x18\x02 \x03(\fR\x06bundle\"l\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tanchor_id\x18\x02 \x01(\tR\banchorId\x12\x18\n" +
@@ -1857,7 +1977,7 @@ const file_anchor_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"1\n" +
 	"\x13RevokeLeaseResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\xe7\a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\xcc\b\n" +
 	"\x06Anchor\x12?\n" +
 	"\x04Join\x12\x1a.canton.api.v1.JoinRequest\x1a\x1b.canton.api.v1.JoinResponse\x12B\n" +
 	"\x05Apply\x12\x1b.canton.api.v1.ApplyRequest\x1a\x1c.canton.api.v1.ApplyResponse\x12E\n" +
@@ -1872,113 +1992,118 @@ const file_anchor_proto_rawDesc = "" +
 	"\n" +
 	"GrantLease\x12 .canton.api.v1.GrantLeaseRequest\x1a!.canton.api.v1.GrantLeaseResponse\x12N\n" +
 	"\tKeepAlive\x12\x1f.canton.api.v1.KeepAliveRequest\x1a .canton.api.v1.KeepAliveResponse\x12T\n" +
-	"\vRevokeLease\x12!.canton.api.v1.RevokeLeaseRequest\x1a\".canton.api.v1.RevokeLeaseResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
+	"\vRevokeLease\x12!.canton.api.v1.RevokeLeaseRequest\x1a\".canton.api.v1.RevokeLeaseResponse\x12c\n" +
+	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
 
 var (
-	file_anchor_proto_rawDescOnce sync.Once
-	file_anchor_proto_rawDescData []byte
+	file_apipb_anchor_proto_rawDescOnce sync.Once
+	file_apipb_anchor_proto_rawDescData []byte
 )
 
-func file_anchor_proto_rawDescGZIP() []byte {
-	file_anchor_proto_rawDescOnce.Do(func() {
-		file_anchor_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_anchor_proto_rawDesc), len(file_anchor_proto_rawDesc)))
+func file_apipb_anchor_proto_rawDescGZIP() []byte {
+	file_apipb_anchor_proto_rawDescOnce.Do(func() {
+		file_apipb_anchor_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)))
 	})
-	return file_anchor_proto_rawDescData
+	return file_apipb_anchor_proto_rawDescData
 }
 
-var file_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
-var file_anchor_proto_goTypes = []any{
-	(MembershipRequest_Change)(0), // 0: canton.api.v1.MembershipRequest.Change
-	(*JoinRequest)(nil),           // 1: canton.api.v1.JoinRequest
-	(*JoinResponse)(nil),          // 2: canton.api.v1.JoinResponse
-	(*AnchorAddress)(nil),         // 3: canton.api.v1.AnchorAddress
-	(*ApplyRequest)(nil),          // 4: canton.api.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 5: canton.api.v1.ApplyResponse
-	(*DeleteRequest)(nil),         // 6: canton.api.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 7: canton.api.v1.DeleteResponse
-	(*GetRequest)(nil),            // 8: canton.api.v1.GetRequest
-	(*GetResponse)(nil),           // 9: canton.api.v1.GetResponse
-	(*WatchRequest)(nil),          // 10: canton.api.v1.WatchRequest
-	(*WatchEvent)(nil),            // 11: canton.api.v1.WatchEvent
-	(*LineageRequest)(nil),        // 12: canton.api.v1.LineageRequest
-	(*LineageResponse)(nil),       // 13: canton.api.v1.LineageResponse
-	(*StatusRequest)(nil),         // 14: canton.api.v1.StatusRequest
-	(*StatusResponse)(nil),        // 15: canton.api.v1.StatusResponse
-	(*ScopeStatus)(nil),           // 16: canton.api.v1.ScopeStatus
-	(*CreateScopeRequest)(nil),    // 17: canton.api.v1.CreateScopeRequest
-	(*CreateScopeResponse)(nil),   // 18: canton.api.v1.CreateScopeResponse
-	(*MembershipRequest)(nil),     // 19: canton.api.v1.MembershipRequest
-	(*MembershipResponse)(nil),    // 20: canton.api.v1.MembershipResponse
-	(*StartReplicaRequest)(nil),   // 21: canton.api.v1.StartReplicaRequest
-	(*StartReplicaResponse)(nil),  // 22: canton.api.v1.StartReplicaResponse
-	(*GrantLeaseRequest)(nil),     // 23: canton.api.v1.GrantLeaseRequest
-	(*GrantLeaseResponse)(nil),    // 24: canton.api.v1.GrantLeaseResponse
-	(*KeepAliveRequest)(nil),      // 25: canton.api.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),     // 26: canton.api.v1.KeepAliveResponse
-	(*RevokeLeaseRequest)(nil),    // 27: canton.api.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),   // 28: canton.api.v1.RevokeLeaseResponse
+var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_apipb_anchor_proto_goTypes = []any{
+	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
+	(*IssueCertificateRequest)(nil),  // 1: canton.api.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 2: canton.api.v1.IssueCertificateResponse
+	(*JoinRequest)(nil),              // 3: canton.api.v1.JoinRequest
+	(*JoinResponse)(nil),             // 4: canton.api.v1.JoinResponse
+	(*AnchorAddress)(nil),            // 5: canton.api.v1.AnchorAddress
+	(*ApplyRequest)(nil),             // 6: canton.api.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 7: canton.api.v1.ApplyResponse
+	(*DeleteRequest)(nil),            // 8: canton.api.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 9: canton.api.v1.DeleteResponse
+	(*GetRequest)(nil),               // 10: canton.api.v1.GetRequest
+	(*GetResponse)(nil),              // 11: canton.api.v1.GetResponse
+	(*WatchRequest)(nil),             // 12: canton.api.v1.WatchRequest
+	(*WatchEvent)(nil),               // 13: canton.api.v1.WatchEvent
+	(*LineageRequest)(nil),           // 14: canton.api.v1.LineageRequest
+	(*LineageResponse)(nil),          // 15: canton.api.v1.LineageResponse
+	(*StatusRequest)(nil),            // 16: canton.api.v1.StatusRequest
+	(*StatusResponse)(nil),           // 17: canton.api.v1.StatusResponse
+	(*ScopeStatus)(nil),              // 18: canton.api.v1.ScopeStatus
+	(*CreateScopeRequest)(nil),       // 19: canton.api.v1.CreateScopeRequest
+	(*CreateScopeResponse)(nil),      // 20: canton.api.v1.CreateScopeResponse
+	(*MembershipRequest)(nil),        // 21: canton.api.v1.MembershipRequest
+	(*MembershipResponse)(nil),       // 22: canton.api.v1.MembershipResponse
+	(*StartReplicaRequest)(nil),      // 23: canton.api.v1.StartReplicaRequest
+	(*StartReplicaResponse)(nil),     // 24: canton.api.v1.StartReplicaResponse
+	(*GrantLeaseRequest)(nil),        // 25: canton.api.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),       // 26: canton.api.v1.GrantLeaseResponse
+	(*KeepAliveRequest)(nil),         // 27: canton.api.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 28: canton.api.v1.KeepAliveResponse
+	(*RevokeLeaseRequest)(nil),       // 29: canton.api.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),      // 30: canton.api.v1.RevokeLeaseResponse
 }
-var file_anchor_proto_depIdxs = []int32{
-	3,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	16, // 1: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
-	3,  // 2: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+var file_apipb_anchor_proto_depIdxs = []int32{
+	5,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	18, // 1: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
+	5,  // 2: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
 	0,  // 3: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
-	1,  // 4: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
-	4,  // 5: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
-	6,  // 6: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	8,  // 7: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	10, // 8: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	12, // 9: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	14, // 10: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	17, // 11: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	19, // 12: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	21, // 13: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	23, // 14: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	25, // 15: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	27, // 16: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
-	2,  // 17: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	5,  // 18: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	7,  // 19: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	9,  // 20: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	11, // 21: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	13, // 22: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	15, // 23: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	18, // 24: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	20, // 25: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	22, // 26: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	24, // 27: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	26, // 28: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	28, // 29: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	17, // [17:30] is the sub-list for method output_type
-	4,  // [4:17] is the sub-list for method input_type
+	3,  // 4: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
+	6,  // 5: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
+	8,  // 6: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
+	10, // 7: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	12, // 8: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	14, // 9: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	16, // 10: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	19, // 11: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	21, // 12: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	23, // 13: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	25, // 14: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	27, // 15: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	29, // 16: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	1,  // 17: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
+	4,  // 18: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	7,  // 19: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	9,  // 20: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	11, // 21: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	13, // 22: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	15, // 23: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	17, // 24: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	20, // 25: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	22, // 26: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	24, // 27: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	26, // 28: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	28, // 29: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	30, // 30: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	2,  // 31: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	18, // [18:32] is the sub-list for method output_type
+	4,  // [4:18] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
 }
 
-func init() { file_anchor_proto_init() }
-func file_anchor_proto_init() {
-	if File_anchor_proto != nil {
+func init() { file_apipb_anchor_proto_init() }
+func file_apipb_anchor_proto_init() {
+	if File_apipb_anchor_proto != nil {
 		return
 	}
-	file_anchor_proto_msgTypes[5].OneofWrappers = []any{}
+	file_apipb_anchor_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_anchor_proto_rawDesc), len(file_anchor_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_anchor_proto_goTypes,
-		DependencyIndexes: file_anchor_proto_depIdxs,
-		EnumInfos:         file_anchor_proto_enumTypes,
-		MessageInfos:      file_anchor_proto_msgTypes,
+		GoTypes:           file_apipb_anchor_proto_goTypes,
+		DependencyIndexes: file_apipb_anchor_proto_depIdxs,
+		EnumInfos:         file_apipb_anchor_proto_enumTypes,
+		MessageInfos:      file_apipb_anchor_proto_msgTypes,
 	}.Build()
-	File_anchor_proto = out.File
-	file_anchor_proto_goTypes = nil
-	file_anchor_proto_depIdxs = nil
+	File_apipb_anchor_proto = out.File
+	file_apipb_anchor_proto_goTypes = nil
+	file_apipb_anchor_proto_depIdxs = nil
 }

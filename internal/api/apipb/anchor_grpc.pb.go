@@ -9,7 +9,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: anchor.proto
+// source: apipb/anchor.proto
 
 package apipb
 
@@ -39,6 +39,7 @@ const (
 	Anchor_GrantLease_FullMethodName       = "/canton.api.v1.Anchor/GrantLease"
 	Anchor_KeepAlive_FullMethodName        = "/canton.api.v1.Anchor/KeepAlive"
 	Anchor_RevokeLease_FullMethodName      = "/canton.api.v1.Anchor/RevokeLease"
+	Anchor_IssueCertificate_FullMethodName = "/canton.api.v1.Anchor/IssueCertificate"
 )
 
 // AnchorClient is the client API for Anchor service.
@@ -70,6 +71,12 @@ type AnchorClient interface {
 	GrantLease(ctx context.Context, in *GrantLeaseRequest, opts ...grpc.CallOption) (*GrantLeaseResponse, error)
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
 	RevokeLease(ctx context.Context, in *RevokeLeaseRequest, opts ...grpc.CallOption) (*RevokeLeaseResponse, error)
+	// IssueCertificate signs a workload's CSR for the one SPIFFE ID it names
+	// (spiffe://<namespace-domain>/sa/<account>). The caller proves it may hold
+	// that identity with a join token (first issue, no client certificate) or
+	// with a valid certificate for the same identity (rotation). The private key
+	// never leaves the workload.
+	IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error)
 }
 
 type anchorClient struct {
@@ -219,6 +226,16 @@ func (c *anchorClient) RevokeLease(ctx context.Context, in *RevokeLeaseRequest, 
 	return out, nil
 }
 
+func (c *anchorClient) IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueCertificateResponse)
+	err := c.cc.Invoke(ctx, Anchor_IssueCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AnchorServer is the server API for Anchor service.
 // All implementations must embed UnimplementedAnchorServer
 // for forward compatibility.
@@ -248,6 +265,12 @@ type AnchorServer interface {
 	GrantLease(context.Context, *GrantLeaseRequest) (*GrantLeaseResponse, error)
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
 	RevokeLease(context.Context, *RevokeLeaseRequest) (*RevokeLeaseResponse, error)
+	// IssueCertificate signs a workload's CSR for the one SPIFFE ID it names
+	// (spiffe://<namespace-domain>/sa/<account>). The caller proves it may hold
+	// that identity with a join token (first issue, no client certificate) or
+	// with a valid certificate for the same identity (rotation). The private key
+	// never leaves the workload.
+	IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error)
 	mustEmbedUnimplementedAnchorServer()
 }
 
@@ -296,6 +319,9 @@ func (UnimplementedAnchorServer) KeepAlive(context.Context, *KeepAliveRequest) (
 }
 func (UnimplementedAnchorServer) RevokeLease(context.Context, *RevokeLeaseRequest) (*RevokeLeaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeLease not implemented")
+}
+func (UnimplementedAnchorServer) IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
 }
 func (UnimplementedAnchorServer) mustEmbedUnimplementedAnchorServer() {}
 func (UnimplementedAnchorServer) testEmbeddedByValue()                {}
@@ -545,6 +571,24 @@ func _Anchor_RevokeLease_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Anchor_IssueCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).IssueCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_IssueCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).IssueCertificate(ctx, req.(*IssueCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Anchor_ServiceDesc is the grpc.ServiceDesc for Anchor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -600,6 +644,10 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RevokeLease",
 			Handler:    _Anchor_RevokeLease_Handler,
 		},
+		{
+			MethodName: "IssueCertificate",
+			Handler:    _Anchor_IssueCertificate_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -608,5 +656,5 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "anchor.proto",
+	Metadata: "apipb/anchor.proto",
 }
