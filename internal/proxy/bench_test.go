@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"canton.dev/canton/internal/proxy/xdsclient"
+)
+
+var kib = strings.Repeat("x", 1024)
+
+func benchGet(b *testing.B, c *http.Client, url string) {
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
+
+// BenchmarkDirect is the baseline: the same client straight to the upstream (1 KiB responses).
+func BenchmarkDirect(b *testing.B) {
+	up := startUpstream(b, "a", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, kib) })
+	benchGet(b, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, up.URL+"/")
+}
+
+// BenchmarkProxy sends the same requests through one proxy hop (route match, filter chain with the
+// router only, round-robin cluster, pooled upstream connections). Allocations are the client's,
+// the proxy's and the upstream server's together.
+func BenchmarkProxy(b *testing.B) {
+	up := startUpstream(b, "a", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, kib) })
+	e := startEnv(b)
+	addr := e.basic(up.Addr())
+	benchGet(b, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, "http://"+addr+"/")
+}
+
+// BenchmarkConfig1000Clusters applies 1,000 EDS clusters (3 endpoints each) with one route each and
+// reports the heap they occupy (heap-MB), the size that matters for the proxy's RSS.
+func BenchmarkConfig1000Clusters(b *testing.B) {
+	for b.Loop() {
+		p, err := New(Options{XDSServers: []string{"127.0.0.1:1"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		st := xdsclient.State{Resources: map[string]xdsclient.Resources{}, Versions: map[string]string{}}
+		clusters, cla := xdsclient.Resources{}, xdsclient.Resources{}
+		rc := &routev3.RouteConfiguration{Name: "r"}
+		for i := 0; i < 1000; i++ {
+			name := fmt.Sprintf("outbound|9080||svc%d.ns.demo.mesh", i)
+			clusters[name] = edsCluster(name, nil)
+			cla[name] = endpoints(b, name, fmt.Sprintf("10.0.%d.%d:9080", i/250, i%250+1), fmt.Sprintf("10.1.%d.%d:9080", i/250, i%250+1), fmt.Sprintf("10.2.%d.%d:9080", i/250, i%250+1))
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: name, Domains: []string{fmt.Sprintf("svc%d.ns.demo.mesh", i)},
+				Routes: []*routev3.Route{{Match: prefixMatch("/"), Action: routeTo(name)}}})
+		}
+		st.Resources[xdsclient.ClusterType] = clusters
+		st.Resources[xdsclient.EndpointType] = cla
+		st.Resources[xdsclient.RouteType] = xdsclient.Resources{"r": rc}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		old := emptySnapshot()
+		for _, typ := range []string{xdsclient.ClusterType, xdsclient.EndpointType, xdsclient.RouteType} {
+			s, _, err := p.build(old, typ, st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.applyEndpoints(old)
+			old = s
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
+		runtime.KeepAlive(old)
+		for _, c := range old.clusters {
+			c.Close(0)
+		}
+	}
+}

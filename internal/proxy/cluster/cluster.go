@@ -1,0 +1,520 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// LBKind is a load-balancing policy.
+type LBKind uint8
+
+// Load-balancing policies.
+const (
+	RoundRobin LBKind = iota
+	LeastRequest
+	Random
+	RingHash
+	Maglev
+)
+
+// ErrOverflow is returned when a circuit breaker trips.
+var ErrOverflow = errors.New("circuit breaker overflow")
+
+// Limits are circuit-breaker thresholds (the DEFAULT priority's).
+type Limits struct {
+	MaxConnections, MaxPending, MaxRequests, MaxRetries int64
+}
+
+// Outlier is the outlier detection configuration.
+type Outlier struct {
+	Consecutive5xx, ConsecutiveGateway  uint32 // 0: disabled
+	Interval, BaseEjection, MaxEjection time.Duration
+	MaxEjectionPercent                  uint32
+}
+
+// Options are runtime settings from outside the Cluster resource.
+type Options struct {
+	// TLS is the upstream TLS configuration (from the cluster's UpstreamTlsContext); nil means
+	// plain text.
+	TLS *tls.Config
+	// DrainTime is how long a replaced cluster keeps its pooled connections for in-flight requests.
+	DrainTime time.Duration
+}
+
+// Cluster is one upstream cluster. Its methods are safe for concurrent use.
+type Cluster struct {
+	Name     string
+	Resource *clusterv3.Cluster
+	// EDSName is the ClusterLoadAssignment name to subscribe to, empty for STATIC clusters.
+	EDSName string
+	LB      LBKind
+	HTTP2   bool
+	Limits  Limits
+	Outlier *Outlier
+	// Transport is the pooled transport to this cluster's hosts.
+	Transport *http.Transport
+	// ConnectTimeout bounds connection establishment.
+	ConnectTimeout time.Duration
+
+	set        atomic.Pointer[endpointSet]
+	rr         atomic.Uint64
+	ringMin    int
+	maglevSize int
+
+	mu    sync.Mutex
+	hosts map[string]*Host
+
+	activeRequests atomic.Int64
+	activeRetries  atomic.Int64
+	connections    atomic.Int64
+	ejectedCount   atomic.Int64
+	// Overflows counts circuit-breaker trips (upstream_rq_pending_overflow and friends together).
+	Overflows atomic.Uint64
+
+	stop chan struct{}
+	once sync.Once
+}
+
+// New builds a cluster from c. Errors name the field.
+func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
+	cl := &Cluster{Name: c.GetName(), Resource: c, hosts: map[string]*Host{}, ringMin: 1024, maglevSize: 65537,
+		ConnectTimeout: 5 * time.Second, stop: make(chan struct{}),
+		Limits: Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}}
+	if cl.Name == "" {
+		return nil, errors.New("name: empty")
+	}
+	switch c.GetClusterDiscoveryType().(type) {
+	case *clusterv3.Cluster_Type:
+	default:
+		return nil, errors.New("cluster_type: custom cluster types are not supported")
+	}
+	switch c.GetType() {
+	case clusterv3.Cluster_STATIC:
+	case clusterv3.Cluster_EDS:
+		cl.EDSName = c.GetEdsClusterConfig().GetServiceName()
+		if cl.EDSName == "" {
+			cl.EDSName = cl.Name
+		}
+		if cs := c.GetEdsClusterConfig().GetEdsConfig(); cs != nil && cs.GetAds() == nil {
+			return nil, errors.New("eds_cluster_config.eds_config: only ads config sources are supported")
+		}
+	default:
+		return nil, fmt.Errorf("type: %v is not supported (STATIC and EDS are)", c.GetType())
+	}
+	switch c.GetLbPolicy() {
+	case clusterv3.Cluster_ROUND_ROBIN:
+		cl.LB = RoundRobin
+	case clusterv3.Cluster_LEAST_REQUEST:
+		cl.LB = LeastRequest
+	case clusterv3.Cluster_RANDOM:
+		cl.LB = Random
+	case clusterv3.Cluster_RING_HASH:
+		cl.LB = RingHash
+		if rc := c.GetRingHashLbConfig(); rc != nil {
+			if rc.GetHashFunction() != clusterv3.Cluster_RingHashLbConfig_XX_HASH {
+				return nil, errors.New("ring_hash_lb_config.hash_function: only the default is supported")
+			}
+			maxRing := uint64(1 << 20)
+			if m := rc.GetMaximumRingSize(); m != nil {
+				maxRing = min(maxRing, m.GetValue())
+			}
+			if m := rc.GetMinimumRingSize(); m != nil {
+				cl.ringMin = int(min(m.GetValue(), maxRing))
+			}
+		}
+	case clusterv3.Cluster_MAGLEV:
+		cl.LB = Maglev
+		if t := c.GetMaglevLbConfig().GetTableSize(); t != nil {
+			cl.maglevSize = int(t.GetValue())
+			if !isPrime(cl.maglevSize) || cl.maglevSize > 5000011 {
+				return nil, fmt.Errorf("maglev_lb_config.table_size: %d must be a prime up to 5000011", cl.maglevSize)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("lb_policy: %v is not supported", c.GetLbPolicy())
+	}
+	if d := c.GetConnectTimeout(); d != nil {
+		cl.ConnectTimeout = d.AsDuration()
+	}
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			continue
+		}
+		if v := t.GetMaxConnections(); v != nil {
+			cl.Limits.MaxConnections = int64(v.GetValue())
+		}
+		if v := t.GetMaxPendingRequests(); v != nil {
+			cl.Limits.MaxPending = int64(v.GetValue())
+		}
+		if v := t.GetMaxRequests(); v != nil {
+			cl.Limits.MaxRequests = int64(v.GetValue())
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			cl.Limits.MaxRetries = int64(v.GetValue())
+		}
+	}
+	if od := c.GetOutlierDetection(); od != nil {
+		cl.Outlier = &Outlier{Consecutive5xx: 5, Interval: 10 * time.Second, BaseEjection: 30 * time.Second,
+			MaxEjection: 300 * time.Second, MaxEjectionPercent: 10}
+		if v := od.GetConsecutive_5Xx(); v != nil {
+			cl.Outlier.Consecutive5xx = v.GetValue()
+		}
+		if v := od.GetEnforcingConsecutive_5Xx(); v != nil && v.GetValue() == 0 {
+			cl.Outlier.Consecutive5xx = 0
+		}
+		// Envoy only enforces gateway-failure ejection when enforcing_consecutive_gateway_failure > 0.
+		if v := od.GetEnforcingConsecutiveGatewayFailure(); v != nil && v.GetValue() > 0 {
+			cl.Outlier.ConsecutiveGateway = 5
+			if g := od.GetConsecutiveGatewayFailure(); g != nil {
+				cl.Outlier.ConsecutiveGateway = g.GetValue()
+			}
+		}
+		if v := od.GetInterval(); v != nil {
+			cl.Outlier.Interval = v.AsDuration()
+		}
+		if v := od.GetBaseEjectionTime(); v != nil {
+			cl.Outlier.BaseEjection = v.AsDuration()
+		}
+		if v := od.GetMaxEjectionTime(); v != nil {
+			cl.Outlier.MaxEjection = v.AsDuration()
+		}
+		if v := od.GetMaxEjectionPercent(); v != nil {
+			cl.Outlier.MaxEjectionPercent = min(v.GetValue(), 100)
+		}
+		if cl.Outlier.Interval <= 0 {
+			return nil, errors.New("outlier_detection.interval: must be positive")
+		}
+	}
+	var err error
+	if cl.HTTP2, err = http2Enabled(c); err != nil {
+		return nil, err
+	}
+	cl.Transport = cl.newTransport(o.TLS)
+	if c.GetType() == clusterv3.Cluster_STATIC {
+		if err := cl.SetEndpoints(c.GetLoadAssignment()); err != nil {
+			return nil, fmt.Errorf("load_assignment.%w", err)
+		}
+	} else {
+		cl.set.Store(&endpointSet{})
+	}
+	if cl.Outlier != nil {
+		go cl.outlierLoop()
+	}
+	return cl, nil
+}
+
+func http2Enabled(c *clusterv3.Cluster) (bool, error) {
+	h2 := c.GetHttp2ProtocolOptions() != nil
+	for name, a := range c.GetTypedExtensionProtocolOptions() {
+		if name != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
+			return false, fmt.Errorf("typed_extension_protocol_options[%q]: unsupported extension", name)
+		}
+		po := &upstreamhttpv3.HttpProtocolOptions{}
+		if err := a.UnmarshalTo(po); err != nil {
+			return false, fmt.Errorf("typed_extension_protocol_options[%q]: %w", name, err)
+		}
+		switch p := po.GetUpstreamProtocolOptions().(type) {
+		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
+			h2 = p.ExplicitHttpConfig.GetHttp2ProtocolOptions() != nil
+		case nil:
+		default:
+			return false, fmt.Errorf("typed_extension_protocol_options[%q].upstream_protocol_options: only explicit_http_config is supported", name)
+		}
+	}
+	return h2, nil
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+type countedConn struct {
+	net.Conn
+	c    *Cluster
+	once sync.Once
+}
+
+func (cc *countedConn) Close() error {
+	cc.once.Do(func() { cc.c.connections.Add(-1) })
+	return cc.Conn.Close()
+}
+
+func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
+	d := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if c.connections.Add(1) > c.Limits.MaxConnections {
+				c.connections.Add(-1)
+				c.Overflows.Add(1)
+				return nil, ErrOverflow
+			}
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				c.connections.Add(-1)
+				return nil, err
+			}
+			return &countedConn{Conn: conn, c: c}, nil
+		},
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		ExpectContinueTimeout:  0,
+		TLSClientConfig:        tc,
+		ResponseHeaderTimeout:  0,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	p := new(http.Protocols)
+	switch {
+	case c.HTTP2 && tc != nil:
+		p.SetHTTP2(true)
+		t.ForceAttemptHTTP2 = true
+	case c.HTTP2:
+		p.SetUnencryptedHTTP2(true)
+	default:
+		p.SetHTTP1(true)
+	}
+	t.Protocols = p
+	return t
+}
+
+// SetEndpoints replaces the endpoints from a ClusterLoadAssignment (nil: none). Hosts that stay keep
+// their counters and ejection state.
+func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	eps, err := parseEndpoints(cla, c.hosts)
+	if err != nil {
+		return err
+	}
+	hosts := make(map[string]*Host, len(eps))
+	var ejected int64
+	for _, e := range eps {
+		hosts[e.Addr] = e.Host
+		if e.ejected.Load() {
+			ejected++
+		}
+	}
+	c.hosts = hosts
+	c.ejectedCount.Store(ejected)
+	c.set.Store(buildSet(eps, c.LB, c.ringMin, c.maglevSize))
+	return nil
+}
+
+// Endpoints returns the current endpoints.
+func (c *Cluster) Endpoints() []*Endpoint { return c.set.Load().all }
+
+// Pick chooses an available endpoint from the highest-priority level that has one; hash is used by the
+// hashing policies when hasHash. It returns nil when no endpoint is available.
+func (c *Cluster) Pick(hash uint64, hasHash bool) *Endpoint {
+	s := c.set.Load()
+	for _, l := range s.levels {
+		if e := c.pickLevel(l, hash, hasHash); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
+	n := len(l.schedule)
+	if n == 0 {
+		return nil
+	}
+	switch {
+	case c.LB == RingHash && hasHash:
+		ring, _ := l.hashTables()
+		i := ringLookup(ring, hash)
+		for k := 0; k < len(ring); k++ {
+			if e := l.eps[ring[(i+k)%len(ring)].idx]; e.available() {
+				return e
+			}
+		}
+		return nil
+	case c.LB == Maglev && hasHash:
+		_, table := l.hashTables()
+		if e := l.eps[table[hash%uint64(len(table))]]; e.available() {
+			return e
+		}
+		// The chosen host is unavailable: fall back to the next ones in table order.
+		for k := uint64(1); k < uint64(len(table)) && k < 64; k++ {
+			if e := l.eps[table[(hash+k)%uint64(len(table))]]; e.available() {
+				return e
+			}
+		}
+	case c.LB == LeastRequest:
+		a := l.eps[l.schedule[rand.IntN(n)]]
+		b := l.eps[l.schedule[rand.IntN(n)]]
+		if !a.available() || (b.available() && b.active.Load() < a.active.Load()) {
+			a = b
+		}
+		if a.available() {
+			return a
+		}
+	case c.LB == Random || c.LB == RingHash || c.LB == Maglev:
+		if e := l.eps[l.schedule[rand.IntN(n)]]; e.available() {
+			return e
+		}
+	default:
+		start := c.rr.Add(1)
+		for k := 0; k < n; k++ {
+			if e := l.eps[l.schedule[(start+uint64(k))%uint64(n)]]; e.available() {
+				return e
+			}
+		}
+		return nil
+	}
+	// Random choice hit an unavailable endpoint: scan from a random start.
+	start := rand.IntN(len(l.eps))
+	for k := range l.eps {
+		if e := l.eps[(start+k)%len(l.eps)]; e.available() {
+			return e
+		}
+	}
+	return nil
+}
+
+// StartRequest applies the max_requests and max_pending_requests breakers; on success the caller must
+// call h's Done when the request ends.
+func (c *Cluster) StartRequest() error {
+	n := c.activeRequests.Add(1)
+	pending := n - c.connections.Load()
+	if n > c.Limits.MaxRequests || (!c.HTTP2 && pending > c.Limits.MaxPending) {
+		c.activeRequests.Add(-1)
+		c.Overflows.Add(1)
+		return ErrOverflow
+	}
+	return nil
+}
+
+// EndRequest undoes a successful StartRequest.
+func (c *Cluster) EndRequest() { c.activeRequests.Add(-1) }
+
+// StartRetry applies the max_retries breaker; on success the caller calls EndRetry after the retry.
+func (c *Cluster) StartRetry() bool {
+	if c.activeRetries.Add(1) > c.Limits.MaxRetries {
+		c.activeRetries.Add(-1)
+		c.Overflows.Add(1)
+		return false
+	}
+	return true
+}
+
+// EndRetry undoes a successful StartRetry.
+func (c *Cluster) EndRetry() { c.activeRetries.Add(-1) }
+
+// Begin marks a request in flight to e; End reports its outcome (status 0 means a connection failure or
+// reset) for outlier detection.
+func (c *Cluster) Begin(e *Endpoint) { e.active.Add(1) }
+
+// End reports the outcome of a request to e begun with Begin.
+func (c *Cluster) End(e *Endpoint, status int) {
+	e.active.Add(-1)
+	e.Requests.Add(1)
+	gateway := status == 0 || status == 502 || status == 503 || status == 504
+	if status == 0 || status >= 500 {
+		e.Failures.Add(1)
+	}
+	o := c.Outlier
+	if o == nil {
+		return
+	}
+	if status != 0 && status < 500 {
+		e.consecutive5x.Store(0)
+		e.consecutiveGw.Store(0)
+		return
+	}
+	n5 := e.consecutive5x.Add(1)
+	var ngw uint32
+	if gateway {
+		ngw = e.consecutiveGw.Add(1)
+	}
+	if (o.Consecutive5xx > 0 && n5 >= o.Consecutive5xx) || (o.ConsecutiveGateway > 0 && ngw >= o.ConsecutiveGateway) {
+		c.eject(e)
+	}
+}
+
+func (c *Cluster) eject(e *Endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.ejected.Load() {
+		return
+	}
+	total := int64(len(c.set.Load().all))
+	ejected := c.ejectedCount.Load()
+	// Envoy ejects at least one host whatever max_ejection_percent says.
+	if ejected > 0 && (ejected+1)*100 > total*int64(c.Outlier.MaxEjectionPercent) {
+		return
+	}
+	n := e.ejections.Add(1)
+	d := min(c.Outlier.BaseEjection*time.Duration(n), max(c.Outlier.MaxEjection, c.Outlier.BaseEjection))
+	e.ejectedUntil.Store(time.Now().Add(d).UnixNano())
+	e.ejected.Store(true)
+	c.ejectedCount.Add(1)
+	e.consecutive5x.Store(0)
+	e.consecutiveGw.Store(0)
+}
+
+// outlierLoop runs Envoy's interval timer: it returns hosts whose ejection time is over and lets the
+// ejection multiplier of healthy hosts decay.
+func (c *Cluster) outlierLoop() {
+	t := time.NewTicker(c.Outlier.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			for _, h := range c.hosts {
+				switch {
+				case h.ejected.Load() && now.UnixNano() >= h.ejectedUntil.Load():
+					h.ejected.Store(false)
+					c.ejectedCount.Add(-1)
+				case !h.ejected.Load() && h.ejections.Load() > 0:
+					h.ejections.Add(^uint32(0))
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// Close stops background work and closes pooled connections after drain (in-flight requests finish).
+func (c *Cluster) Close(drain time.Duration) {
+	c.once.Do(func() {
+		close(c.stop)
+		c.Transport.CloseIdleConnections()
+		if drain > 0 {
+			time.AfterFunc(drain, c.Transport.CloseIdleConnections)
+		}
+	})
+}
+
+// Connections returns the number of open upstream connections.
+func (c *Cluster) Connections() int64 { return c.connections.Load() }
+
+// ActiveRequests returns the number of requests in flight.
+func (c *Cluster) ActiveRequests() int64 { return c.activeRequests.Load() }

@@ -1,0 +1,435 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"canton.dev/canton/internal/proxy/cluster"
+	"canton.dev/canton/internal/proxy/route"
+)
+
+// maxBufferedBody is the largest request body kept for retries and mirroring (Envoy's
+// per_request_buffer_limit_bytes default is 1 MiB; requests above this size are not retried).
+const maxBufferedBody = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// forward sends the request upstream with the route's cluster choice, breakers, retries, timeouts and
+// mirroring, and copies the response back.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) error {
+	f := st.rt.Forward
+	name := f.PickCluster(&st.rreq)
+	st.cluster = name
+	cl := st.snap.clusters[name]
+	if cl == nil {
+		st.flags |= flagNoCluster
+		localReply(w, r, st, f.NotFoundStatus, "cluster not found")
+		return nil
+	}
+	if err := cl.StartRequest(); err != nil {
+		st.flags |= flagUpstreamOverflow
+		w.Header().Set("X-Envoy-Overloaded", "true")
+		localReply(w, r, st, http.StatusServiceUnavailable, "upstream overflow")
+		return nil
+	}
+	defer cl.EndRequest()
+
+	hdr := r.Header
+	for _, m := range st.rt.RequestHeaders {
+		m.Apply(hdr)
+	}
+	hdr["X-Forwarded-Proto"] = []string{st.rreq.Scheme}
+	if st.hcm.remoteAddress {
+		// use_remote_address: this proxy is the edge; append the peer address as Envoy does.
+		hdr["X-Forwarded-For"] = append(hdr["X-Forwarded-For"], netipAddrOf(r.RemoteAddr))
+	}
+	if st.upgrade != "" {
+		hdr["Connection"] = []string{"Upgrade"}
+	}
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr["User-Agent"] = nil // keep net/http from adding its own
+	}
+	host := r.Host
+	if f.HostRewrite != "" {
+		host = f.HostRewrite
+	}
+	path := f.RewritePath(st.rt, st.rreq.Path)
+	upath, rawPath := path, ""
+	if strings.IndexByte(path, '%') >= 0 {
+		if u, err := url.PathUnescape(path); err == nil {
+			upath, rawPath = u, path
+		}
+	}
+
+	retries := 0
+	if f.Retry != nil {
+		retries = f.Retry.NumRetries
+	}
+	var body []byte
+	buffered := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	if !buffered && st.upgrade == "" && (retries > 0 || len(f.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			st.flags |= flagDownstreamConn
+			localReply(w, r, st, http.StatusBadRequest, "request body incomplete")
+			return nil
+		}
+		buffered = true
+	}
+	if !buffered {
+		retries = 0
+		if r.ProtoMajor == 1 {
+			// Let a streaming upstream answer while the request body still flows (gRPC streaming).
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+	}
+	for _, m := range f.Mirrors {
+		if buffered && route.Hit(m.PerMillion) {
+			p.mirror(st.snap, m.Cluster, r.Method, upath, rawPath, st.rreq.Query, host, hdr.Clone(), body, f.Timeout)
+		}
+	}
+
+	ctx, cancel := r.Context(), context.CancelFunc(func() {})
+	if f.Timeout > 0 && st.upgrade == "" {
+		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
+	}
+	defer cancel()
+	hash, hasHash := requestHash(f, r)
+	scheme := "http"
+	if cl.Transport.TLSClientConfig != nil {
+		scheme = "https"
+	}
+	retrying := false
+	defer func() {
+		if retrying {
+			cl.EndRetry()
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		ep := cl.Pick(hash, hasHash)
+		if ep == nil {
+			st.flags |= flagNoHealthyUpstream
+			localReply(w, r, st, http.StatusServiceUnavailable, "no healthy upstream")
+			return nil
+		}
+		st.upstream = ep.Addr
+		actx, acancel := ctx, context.CancelFunc(func() {})
+		if f.Retry != nil && f.Retry.PerTry > 0 && st.upgrade == "" {
+			actx, acancel = context.WithTimeout(ctx, f.Retry.PerTry)
+		}
+		out := &http.Request{Method: r.Method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: host,
+			URL: &url.URL{Scheme: scheme, Host: ep.Addr, Path: upath, RawPath: rawPath, RawQuery: st.rreq.Query}, Trailer: r.Trailer}
+		switch {
+		case len(body) > 0:
+			out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		case buffered:
+			out.Body = http.NoBody
+		default:
+			out.Body, out.ContentLength = r.Body, r.ContentLength
+		}
+		out = out.WithContext(actx)
+		t0 := time.Now()
+		cl.Begin(ep)
+		resp, err := cl.Transport.RoundTrip(out)
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		cl.End(ep, status)
+		st.upstreamDur = time.Since(t0)
+		if retrying {
+			cl.EndRetry()
+			retrying = false
+		}
+		if err != nil {
+			acancel()
+			if r.Context().Err() != nil {
+				st.flags |= flagDownstreamConn
+				return nil // the client is gone: nobody to answer
+			}
+			if ctx.Err() != nil {
+				st.flags |= flagUpstreamTimeout
+				localReply(w, r, st, http.StatusGatewayTimeout, "upstream request timeout")
+				return nil
+			}
+			connect := isConnectError(err)
+			perTry := actx.Err() != nil
+			if f.Retry != nil && attempt < retries && f.Retry.RetryError(connect) && cl.StartRetry() {
+				retrying = true
+				if !sleepCtx(ctx, f.Retry.Backoff(attempt+1)) {
+					continue // the route timeout fires on the next attempt
+				}
+				continue
+			}
+			if attempt > 0 && attempt >= retries {
+				st.flags |= flagRetryLimit
+			}
+			switch {
+			case errors.Is(err, cluster.ErrOverflow):
+				st.flags |= flagUpstreamOverflow
+				w.Header().Set("X-Envoy-Overloaded", "true")
+				localReply(w, r, st, http.StatusServiceUnavailable, "upstream overflow")
+			case perTry:
+				st.flags |= flagUpstreamTimeout
+				localReply(w, r, st, http.StatusGatewayTimeout, "upstream request timeout")
+			case connect:
+				st.flags |= flagUpstreamConnFail
+				localReply(w, r, st, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+			default:
+				st.flags |= flagUpstreamReset
+				localReply(w, r, st, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+			}
+			return nil
+		}
+		if f.Retry != nil && attempt < retries && f.Retry.RetryResponse(status, resp.Header) && cl.StartRetry() {
+			retrying = true
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+			resp.Body.Close()
+			acancel()
+			sleepCtx(ctx, f.Retry.Backoff(attempt+1))
+			continue
+		}
+		if attempt > 0 && attempt >= retries && f.Retry != nil && f.Retry.RetryResponse(status, resp.Header) {
+			st.flags |= flagRetryLimit
+		}
+		if status == http.StatusSwitchingProtocols && st.upgrade != "" {
+			p.tunnel(w, resp, st)
+			acancel()
+			return nil
+		}
+		p.copyResponse(w, resp, st)
+		acancel()
+		return nil
+	}
+}
+
+// copyResponse writes the upstream response downstream: headers without hop-by-hop ones, the route's
+// response header mutations, the body (flushed as it comes when streaming) and the trailers.
+func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *reqState) {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	removeHopByHop(h)
+	for _, m := range st.rt.ResponseHeaders {
+		m.Apply(h)
+	}
+	if st.hcm.serverName != "" {
+		h["Server"] = []string{st.hcm.serverName}
+	}
+	if st.draining {
+		h["Connection"] = []string{"close"}
+	}
+	if len(resp.Trailer) > 0 {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	streaming := resp.ContentLength < 0 || st.grpc
+	rc := http.NewResponseController(w)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				st.flags |= flagDownstreamConn
+				return
+			}
+			if streaming {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// The upstream broke off mid-body: abort the downstream response rather than end it
+			// cleanly, so the client cannot take a truncated body for a complete one.
+			st.flags |= flagUpstreamReset
+			p.log.Debug("upstream response body broken", "cluster", st.cluster, "upstream", st.upstream, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+}
+
+// tunnel completes an HTTP/1.1 upgrade (WebSocket): it hijacks the downstream connection, sends the
+// 101 and copies bytes both ways until either side closes.
+func (p *Proxy) tunnel(w http.ResponseWriter, resp *http.Response, st *reqState) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		localReply(w, &http.Request{Header: http.Header{}}, st, http.StatusBadGateway, "upstream upgrade failed")
+		return
+	}
+	defer up.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		st.flags |= flagDownstreamConn
+		return
+	}
+	defer conn.Close()
+	if rw, ok := w.(*respWriter); ok {
+		rw.status = http.StatusSwitchingProtocols
+	}
+	upgrade := resp.Header.Get("Upgrade")
+	removeHopByHop(resp.Header)
+	resp.Header["Connection"] = []string{"Upgrade"}
+	resp.Header["Upgrade"] = []string{upgrade}
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
+		return
+	}
+	if err := resp.Header.Write(brw); err != nil {
+		return
+	}
+	if _, err := brw.WriteString("\r\n"); err != nil || brw.Flush() != nil {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(up, brw) // buffered bytes first, then the connection
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(conn, up)
+		done <- struct{}{}
+	}()
+	<-done // one side ended: close both (deferred), which ends the other copy
+}
+
+// mirror copies a request to cluster name and discards the answer. The copy goes to the host with
+// "-shadow" appended, as Envoy does.
+func (p *Proxy) mirror(s *snapshot, name, method, path, rawPath, query, host string, hdr http.Header, body []byte, timeout time.Duration) {
+	cl := s.clusters[name]
+	if cl == nil {
+		return
+	}
+	if timeout <= 0 {
+		timeout = route.DefaultTimeout
+	}
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		host = net.JoinHostPort(h+"-shadow", port)
+	} else {
+		host += "-shadow"
+	}
+	go func() {
+		if cl.StartRequest() != nil {
+			return
+		}
+		defer cl.EndRequest()
+		ep := cl.Pick(0, false)
+		if ep == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		scheme := "http"
+		if cl.Transport.TLSClientConfig != nil {
+			scheme = "https"
+		}
+		req := &http.Request{Method: method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: host,
+			URL: &url.URL{Scheme: scheme, Host: ep.Addr, Path: path, RawPath: rawPath, RawQuery: query}, Body: http.NoBody}
+		if len(body) > 0 {
+			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		cl.Begin(ep)
+		resp, err := cl.Transport.RoundTrip(req.WithContext(ctx))
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+		}
+		cl.End(ep, status)
+	}()
+}
+
+// requestHash computes the hash of the route's hash policies; ok is false when none applied.
+func requestHash(f *route.Forward, r *http.Request) (uint64, bool) {
+	var h uint64
+	ok := false
+	for _, hp := range f.Hash {
+		var v string
+		found := false
+		switch hp.Kind {
+		case route.HashHeader:
+			if vs := r.Header[hp.Name]; len(vs) > 0 {
+				v, found = vs[0], true
+			}
+		case route.HashCookie:
+			v, found = cookieValue(r.Header, hp.Name)
+		case route.HashSourceIP:
+			v, found = netipAddrOf(r.RemoteAddr), r.RemoteAddr != ""
+		}
+		if !found {
+			continue
+		}
+		if ok {
+			h = cluster.HashMore(h, v)
+		} else {
+			h, ok = cluster.Hash(v), true
+		}
+		if hp.Terminal {
+			break
+		}
+	}
+	return h, ok
+}
+
+// cookieValue finds a cookie without parsing all of them.
+func cookieValue(h http.Header, name string) (string, bool) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if k == name {
+				return strings.Trim(v, `"`), true
+			}
+		}
+	}
+	return "", false
+}
+
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether the full wait happened.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func netipAddr(a net.Addr) (netip.Addr, error) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap(), nil
+		}
+	}
+	return netip.ParseAddr(netipAddrOf(a.String()))
+}

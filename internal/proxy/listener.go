@@ -1,0 +1,618 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"canton.dev/canton/internal/proxy/httpsafe"
+)
+
+// runningListener is a bound listener serving the current spec of its name.
+type runningListener struct {
+	p    *Proxy
+	name string
+	addr string // configured address
+	ln   net.Listener
+
+	mu      sync.Mutex
+	spec    *listenerSpec
+	runtime map[string]*hcmRuntime // by chain key
+	tcp     map[net.Conn]struct{}
+	closed  bool
+	done    chan struct{}
+}
+
+// prepareListeners binds the listeners of s that are new or moved; on error it closes what it bound.
+func (p *Proxy) prepareListeners(s *snapshot) (map[string]net.Listener, error) {
+	starts := map[string]net.Listener{}
+	for name, spec := range s.listeners {
+		if l := p.listeners[name]; (l != nil && l.addr == spec.addr) || !spec.warm(s) {
+			continue
+		}
+		ln, err := net.Listen("tcp", spec.addr)
+		if err != nil {
+			for _, o := range starts {
+				o.Close()
+			}
+			return nil, fmt.Errorf("listener %q: address: %w", name, err)
+		}
+		starts[name] = ln
+	}
+	return starts, nil
+}
+
+// commitListeners starts, updates and drains listeners to match s.
+func (p *Proxy) commitListeners(s *snapshot, starts map[string]net.Listener) {
+	for name, spec := range s.listeners {
+		old := p.listeners[name]
+		if !spec.warm(s) {
+			continue // warming: the running version (if any) serves until the new one is ready
+		}
+		ln, fresh := starts[name]
+		if !fresh {
+			old.update(spec)
+			continue
+		}
+		l := &runningListener{p: p, name: name, addr: spec.addr, ln: ln, spec: spec, runtime: map[string]*hcmRuntime{},
+			tcp: map[net.Conn]struct{}{}, done: make(chan struct{})}
+		p.listeners[name] = l
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			l.serve()
+		}()
+		p.log.Info("listener started", "listener", name, "addr", ln.Addr().String())
+		if old != nil {
+			go old.close(p.opts.DrainTime)
+		}
+	}
+	for name, l := range p.listeners {
+		if _, ok := s.listeners[name]; !ok {
+			delete(p.listeners, name)
+			go l.close(p.opts.DrainTime)
+			p.log.Info("listener removed", "listener", name)
+		}
+	}
+}
+
+// all returns the filter chains and the default chain (nil entries skipped), in a new slice.
+func (spec *listenerSpec) all() []*chainSpec {
+	out := make([]*chainSpec, 0, len(spec.chains)+1)
+	out = append(out, spec.chains...)
+	if spec.def != nil {
+		out = append(out, spec.def)
+	}
+	return out
+}
+
+// warm reports whether everything the listener refers to through RDS and SDS has arrived, as
+// Envoy's listener warming requires before a listener takes traffic.
+func (spec *listenerSpec) warm(s *snapshot) bool {
+	for _, c := range spec.all() {
+		if c == nil {
+			continue
+		}
+		if c.hcm != nil && c.hcm.rdsName != "" && s.routes[c.hcm.rdsName] == nil {
+			return false
+		}
+		if c.tls != nil {
+			for _, n := range []string{c.tls.certSecret, c.tls.caSecret} {
+				if n != "" && s.secrets[n] == nil {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// update switches to spec; chains that no longer exist drain their connections.
+func (l *runningListener) update(spec *listenerSpec) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.spec = spec
+	keep := map[string]bool{}
+	for _, c := range spec.all() {
+		if c != nil {
+			keep[c.key] = true
+		}
+	}
+	for k, rt := range l.runtime {
+		if !keep[k] {
+			delete(l.runtime, k)
+			d := l.p.opts.DrainTime
+			if rt.h.hcm.drainTimeout > 0 {
+				d = rt.h.hcm.drainTimeout
+			}
+			go rt.retire(d)
+		}
+	}
+}
+
+func (l *runningListener) current() *listenerSpec {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spec
+}
+
+// close stops accepting, then gives established connections up to drain to finish.
+func (l *runningListener) close(drain time.Duration) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.ln.Close()
+	rts := l.runtime
+	l.runtime = map[string]*hcmRuntime{}
+	l.mu.Unlock()
+	<-l.done
+	var wg sync.WaitGroup
+	for _, rt := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt.stop(drain)
+		}()
+	}
+	// TCP connections: wait for them to end, up to drain, then cut them.
+	deadline := time.Now().Add(drain)
+	for {
+		l.mu.Lock()
+		n := len(l.tcp)
+		if n == 0 || time.Now().After(deadline) {
+			for c := range l.tcp {
+				c.Close()
+			}
+			l.mu.Unlock()
+			break
+		}
+		l.mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // bounded by drain
+	}
+	wg.Wait()
+}
+
+func (l *runningListener) serve() {
+	defer close(l.done)
+	var delay time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.p.log.Warn("accept failed", "listener", l.name, "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go l.serveConn(c)
+	}
+}
+
+func (l *runningListener) serveConn(c net.Conn) {
+	spec := l.current()
+	var hello *tls.ClientHelloInfo
+	if spec.inspectTLS {
+		var err error
+		c, hello, err = inspectTLS(c, spec.inspectTimeout)
+		if err != nil {
+			l.p.log.Debug("tls inspection failed", "listener", l.name, "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+	}
+	chain := selectChain(spec, c, hello)
+	if chain == nil {
+		l.p.log.Debug("no filter chain matches", "listener", l.name, "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	if chain.tcp != nil {
+		l.serveTCP(c, spec, chain)
+		return
+	}
+	// HTTP/1.1 gets the strict framing checks net/http lacks (the head size limit is left to
+	// net/http, which answers 431; the guard's bound is only a backstop). Over TLS the handshake
+	// happens here so that HTTP/1.1 can be guarded too; HTTP/2 (ALPN h2) goes to net/http as is.
+	guard := httpsafe.GuardOptions{MaxHeaderBytes: chain.hcm.maxHeaderBytes + 8<<10}
+	if chain.tls != nil {
+		tc := tls.Server(c, l.p.serverTLS(chain.tls, alpnFor(chain.hcm)))
+		_ = c.SetDeadline(time.Now().Add(chain.hcm.headersTimeout))
+		if err := tc.Handshake(); err != nil {
+			l.p.log.Debug("tls handshake failed", "listener", l.name, "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		_ = c.SetDeadline(time.Time{})
+		if cs := tc.ConnectionState(); cs.NegotiatedProtocol == "h2" {
+			c = tc
+		} else {
+			c = &guardedTLS{Conn: httpsafe.Guard(tc, guard), state: &cs}
+		}
+	} else {
+		c = httpsafe.Guard(c, guard)
+	}
+	// The chain's server may be retired by an update between lookup and hand-off; then the
+	// connection goes to the server of the current chain for its key.
+	for range 3 {
+		if rt := l.hcmRuntime(chain); rt != nil && rt.ln.deliver(c) {
+			return
+		}
+		if next := selectChain(l.current(), c, hello); next != nil && next.hcm != nil {
+			chain = next
+		}
+	}
+	l.p.log.Warn("connection dropped: no server for its filter chain", "listener", l.name)
+	c.Close()
+}
+
+func (l *runningListener) hcmRuntime(chain *chainSpec) *hcmRuntime {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	rt := l.runtime[chain.key]
+	if rt == nil {
+		current := false
+		for _, c := range l.spec.all() {
+			current = current || c == chain
+		}
+		if !current {
+			return nil // replaced by an update; the caller selects again
+		}
+		rt = newHCMRuntime(l.p, l, chain)
+		l.runtime[chain.key] = rt
+	}
+	return rt
+}
+
+func (l *runningListener) trackTCP(c net.Conn, add bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if add {
+		if l.closed {
+			return false
+		}
+		l.tcp[c] = struct{}{}
+	} else {
+		delete(l.tcp, c)
+	}
+	return true
+}
+
+// selectChain picks the filter chain for a connection as Envoy does: destination port, then server
+// name (exact, then the longest wildcard, then chains without names), then transport protocol, then
+// application protocols; the default chain when nothing matches.
+func selectChain(spec *listenerSpec, c net.Conn, hello *tls.ClientHelloInfo) *chainSpec {
+	port := 0
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	cands := narrow(spec.chains, func(ch *chainSpec) int {
+		switch {
+		case ch.destPort != 0 && int(ch.destPort) == port:
+			return 2
+		case ch.destPort == 0:
+			return 1
+		}
+		return 0
+	})
+	sni := ""
+	if hello != nil {
+		sni = strings.ToLower(hello.ServerName)
+	}
+	cands = narrow(cands, func(ch *chainSpec) int {
+		if len(ch.serverNames) == 0 {
+			return 1
+		}
+		best := 0
+		for _, n := range ch.serverNames {
+			switch {
+			case n == sni && sni != "":
+				return 1 << 20
+			case strings.HasPrefix(n, "*.") && strings.HasSuffix(sni, n[1:]):
+				best = max(best, 1+len(n))
+			}
+		}
+		return best
+	})
+	transport := "raw_buffer"
+	if hello != nil {
+		transport = "tls"
+	}
+	cands = narrow(cands, func(ch *chainSpec) int {
+		switch ch.transport {
+		case transport:
+			return 2
+		case "":
+			return 1
+		}
+		return 0
+	})
+	cands = narrow(cands, func(ch *chainSpec) int {
+		if len(ch.alpn) == 0 {
+			return 1
+		}
+		if hello != nil {
+			for _, a := range ch.alpn {
+				for _, h := range hello.SupportedProtos {
+					if a == h {
+						return 2
+					}
+				}
+			}
+		}
+		return 0
+	})
+	if len(cands) > 0 {
+		return cands[0]
+	}
+	return spec.def
+}
+
+// narrow keeps the candidates with the highest positive score.
+func narrow(cs []*chainSpec, score func(*chainSpec) int) []*chainSpec {
+	best := 0
+	var out []*chainSpec
+	for _, c := range cs {
+		switch s := score(c); {
+		case s > best:
+			best, out = s, []*chainSpec{c}
+		case s == best && s > 0:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+var errHelloSeen = errors.New("client hello seen")
+
+// inspectTLS reads the start of c to find out whether it is TLS and, if so, its ClientHello. The bytes
+// read are replayed by the returned connection. hello is nil for non-TLS traffic.
+func inspectTLS(c net.Conn, timeout time.Duration) (net.Conn, *tls.ClientHelloInfo, error) {
+	rec := &recordingConn{Conn: c}
+	var hello *tls.ClientHelloInfo
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	err := tls.Server(rec, &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		cp := *h
+		cp.Conn = nil
+		hello = &cp
+		return nil, errHelloSeen
+	}}).Handshake()
+	_ = c.SetReadDeadline(time.Time{})
+	replay := &prefixConn{Conn: c, prefix: rec.buf.Bytes()}
+	switch {
+	case hello != nil:
+		return replay, hello, nil
+	case rec.buf.Len() > 0 && rec.buf.Bytes()[0] != 0x16:
+		return replay, nil, nil // not a TLS handshake record: plain text
+	case err != nil:
+		return c, nil, fmt.Errorf("inspect tls: %w", err)
+	}
+	return replay, nil, nil
+}
+
+// recordingConn records what is read and refuses writes (inspection must not answer the client).
+type recordingConn struct {
+	net.Conn
+	buf bytes.Buffer
+}
+
+func (r *recordingConn) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	r.buf.Write(b[:n])
+	return n, err
+}
+
+func (r *recordingConn) Write(b []byte) (int, error) {
+	return 0, errors.New("inspection does not write")
+}
+
+// prefixConn replays prefix before reading from Conn.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// hcmRuntime is the HTTP server of one filter chain. Connections are handed to it by the listener.
+type hcmRuntime struct {
+	srv    *http.Server
+	ln     *chanListener
+	h      *hcmHandler
+	conns  atomic.Int64  // open connections
+	served chan struct{} // closed when Serve has returned
+}
+
+type connInfoKey struct{}
+
+// connInfo is what the proxy knows about a downstream connection.
+type connInfo struct {
+	listener *runningListener
+	chain    *chainSpec
+	conn     net.Conn
+	inbound  bool
+	// tls is the TLS state of an HTTP/1.1 connection whose handshake the proxy did (net/http sees
+	// a plain connection then, and leaves Request.TLS nil).
+	tls *tls.ConnectionState
+}
+
+// guardedTLS is a guarded HTTP/1.1 connection over TLS, carrying the handshake's state.
+type guardedTLS struct {
+	net.Conn
+	state *tls.ConnectionState
+}
+
+func alpnFor(h *hcmSpec) []string {
+	switch h.codec {
+	case 1: // HTTP1
+		return []string{"http/1.1"}
+	case 2: // HTTP2
+		return []string{"h2"}
+	}
+	return []string{"h2", "http/1.1"}
+}
+
+func newHCMRuntime(p *Proxy, l *runningListener, chain *chainSpec) *hcmRuntime {
+	h := chain.hcm
+	ln := newChanListener(l.ln.Addr())
+	inbound := l.spec.inbound // l.mu is held
+	handler := &hcmHandler{p: p, chain: chain, hcm: h}
+	rt := &hcmRuntime{ln: ln, h: handler, served: make(chan struct{})}
+	srv := &http.Server{
+		Handler: handler,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				rt.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				rt.conns.Add(-1)
+			}
+		},
+		ReadHeaderTimeout: h.headersTimeout,
+		IdleTimeout:       h.idleTimeout,
+		MaxHeaderBytes:    h.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ci := &connInfo{listener: l, chain: chain, conn: c, inbound: inbound}
+			if g, ok := c.(*guardedTLS); ok {
+				ci.tls = g.state
+			}
+			return context.WithValue(ctx, connInfoKey{}, ci)
+		},
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(h.maxStreams), MaxReadFrameSize: 1 << 14,
+			MaxReceiveBufferPerStream: int(h.streamWindow), MaxReceiveBufferPerConnection: int(h.connWindow),
+			PingTimeout: 15 * time.Second, WriteByteTimeout: 30 * time.Second},
+	}
+	pr := new(http.Protocols)
+	switch h.codec {
+	case 1:
+		pr.SetHTTP1(true)
+	case 2:
+		pr.SetHTTP2(true)
+		pr.SetUnencryptedHTTP2(true)
+	default:
+		pr.SetHTTP1(true)
+		pr.SetHTTP2(true)
+		pr.SetUnencryptedHTTP2(true)
+	}
+	srv.Protocols = pr
+	rt.srv = srv
+	go func() {
+		defer close(rt.served)
+		_ = srv.Serve(ln) // returns when ln is closed and its queue drained
+	}()
+	return rt
+}
+
+// stop stops the server gracefully: idle connections close now, active ones when their requests end,
+// all of them after d.
+func (rt *hcmRuntime) stop(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := rt.srv.Shutdown(ctx); err != nil {
+		rt.srv.Close()
+	}
+}
+
+// retire drains a filter chain replaced by an update without failing requests: it takes no new
+// connections, answers every further request with "Connection: close" (HTTP/2: GOAWAY), and stops
+// the server when its connections are gone or after d.
+func (rt *hcmRuntime) retire(d time.Duration) {
+	rt.h.draining.Store(true)
+	rt.ln.Close()
+	deadline := time.Now().Add(d)
+	// Once Serve has returned, every connection handed over is counted in conns.
+	select {
+	case <-rt.served:
+	case <-time.After(d):
+	}
+	for rt.conns.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // bounded by d
+	}
+	rt.stop(time.Second)
+}
+
+// chanListener is a net.Listener fed by the proxy's own accept loop. A connection handed over before
+// Close is always returned by Accept (Accept drains the queue before reporting the close), so a
+// retired server serves every connection it was given.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn, 1024), done: make(chan struct{})}
+}
+
+// deliver hands conn to the server; false means the listener is closed (or its queue full) and conn
+// was not taken.
+func (c *chanListener) deliver(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	select {
+	case c.conns <- conn:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *chanListener) Accept() (net.Conn, error) {
+	select {
+	case conn := <-c.conns:
+		return conn, nil
+	case <-c.done:
+		select {
+		case conn := <-c.conns:
+			return conn, nil
+		default:
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+func (c *chanListener) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+	}
+	return nil
+}
+
+func (c *chanListener) Addr() net.Addr { return c.addr }
+
+var _ io.Reader = (*prefixConn)(nil)
