@@ -47,3 +47,10 @@ func (a *Anchor) LineageHead(scope string) (uint64, string) {
 	}
 	return h.state.LineageHead()
 }
+
+// Initialised reports whether this anchor hosts scope and has applied its
+// genesis (before that, the scope accepts no other mutation).
+func (a *Anchor) Initialised(scope string) bool {
+	h, ok := a.scope(scope)
+	return ok && h.state.Incarnation() != ""
+}

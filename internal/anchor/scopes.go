@@ -254,6 +254,9 @@ func (a *Anchor) proposer() string { return "anchor/" + a.meta.ID }
 // propose commits a mutation through the scope's Raft group and returns the
 // state machine's result. Rejections come back as *scope.Error.
 func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, error) {
+	if m.Op != scope.OpGenesis && h.state.Incarnation() == "" {
+		return scope.Result{}, &unavailableError{fmt.Sprintf("scope %s is starting (its genesis is not committed yet); retry in a moment", h.domain)}
+	}
 	data, err := scope.Encode(m)
 	if err != nil {
 		return scope.Result{}, err

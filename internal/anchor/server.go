@@ -298,6 +298,19 @@ func (s *server) Status(ctx context.Context, req *apipb.StatusRequest) (*apipb.S
 	for _, id := range sortedKeys(book) {
 		resp.Anchors = append(resp.Anchors, &apipb.AnchorAddress{Id: id, Address: book[id], NodeId: NodeID(id)})
 	}
+	for _, ps := range a.xds.Streams() {
+		p := &apipb.ProxyStatus{
+			Id: ps.Node.ID, Service: ps.Node.Service, Namespace: ps.Node.Namespace, Labels: ps.Node.Labels,
+			ConnectedUnix: ps.Connected.Unix(), Delta: ps.Delta, Acked: ps.Acked,
+		}
+		if ps.Nack != nil {
+			p.NackType, p.NackVersion, p.NackMessage = ps.Nack.TypeURL, ps.Nack.Version, ps.Nack.Message
+		}
+		for _, sk := range ps.Skipped {
+			p.Skipped = append(p.Skipped, fmt.Sprintf("%s: %s: %s", sk.Object, sk.Field, sk.Reason))
+		}
+		resp.Proxies = append(resp.Proxies, p)
+	}
 	for _, h := range a.hostedScopes() {
 		st := h.group.Status()
 		_, head := h.state.LineageHead()

@@ -96,7 +96,7 @@ func (s *server) IssueCertificate(ctx context.Context, req *apipb.IssueCertifica
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "issue certificate: %v", err)
 	}
-	return &apipb.IssueCertificateResponse{Chain: [][]byte{cert.Raw}, Bundle: [][]byte{ca.Root().Raw}}, nil
+	return &apipb.IssueCertificateResponse{Chain: [][]byte{cert.Raw}, Bundle: [][]byte{ca.Root().Raw}, Mesh: a.meta.Mesh}, nil
 }
 
 // entitled decides whether a caller may obtain a certificate for want: with

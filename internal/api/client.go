@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	"canton.dev/canton/internal/api/apipb"
@@ -31,28 +33,58 @@ type Client struct {
 // Dial connects to the anchor at server with creds, verifying that the server
 // is an anchor of the credentials' mesh. It does not block.
 func Dial(server string, creds *identity.Credentials) (*Client, error) {
+	return dial(server, creds)
+}
+
+func dial(target string, creds *identity.Credentials, opts ...grpc.DialOption) (*Client, error) {
 	id, err := creds.ID()
 	if err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
-	mesh := id.TrustDomain
+	// Admins and anchors belong to the mesh domain; a workload's trust domain
+	// is its namespace, somewhere below the mesh: anchors are recognised by
+	// their path and by their domain being a suffix of the caller's.
+	own := id.TrustDomain
 	tlsCfg := identity.ClientTLS(creds, func(peer identity.ID) error {
-		if peer.TrustDomain != mesh || !strings.HasPrefix(peer.Path, "/anchor/") {
-			return fmt.Errorf("server %s is not an anchor of mesh %s", peer, mesh)
+		if !strings.HasPrefix(peer.Path, "/anchor/") || (own != peer.TrustDomain && !strings.HasSuffix(own, "."+peer.TrustDomain)) {
+			return fmt.Errorf("server %s is not an anchor of the mesh of %s", peer, id)
 		}
 		return nil
 	})
-	conn, err := grpc.NewClient(server, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	mesh := own
+	if !strings.HasPrefix(id.Path, "/admin/") && !strings.HasPrefix(id.Path, "/anchor/") {
+		mesh = ""
+	}
+	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))...)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", server, err)
+		return nil, fmt.Errorf("dial %s: %w", target, err)
 	}
 	return &Client{conn: conn, pb: apipb.NewAnchorClient(conn), creds: creds, mesh: mesh}, nil
+}
+
+// DialAny connects to whichever of the anchors answers, failing over to the
+// next when one goes away (gRPC pick_first over all addresses).
+func DialAny(servers []string, creds *identity.Credentials) (*Client, error) {
+	if len(servers) == 0 {
+		return nil, errors.New("no anchor addresses")
+	}
+	if len(servers) == 1 {
+		return Dial(servers[0], creds)
+	}
+	r := manual.NewBuilderWithScheme("canton-anchors")
+	addrs := make([]resolver.Address, len(servers))
+	for i, s := range servers {
+		addrs[i] = resolver.Address{Addr: s}
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	return dial(r.Scheme()+":///anchors", creds, grpc.WithResolvers(r))
 }
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
-// Mesh is the mesh domain of the client's credentials.
+// Mesh is the mesh domain of the client's credentials (empty for a workload,
+// whose trust domain is its namespace).
 func (c *Client) Mesh() string { return c.mesh }
 
 // Raw is the generated client, for calls this wrapper does not cover.

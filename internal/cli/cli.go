@@ -65,6 +65,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		lineageCmd(e),
 		statusCmd(e),
 		scopeCmd(e),
+		proxyCmd(e),
 	)
 	return root
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/resource"
 )
 
@@ -27,9 +28,12 @@ func getCmd(e *env) *cobra.Command {
 		Short: "Show resources (a linearizable read of the governing scope)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isProxyKind(args[0]) {
+				return getProxies(cmd.Context(), e, args, ns, all)
+			}
 			k, ok := resource.Lookup(args[0])
 			if !ok {
-				return fmt.Errorf("get: unknown kind %q; known kinds: %s", args[0], kindNames())
+				return fmt.Errorf("get: unknown kind %q; known kinds: %s, proxy", args[0], kindNames())
 			}
 			switch output {
 			case "", "wide", "yaml", "json":
@@ -214,4 +218,31 @@ func deleteCmd(e *env) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (relative to the mesh or absolute; default \"default\")")
 	return cmd
+}
+
+// getProxies lists the proxies connected to the anchors (every namespace
+// unless -n is given).
+func getProxies(ctx context.Context, e *env, args []string, ns string, all bool) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	creds, err := identity.LoadCredentials(e.credentials)
+	if err != nil {
+		return err
+	}
+	list, unreachable, err := listProxies(ctx, c, creds)
+	if err != nil {
+		return fmt.Errorf("get: %w", err)
+	}
+	name := ""
+	if len(args) == 2 {
+		name = args[1]
+	}
+	filter := ""
+	if ns != "" && !all {
+		filter = namespace(ns, c.Mesh())
+	}
+	return printProxies(e.stdout, list, unreachable, name, filter, c.Mesh())
 }

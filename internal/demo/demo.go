@@ -76,7 +76,7 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("demo: create scope %s: %w", domain, err)
 		}
 	}
-	if _, err := c.WaitLeader(wait, domain); err != nil {
+	if err := c.WaitScope(wait, domain); err != nil {
 		return err
 	}
 	objs, err := manifests(c.Mesh(), domain)

@@ -254,6 +254,23 @@ func (c *Cluster) WaitLeader(ctx context.Context, scope string) (int, error) {
 	}
 }
 
+// WaitScope waits until scope has a leader and its genesis is applied on
+// that leader: from then on it accepts mutations.
+func (c *Cluster) WaitScope(ctx context.Context, scope string) error {
+	for {
+		if i := c.Leader(scope); i >= 0 {
+			if a := c.Anchor(i); a != nil && a.Initialised(scope) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("meshtest: scope %s not ready: %w", scope, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // Close stops every anchor.
 func (c *Cluster) Close() error {
 	var errs []error

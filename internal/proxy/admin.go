@@ -55,6 +55,8 @@ func (p *Proxy) configDump(w http.ResponseWriter, r *http.Request) {
 		}
 		out[resourceKind(t)] = map[string]any{"version": s.state.Versions[t], "resources": items}
 	}
+	// Secrets served by Options.LocalSecrets: names only, never their content.
+	out["local secrets"] = slices.Sorted(mapKeys(p.local.Load().known))
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -17,9 +17,10 @@ const (
 	flagRetryLimit                          // URX
 	flagDownstreamConn                      // DC
 	flagInvalidHeaders                      // DPE: downstream protocol error
+	flagStreamIdle                          // SI: stream idle timeout
 )
 
-var flagNames = [...]string{"NR", "NC", "UH", "UO", "UF", "UT", "UR", "URX", "DC", "DPE"}
+var flagNames = [...]string{"NR", "NC", "UH", "UO", "UF", "UT", "UR", "URX", "DC", "DPE", "SI"}
 
 // join returns the Envoy short codes of f and of the filters' codes, comma separated, or "-".
 func (f flags) join(filterFlags string) string {

@@ -21,6 +21,44 @@ import (
 // per_request_buffer_limit_bytes default is 1 MiB; requests above this size are not retried).
 const maxBufferedBody = 1 << 20
 
+var errStreamIdle = errors.New("stream idle timeout")
+
+// idleTimer is a request's stream idle timer: touch pushes it back; when it fires it cancels the
+// request's context with errStreamIdle. A nil idleTimer does nothing.
+type idleTimer struct {
+	d time.Duration
+	t *time.Timer
+}
+
+func (t *idleTimer) touch() {
+	if t != nil {
+		t.t.Reset(t.d)
+	}
+}
+
+var errRequestTimeout = errors.New("request timeout")
+
+// activityReader is a streamed request body: every read touches the idle timer, and a read that fails
+// once request_timeout has passed cancels the upstream request (errRequestTimeout), so that the
+// upstream never takes the truncated body for a complete one.
+type activityReader struct {
+	io.ReadCloser
+	t        *idleTimer
+	timedOut func() bool
+	cancel   context.CancelCauseFunc
+}
+
+func (a *activityReader) Read(b []byte) (int, error) {
+	n, err := a.ReadCloser.Read(b)
+	if n > 0 {
+		a.t.touch()
+	}
+	if err != nil && err != io.EOF && a.timedOut() {
+		a.cancel(errRequestTimeout)
+	}
+	return n, err
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // forward sends the request upstream with the route's cluster choice, breakers, retries, timeouts and
@@ -76,9 +114,26 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 	}
 	var body []byte
 	buffered := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	// request_timeout: the whole request must arrive within it, counted from its start, unless the
+	// response starts first. A read deadline on the downstream stream enforces it for buffered and
+	// streamed bodies alike; it is lifted when the response starts.
+	var reqDeadline time.Time
+	if d := st.hcm.requestTimeout; d > 0 && !buffered && st.upgrade == "" {
+		reqDeadline = st.start.Add(d)
+		if err := http.NewResponseController(w).SetReadDeadline(reqDeadline); err != nil {
+			reqDeadline = time.Time{} // not supported by this connection: no request timeout
+		} else {
+			defer func() { _ = http.NewResponseController(w).SetReadDeadline(time.Time{}) }()
+		}
+	}
+	requestTimedOut := func() bool { return !reqDeadline.IsZero() && !time.Now().Before(reqDeadline) }
 	if !buffered && st.upgrade == "" && (retries > 0 || len(f.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
 		body = make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
+			if requestTimedOut() {
+				localReply(w, r, st, http.StatusRequestTimeout, "request timeout")
+				return nil
+			}
 			st.flags |= flagDownstreamConn
 			localReply(w, r, st, http.StatusBadRequest, "request body incomplete")
 			return nil
@@ -103,6 +158,24 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
 	}
 	defer cancel()
+	// Stream idle timeout: the route's idle_timeout, else the connection manager's
+	// stream_idle_timeout; reset by every body chunk either way.
+	idle := st.hcm.streamIdle
+	if f.HasIdleTimeout {
+		idle = f.IdleTimeout
+	}
+	var tm *idleTimer
+	var cancelCause context.CancelCauseFunc
+	if (idle > 0 || !reqDeadline.IsZero()) && st.upgrade == "" {
+		ctx, cancelCause = context.WithCancelCause(ctx)
+		defer cancelCause(nil)
+		if idle > 0 {
+			tm = &idleTimer{d: idle, t: time.AfterFunc(idle, func() { cancelCause(errStreamIdle) })}
+			defer tm.t.Stop()
+		}
+	}
+	idled := func() bool { return cancelCause != nil && errors.Is(context.Cause(ctx), errStreamIdle) }
+	bodyTimedOut := func() bool { return cancelCause != nil && errors.Is(context.Cause(ctx), errRequestTimeout) }
 	hash, hasHash := requestHash(f, r)
 	scheme := "http"
 	if cl.Transport.TLSClientConfig != nil {
@@ -135,6 +208,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 			out.Body = http.NoBody
 		default:
 			out.Body, out.ContentLength = r.Body, r.ContentLength
+			if cancelCause != nil {
+				out.Body = &activityReader{ReadCloser: r.Body, t: tm, timedOut: requestTimedOut, cancel: cancelCause}
+			}
 		}
 		out = out.WithContext(actx)
 		t0 := time.Now()
@@ -152,9 +228,20 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		}
 		if err != nil {
 			acancel()
+			// request_timeout first: net/http cancels r's context when the body read hits the deadline,
+			// but the client is still there to read the 408.
+			if bodyTimedOut() || requestTimedOut() {
+				localReply(w, r, st, http.StatusRequestTimeout, "request timeout")
+				return nil
+			}
 			if r.Context().Err() != nil {
 				st.flags |= flagDownstreamConn
 				return nil // the client is gone: nobody to answer
+			}
+			if idled() {
+				st.flags |= flagStreamIdle
+				localReply(w, r, st, http.StatusRequestTimeout, "stream timeout")
+				return nil
 			}
 			if ctx.Err() != nil {
 				st.flags |= flagUpstreamTimeout
@@ -201,12 +288,25 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		if attempt > 0 && attempt >= retries && f.Retry != nil && f.Retry.RetryResponse(status, resp.Header) {
 			st.flags |= flagRetryLimit
 		}
+		if bodyTimedOut() {
+			// The upstream answered a request whose body broke off at request_timeout.
+			resp.Body.Close()
+			acancel()
+			localReply(w, r, st, http.StatusRequestTimeout, "request timeout")
+			return nil
+		}
+		if !reqDeadline.IsZero() {
+			// The response starts: request_timeout no longer applies (the request body may go on
+			// streaming, as in gRPC bidirectional calls).
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+			reqDeadline = time.Time{}
+		}
 		if status == http.StatusSwitchingProtocols && st.upgrade != "" {
 			p.tunnel(w, resp, st)
 			acancel()
 			return nil
 		}
-		p.copyResponse(w, resp, st)
+		p.copyResponse(w, resp, st, tm, idled)
 		acancel()
 		return nil
 	}
@@ -214,7 +314,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 
 // copyResponse writes the upstream response downstream: headers without hop-by-hop ones, the route's
 // response header mutations, the body (flushed as it comes when streaming) and the trailers.
-func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *reqState) {
+func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *reqState, tm *idleTimer, idled func() bool) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vv := range resp.Header {
@@ -246,6 +346,7 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
+			tm.touch()
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				st.flags |= flagDownstreamConn
 				return
@@ -260,7 +361,11 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 		if err != nil {
 			// The upstream broke off mid-body: abort the downstream response rather than end it
 			// cleanly, so the client cannot take a truncated body for a complete one.
-			st.flags |= flagUpstreamReset
+			if idled() {
+				st.flags |= flagStreamIdle
+			} else {
+				st.flags |= flagUpstreamReset
+			}
 			p.log.Debug("upstream response body broken", "cluster", st.cluster, "upstream", st.upstream, "err", err)
 			panic(http.ErrAbortHandler)
 		}

@@ -34,10 +34,10 @@ type runningListener struct {
 }
 
 // prepareListeners binds the listeners of s that are new or moved; on error it closes what it bound.
-func (p *Proxy) prepareListeners(s *snapshot) (map[string]net.Listener, error) {
+func (p *Proxy) prepareListeners(s *snapshot, local *localSecrets) (map[string]net.Listener, error) {
 	starts := map[string]net.Listener{}
 	for name, spec := range s.listeners {
-		if l := p.listeners[name]; (l != nil && l.addr == spec.addr) || !spec.warm(s) {
+		if l := p.listeners[name]; (l != nil && l.addr == spec.addr) || !spec.warm(s, local) {
 			continue
 		}
 		ln, err := net.Listen("tcp", spec.addr)
@@ -53,10 +53,10 @@ func (p *Proxy) prepareListeners(s *snapshot) (map[string]net.Listener, error) {
 }
 
 // commitListeners starts, updates and drains listeners to match s.
-func (p *Proxy) commitListeners(s *snapshot, starts map[string]net.Listener) {
+func (p *Proxy) commitListeners(s *snapshot, local *localSecrets, starts map[string]net.Listener) {
 	for name, spec := range s.listeners {
 		old := p.listeners[name]
-		if !spec.warm(s) {
+		if !spec.warm(s, local) {
 			continue // warming: the running version (if any) serves until the new one is ready
 		}
 		ln, fresh := starts[name]
@@ -97,8 +97,8 @@ func (spec *listenerSpec) all() []*chainSpec {
 }
 
 // warm reports whether everything the listener refers to through RDS and SDS has arrived, as
-// Envoy's listener warming requires before a listener takes traffic.
-func (spec *listenerSpec) warm(s *snapshot) bool {
+// Envoy's listener warming requires before a listener takes traffic. Secrets served locally count.
+func (spec *listenerSpec) warm(s *snapshot, local *localSecrets) bool {
 	for _, c := range spec.all() {
 		if c == nil {
 			continue
@@ -108,7 +108,7 @@ func (spec *listenerSpec) warm(s *snapshot) bool {
 		}
 		if c.tls != nil {
 			for _, n := range []string{c.tls.certSecret, c.tls.caSecret} {
-				if n != "" && s.secrets[n] == nil {
+				if n != "" && secretIn(s, local, n) == nil {
 					return false
 				}
 			}

@@ -55,6 +55,10 @@ type Options struct {
 	DrainTime time.Duration
 	// BackoffBase and BackoffMax bound the xDS reconnect delay; zero means 200ms and 10s.
 	BackoffBase, BackoffMax time.Duration
+	// LocalSecrets supplies secrets locally, as istio-agent's local SDS does: the names it knows are
+	// never requested from the control plane, so the workload's private key never leaves it. Nil means
+	// every secret comes from SDS.
+	LocalSecrets SecretSource
 }
 
 // Proxy is a running data plane. Create it with New, run it with Run.
@@ -64,7 +68,8 @@ type Proxy struct {
 	metrics *telemetry.Reporter
 	xds     *xdsclient.Client
 
-	snap atomic.Pointer[snapshot]
+	snap  atomic.Pointer[snapshot]
+	local atomic.Pointer[localSecrets] // written under mu
 
 	mu        sync.Mutex // serializes Apply and listener reconciliation
 	listeners map[string]*runningListener
@@ -93,6 +98,7 @@ func New(o Options) (*Proxy, error) {
 	}
 	p := &Proxy{opts: o, log: o.Logger, metrics: o.Reporter, listeners: map[string]*runningListener{}, applied: map[string]bool{}}
 	p.snap.Store(emptySnapshot())
+	p.local.Store(emptyLocalSecrets())
 	node := &corev3.Node{Id: o.NodeID, Cluster: o.NodeCluster, UserAgentName: "canton-proxy"}
 	{
 		// CANTON_CAPABILITIES lists the optional features of docs/xds.md this proxy implements
@@ -146,6 +152,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		go func() {
 			defer p.wg.Done()
 			_ = admin.Serve(ln) // returns when the server is closed
+		}()
+	}
+	if src := p.opts.LocalSecrets; src != nil {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.watchLocal(ctx, src)
 		}()
 	}
 	err := p.xds.Run(ctx)
@@ -210,7 +223,8 @@ func (p *Proxy) Apply(typeURL string, next xdsclient.State) (xdsclient.Subscript
 		return nil, err
 	}
 	// Bind new listeners before publishing, so a port conflict NACKs instead of half-applying.
-	starts, err := p.prepareListeners(s)
+	local, _ := p.readLocal(s)
+	starts, err := p.prepareListeners(s, local)
 	if err != nil {
 		for _, c := range created {
 			c.Close(0)
@@ -218,8 +232,9 @@ func (p *Proxy) Apply(typeURL string, next xdsclient.State) (xdsclient.Subscript
 		return nil, err
 	}
 	s.applyEndpoints(old)
+	p.local.Store(local) // before the snapshot, so that handshakes on new listeners find their secrets
 	p.snap.Store(s)
-	p.commitListeners(s, starts)
+	p.commitListeners(s, local, starts)
 	for name, c := range old.clusters {
 		if s.clusters[name] != c {
 			c.Close(p.opts.DrainTime)
@@ -229,7 +244,7 @@ func (p *Proxy) Apply(typeURL string, next xdsclient.State) (xdsclient.Subscript
 	if p.applied[xdsclient.ListenerType] && p.applied[xdsclient.ClusterType] {
 		p.ready.Store(true)
 	}
-	return subscriptions(s), nil
+	return p.subscriptions(s), nil
 }
 
 // subscriptions lists the RDS, EDS and SDS names the snapshot refers to.

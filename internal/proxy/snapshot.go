@@ -85,6 +85,8 @@ type hcmSpec struct {
 	idleTimeout    time.Duration
 	headersTimeout time.Duration
 	drainTimeout   time.Duration
+	streamIdle     time.Duration // stream_idle_timeout, zero: none
+	requestTimeout time.Duration // request_timeout, zero: none
 	streamWindow   int32
 	connWindow     int32
 	maxHeaderBytes int
@@ -498,6 +500,13 @@ func (p *Proxy) compileHCM(h *hcmv3.HttpConnectionManager, field string) (*hcmSp
 	}
 	if d := h.GetDrainTimeout(); d != nil {
 		s.drainTimeout = d.AsDuration()
+	}
+	s.streamIdle = 5 * time.Minute // Envoy's default
+	if d := h.GetStreamIdleTimeout(); d != nil {
+		s.streamIdle = d.AsDuration()
+	}
+	if d := h.GetRequestTimeout(); d != nil {
+		s.requestTimeout = d.AsDuration()
 	}
 	if o := h.GetHttp2ProtocolOptions(); o != nil {
 		if v := o.GetMaxConcurrentStreams(); v != nil {

@@ -224,7 +224,7 @@ func (p *Proxy) secrets(t *tlsContext) (*tls.Certificate, *x509.CertPool, []sanM
 	s := p.snap.Load()
 	var cert *tls.Certificate
 	if t.certSecret != "" {
-		sec := s.secrets[t.certSecret]
+		sec := p.lookupSecret(s, t.certSecret)
 		if sec == nil || sec.cert == nil {
 			return nil, nil, nil, fmt.Errorf("secret %q (key pair) not received yet", t.certSecret)
 		}
@@ -233,7 +233,7 @@ func (p *Proxy) secrets(t *tlsContext) (*tls.Certificate, *x509.CertPool, []sanM
 	var ca *x509.CertPool
 	sans := t.sans
 	if t.caSecret != "" {
-		sec := s.secrets[t.caSecret]
+		sec := p.lookupSecret(s, t.caSecret)
 		if sec == nil || sec.ca == nil {
 			return nil, nil, nil, fmt.Errorf("secret %q (trust bundle) not received yet", t.caSecret)
 		}

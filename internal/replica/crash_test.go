@@ -20,6 +20,7 @@ func (h *Host) crash() {
 	h.closeOnce.Do(func() {
 		close(h.stop)
 		<-h.done
+		h.w.close(false) // queued writes are lost, as in a crash
 		for _, g := range groups {
 			g.stopApply()
 			g.closeWaiters()

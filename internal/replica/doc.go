@@ -6,25 +6,29 @@
 // Who may import it: internal/anchor (and test harnesses such as
 // internal/meshtest). The data plane (internal/proxy) and the CLI must not.
 //
-// # Loop and batching
+// # Loop, writer and batching
 //
-// One goroutine (Host.run) drives every group's raft.RawNode. Each iteration it
-// runs queued operations (proposals, reads, configuration changes, snapshots),
-// steps received messages, ticks the awake groups, and then collects the Ready of
-// every group that changed. It writes the entries, hard states and snapshots of
-// all of them in ONE bbolt transaction (one fsync for all groups), then sends one
-// batch per destination node carrying every group's messages, hands committed
-// entries to the groups' apply goroutines and advances raft.
+// One goroutine (Host.run) drives every group's raft.RawNode, with raft's
+// AsyncStorageWrites. Each iteration it runs queued operations (proposals, reads,
+// configuration changes, snapshots), steps received messages and the responses
+// released by the writer, ticks the awake groups, and takes the Ready of every
+// group that changed: messages to other nodes are batched per destination (one
+// Transport.Send per peer per iteration, carrying every group's messages), log
+// writes (MsgStorageAppend) are queued to the writer, committed entries go to the
+// group's apply goroutine.
 //
-// A leader that stays leader in the same term sends its messages before the
-// transaction (Raft thesis 10.2.1: the leader writes in parallel with followers;
-// raft never puts vote or append responses in such a Ready). So a destination can
-// get two batches in an iteration: leaders' messages before the fsync, the rest
-// after it.
+// The writer (writer.go) is the single append thread of all groups: it takes
+// everything queued, from many groups and loop iterations, and writes it in ONE
+// bbolt transaction (one fsync); then it updates the log caches and releases the
+// responses raft made conditional on durability (append and vote
+// acknowledgements). The loop never waits for the disk, so a leader's fsync
+// overlaps its followers' and new proposals keep batching while a write is in
+// flight. Hard states whose only change is the commit index are not worth an
+// fsync: they ride along with the next transaction (or Close); raft recovers the
+// commit index from the leader after a crash.
 //
-// Hard states whose only change is the commit index are not worth an fsync: they
-// are kept in memory and written with the next transaction (or at Close); raft
-// recovers the commit index from the leader after a crash.
+// The apply goroutine of each group applies committed entries in order, so a slow
+// state machine never blocks the loop or other groups; proposals wait for it.
 //
 // # Storage layout
 //
@@ -36,8 +40,8 @@
 //
 // A new group is bootstrapped by a snapshot at index 1, term 1, holding the
 // initial voters and the state machine's initial Snapshot(); members added later
-// receive a snapshot. The bootstrap state is written by the next loop
-// transaction, before the group can send anything.
+// receive a snapshot. The bootstrap state is queued to the writer ahead of any
+// append of the group, so many new groups share one fsync.
 //
 // # Snapshots and compaction
 //

@@ -23,9 +23,7 @@ type Group struct {
 	// Owned by the host loop goroutine.
 	rn        *raft.RawNode
 	ms        *raft.MemoryStorage
-	dl        diskLog
-	hs        *raftpb.HardState // latest hard state handed out by raft
-	hsDirty   bool              // hs not yet on disk (only the commit index changed)
+	dl        diskLog           // owned by the writer once the group runs
 	conf      *raftpb.ConfState // latest applied configuration (raft's view)
 	quiesced  bool
 	dirty     bool
@@ -35,11 +33,8 @@ type Group struct {
 	// suppressHBResp is the leader whose quiesce heartbeat was accepted in this
 	// iteration: its heartbeat response is not sent (it would wake the leader).
 	suppressHBResp uint64
-	pendingSnap    *raftpb.Snapshot // created locally, not yet on disk
-	pendingCompact uint64
-	initWrite      *groupWrite // initial state to persist (new group)
-	confIndex      uint64      // index of the latest configuration change raft applied
-	snapRequested  bool        // a snapshot was requested from the apply goroutine
+	confIndex      uint64 // index of the latest configuration change raft applied
+	snapRequested  bool   // a snapshot was requested from the apply goroutine
 
 	// Published by the loop for Status.
 	stLead     atomic.Uint64
@@ -48,6 +43,7 @@ type Group struct {
 	stQuiesced atomic.Bool
 	stConf     atomic.Pointer[raftpb.ConfState]
 	applied    atomic.Uint64
+	inflight   atomic.Int32 // appends queued to the writer and not yet durable
 
 	leaderCh chan bool
 

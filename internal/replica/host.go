@@ -12,7 +12,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Host runs the replicas of many groups in one process: one loop goroutine drives
@@ -31,6 +30,9 @@ type Host struct {
 	mu          sync.Mutex
 	groups      map[GroupID]*Group
 	inbox       []incoming
+	local       []localResp // released by the writer
+	failed      error       // storage failure that stopped the host
+	w           *writer
 	ops         []func()
 	unreachable []uint64
 	closed      bool
@@ -45,14 +47,10 @@ type Host struct {
 	lgroups map[GroupID]*Group
 	awake   map[*Group]struct{}
 	dirty   []*Group
-	hsDirty map[*Group]struct{} // hard states (commit only) not yet on disk
-	snapDue []*Group            // groups with a local snapshot to persist
-	creates []*Group            // new groups whose initial state is not on disk yet
 	peers   map[uint64]*peer
 	members map[uint64]int // peers referenced by some group's configuration
 	out     map[uint64][]Envelope
 	tickN   uint64
-	failed  error
 	stats   *hostStats
 }
 
@@ -83,7 +81,6 @@ func Open(cfg Config) (*Host, error) {
 		done:    make(chan struct{}),
 		lgroups: make(map[GroupID]*Group),
 		awake:   make(map[*Group]struct{}),
-		hsDirty: make(map[*Group]struct{}),
 		peers:   make(map[uint64]*peer),
 		members: make(map[uint64]int),
 		out:     make(map[uint64][]Envelope),
@@ -100,6 +97,7 @@ func Open(cfg Config) (*Host, error) {
 	if b, ok := c.Transport.(interface{ SetHandler(Handler) }); ok {
 		b.SetHandler(h)
 	}
+	h.w = newWriter(h)
 	go h.run()
 	return h, nil
 }
@@ -117,12 +115,13 @@ func (h *Host) Close() error {
 		h.mu.Unlock()
 		close(h.stop)
 		<-h.done
+		h.w.close(true)
 		var errs []error
+		h.mu.Lock()
 		if h.failed != nil {
 			errs = append(errs, h.failed)
-		} else if err := h.flushHardStates(); err != nil {
-			errs = append(errs, err)
 		}
+		h.mu.Unlock()
 		for _, g := range groups {
 			g.stopApply()
 			g.closeWaiters()
@@ -210,6 +209,7 @@ func (h *Host) StartGroup(id GroupID, peers []uint64, sm StateMachine) (*Group, 
 		MaxCommittedSizePerReady:  8 << 20,
 		MaxUncommittedEntriesSize: 256 << 20,
 		MaxInflightMsgs:           256,
+		AsyncStorageWrites:        true,
 		CheckQuorum:               true,
 		PreVote:                   true,
 		StepDownOnRemoval:         true,
@@ -220,11 +220,11 @@ func (h *Host) StartGroup(id GroupID, peers []uint64, sm StateMachine) (*Group, 
 	}
 	g.rn, g.ms, g.dl = rn, ms, dl
 	if bootstrapped || !p.exists {
-		// Persisted by the next loop iteration's transaction, before any message
-		// of this group leaves (batches group creation: one fsync for many).
-		g.initWrite = &groupWrite{id: id, dl: &g.dl, snap: p.snap, hs: p.hs}
+		// Written by the writer before any append of this group (and batched with
+		// other groups' writes: one fsync for many new groups).
+		g.inflight.Add(1)
+		h.w.push(writeItem{g: g, init: &groupWrite{id: id, dl: &g.dl, snap: p.snap, hs: p.hs}})
 	}
-	g.hs = hs
 	g.conf = cs
 	g.stConf.Store(cs)
 	g.stTerm.Store(hs.GetTerm())
@@ -251,9 +251,6 @@ func (h *Host) StartGroup(id GroupID, peers []uint64, sm StateMachine) (*Group, 
 	h.submit(func() {
 		h.lgroups[id] = g
 		h.awake[g] = struct{}{}
-		if g.initWrite != nil {
-			h.creates = append(h.creates, g)
-		}
 		h.markDirty(g)
 		h.recomputeMembers()
 		if vs := cs.GetVoters(); len(vs) == 1 && vs[0] == h.cfg.NodeID && len(cs.GetLearners()) == 0 {
@@ -290,6 +287,7 @@ func (h *Host) StopGroup(id GroupID) error {
 		case <-h.done:
 		}
 	}
+	h.w.barrier(g, true) // nothing of this group is written after StopGroup returns
 	g.stopApply()
 	g.closeWaiters()
 	return nil
@@ -306,10 +304,14 @@ func (h *Host) DeleteGroup(id GroupID) error {
 	return h.st.deleteGroup(id)
 }
 
+// maxInbox bounds the batches waiting for the loop; beyond it batches are dropped
+// (raft retries) rather than letting memory grow without limit.
+const maxInbox = 1 << 14
+
 // Receive is called by the transport for every batch arriving from node from.
 func (h *Host) Receive(from uint64, batch []Envelope) {
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || len(h.inbox) >= maxInbox {
 		h.mu.Unlock()
 		return
 	}
@@ -346,6 +348,18 @@ func (h *Host) submit(op func()) bool {
 	return true
 }
 
+// fail stops the host after a storage failure: nothing more is acknowledged.
+func (h *Host) fail(err error) {
+	h.log.Error("storage write failed; host stops", "err", err)
+	h.mu.Lock()
+	if h.failed == nil {
+		h.failed = err
+	}
+	h.closed = true
+	h.mu.Unlock()
+	h.signal()
+}
+
 func (h *Host) signal() {
 	select {
 	case h.wake <- struct{}{}:
@@ -368,6 +382,7 @@ func (h *Host) run() {
 		inbox []incoming
 		ops   []func()
 		unr   []uint64
+		local []localResp
 	)
 	for {
 		tick := false
@@ -382,7 +397,14 @@ func (h *Host) run() {
 		inbox, h.inbox = h.inbox, inbox[:0]
 		ops, h.ops = h.ops, ops[:0]
 		unr, h.unreachable = h.unreachable, unr[:0]
+		local, h.local = h.local, local[:0]
+		failed := h.failed
 		h.mu.Unlock()
+		if failed != nil {
+			return
+		}
+		h.stepLocal(local)
+		clear(local)
 
 		for i, op := range ops {
 			op()
@@ -398,14 +420,7 @@ func (h *Host) run() {
 		if tick {
 			h.tick()
 		}
-		if err := h.processReady(); err != nil {
-			h.failed = err
-			h.log.Error("storage write failed; host stops", "err", err)
-			h.mu.Lock()
-			h.closed = true
-			h.mu.Unlock()
-			return
-		}
+		h.processReady()
 	}
 }
 
@@ -433,375 +448,6 @@ func (h *Host) receive(in incoming) {
 		}
 		h.unquiesce(g)
 	}
-}
-
-// ready is one group's Ready of one loop iteration.
-type ready struct {
-	g    *Group
-	rd   raft.Ready
-	sent bool // messages already sent (leader, before the fsync)
-}
-
-// processReady handles the Ready of every dirty group: it sends a stable leader's
-// messages, persists all groups in one transaction, sends the remaining messages,
-// hands committed entries to the apply goroutines and advances raft.
-func (h *Host) processReady() error {
-	var rds []ready
-	for _, g := range h.dirty {
-		g.dirty = false
-		if g.stopped || !g.rn.HasReady() {
-			continue
-		}
-		rds = append(rds, ready{g: g, rd: g.rn.Ready()})
-	}
-	clear(h.dirty)
-	h.dirty = h.dirty[:0]
-
-	// A leader that stays leader in the same term may send its appends while
-	// its own log write is in flight (Raft thesis 10.2.1); its responses
-	// and votes (which need durability) never appear in its Messages.
-	needSync := len(h.snapDue) > 0 || len(h.creates) > 0
-	var snapSent []snapReport
-	for i := range rds {
-		r := &rds[i]
-		if !raft.IsEmptySnap(r.rd.Snapshot) || r.rd.MustSync || len(r.rd.Entries) > 0 {
-			needSync = true
-		}
-		if r.g.lead == h.cfg.NodeID && (r.rd.SoftState == nil || r.rd.SoftState.Lead == h.cfg.NodeID) &&
-			(r.rd.HardState == nil || (r.rd.HardState.GetTerm() == r.g.hs.GetTerm() && r.rd.HardState.GetVote() == r.g.hs.GetVote())) {
-			snapSent = h.route(r.g, r.rd.Messages, snapSent)
-			r.sent = true
-		}
-	}
-	h.flush()
-
-	if needSync {
-		if err := h.persist(rds); err != nil {
-			return err
-		}
-	} else {
-		for i := range rds {
-			if hs := rds[i].rd.HardState; hs != nil {
-				rds[i].g.hs = hs
-				h.hsDirty[rds[i].g] = struct{}{}
-			}
-		}
-	}
-	for i := range rds {
-		r := &rds[i]
-		g := r.g
-		if !raft.IsEmptySnap(r.rd.Snapshot) {
-			if err := g.ms.ApplySnapshot(r.rd.Snapshot); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
-				return fmt.Errorf("replica: group %s: apply snapshot to log cache: %w", g.id, err)
-			}
-		}
-		if err := g.ms.Append(r.rd.Entries); err != nil {
-			return fmt.Errorf("replica: group %s: append to log cache: %w", g.id, err)
-		}
-		if r.rd.HardState != nil {
-			_ = g.ms.SetHardState(r.rd.HardState)
-		}
-		if !r.sent {
-			snapSent = h.route(g, r.rd.Messages, snapSent)
-		}
-	}
-	h.flush()
-
-	for i := range rds {
-		h.afterPersist(&rds[i])
-	}
-	for _, s := range snapSent {
-		if !s.g.stopped {
-			s.g.rn.ReportSnapshot(s.to, raft.SnapshotFinish)
-			h.markDirty(s.g)
-		}
-	}
-	for i := range rds {
-		if g := rds[i].g; !g.stopped && g.rn.HasReady() {
-			h.markDirty(g)
-		}
-	}
-	if len(h.dirty) > 0 {
-		h.signal()
-	}
-	return nil
-}
-
-type snapReport struct {
-	g  *Group
-	to uint64
-}
-
-// persist writes every group's entries, hard state and snapshots in one
-// transaction (one fsync for all groups), including hard states left unsynced by
-// earlier iterations.
-func (h *Host) persist(rds []ready) error {
-	ws := make([]*groupWrite, 0, len(rds)+len(h.snapDue)+len(h.hsDirty)+len(h.creates))
-	byGroup := make(map[*Group]*groupWrite, len(rds))
-	// Initial states go first: later writes of the same group build on them.
-	for _, g := range h.creates {
-		if !g.stopped {
-			ws = append(ws, g.initWrite)
-		}
-		g.initWrite = nil
-	}
-	h.creates = h.creates[:0]
-	get := func(g *Group) *groupWrite {
-		if w := byGroup[g]; w != nil {
-			return w
-		}
-		w := &groupWrite{id: g.id, dl: &g.dl}
-		byGroup[g] = w
-		ws = append(ws, w)
-		return w
-	}
-	for i := range rds {
-		g, rd := rds[i].g, &rds[i].rd
-		w := get(g)
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			w.snap = rd.Snapshot
-			w.clearLog = true
-			if g.pendingSnap != nil && g.pendingSnap.GetMetadata().GetIndex() <= rd.Snapshot.GetMetadata().GetIndex() {
-				g.pendingSnap, g.pendingCompact = nil, 0
-			}
-		}
-		w.entries = rd.Entries
-		if rd.HardState != nil {
-			g.hs = rd.HardState
-			w.hs = g.hs
-		}
-	}
-	for _, g := range h.snapDue {
-		if g.stopped || g.pendingSnap == nil {
-			continue
-		}
-		w := get(g)
-		if w.snap == nil {
-			w.snap = g.pendingSnap
-			w.compactTo = g.pendingCompact
-			w.hs = g.hs // commit >= snapshot index must be durable with the snapshot
-		}
-		g.pendingSnap, g.pendingCompact = nil, 0
-	}
-	h.snapDue = h.snapDue[:0]
-	for g := range h.hsDirty {
-		if !g.stopped {
-			get(g).hs = g.hs
-		}
-	}
-	clear(h.hsDirty)
-	start := time.Now()
-	err := h.st.commit(ws)
-	h.stats.observeSync(time.Since(start), len(ws))
-	return err
-}
-
-// flushHardStates writes hard states that were not synced yet (Close).
-func (h *Host) flushHardStates() error {
-	if len(h.hsDirty) == 0 {
-		return nil
-	}
-	var ws []*groupWrite
-	for g := range h.hsDirty {
-		ws = append(ws, &groupWrite{id: g.id, dl: &g.dl, hs: g.hs})
-	}
-	clear(h.hsDirty)
-	return h.st.commit(ws)
-}
-
-// afterPersist handles the parts of a Ready that follow durability: committed
-// entries, read states, leadership changes, then Advance.
-func (h *Host) afterPersist(r *ready) {
-	g, rd := r.g, &r.rd
-	if g.stopped {
-		return
-	}
-	var task applyTask
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		task.snap = rd.Snapshot
-		g.conf = rd.Snapshot.GetMetadata().GetConfState()
-		g.stConf.Store(g.conf)
-		h.recomputeMembers()
-	}
-	for _, e := range rd.CommittedEntries {
-		if e.GetType() == raftpb.EntryType_EntryNormal {
-			continue
-		}
-		cs := h.applyConfChange(g, e)
-		if cs != nil {
-			if task.confs == nil {
-				task.confs = make(map[uint64]*raftpb.ConfState)
-			}
-			task.confs[e.GetIndex()] = cs
-		}
-	}
-	if len(rd.CommittedEntries) > 0 || task.snap != nil {
-		task.entries = rd.CommittedEntries
-		g.aq.push(task)
-	}
-	for _, rs := range rd.ReadStates {
-		if len(rs.RequestCtx) == 8 {
-			g.complete(g.reads, binary.BigEndian.Uint64(rs.RequestCtx), result{index: rs.Index})
-		}
-	}
-	if rd.SoftState != nil && rd.SoftState.Lead != g.lead {
-		g.lead = rd.SoftState.Lead
-		g.publishLeader(g.lead)
-		if g.lead == 0 {
-			h.unquiesce(g)
-		}
-	}
-	if rd.HardState != nil {
-		g.stTerm.Store(rd.HardState.GetTerm())
-		g.stCommit.Store(rd.HardState.GetCommit())
-	}
-	g.rn.Advance(*rd)
-}
-
-func (h *Host) applyConfChange(g *Group, e *raftpb.Entry) *raftpb.ConfState {
-	var cc raftpb.ConfChangeI
-	if e.GetType() == raftpb.EntryType_EntryConfChange {
-		c := new(raftpb.ConfChange)
-		if err := proto.Unmarshal(e.GetData(), c); err != nil {
-			h.log.Error("malformed conf change entry", "group", g.id, "index", e.GetIndex(), "err", err)
-			return nil
-		}
-		cc = c
-	} else {
-		c := new(raftpb.ConfChangeV2)
-		if err := proto.Unmarshal(e.GetData(), c); err != nil {
-			h.log.Error("malformed conf change entry", "group", g.id, "index", e.GetIndex(), "err", err)
-			return nil
-		}
-		cc = c
-	}
-	cs := g.rn.ApplyConfChange(cc)
-	g.confIndex = e.GetIndex()
-	g.conf = cs
-	g.stConf.Store(cs)
-	h.recomputeMembers()
-	h.unquiesce(g)
-	return cs
-}
-
-// route appends msgs to the per-destination batches of this iteration.
-func (h *Host) route(g *Group, msgs []*raftpb.Message, snaps []snapReport) []snapReport {
-	for _, m := range msgs {
-		to := m.GetTo()
-		if to == h.cfg.NodeID {
-			continue
-		}
-		if g.suppressHBResp != 0 && to == g.suppressHBResp && m.GetType() == raftpb.MessageType_MsgHeartbeatResp {
-			continue
-		}
-		if m.GetType() == raftpb.MessageType_MsgSnap {
-			snaps = append(snaps, snapReport{g: g, to: to})
-		}
-		h.out[to] = append(h.out[to], Envelope{Group: g.id, Msg: m})
-	}
-	g.suppressHBResp = 0
-	return snaps
-}
-
-// flush sends one batch per destination.
-func (h *Host) flush() {
-	for to, batch := range h.out {
-		if len(batch) == 0 {
-			continue
-		}
-		h.tr.Send(to, batch)
-		h.stats.sent(len(batch))
-		if p := h.peers[to]; p != nil {
-			p.lastSent = h.tickN
-		}
-		h.out[to] = nil
-	}
-}
-
-// propose runs on the loop.
-func (h *Host) propose(g *Group, req uint64, payload []byte) {
-	if g.stopped {
-		g.complete(g.waiters, req, result{err: ErrStopped})
-		return
-	}
-	h.unquiesce(g)
-	if err := g.rn.Propose(payload); err != nil {
-		g.complete(g.waiters, req, result{err: h.proposeErr(g, err)})
-	}
-	h.markDirty(g)
-}
-
-func (h *Host) proposeConfChange(g *Group, req uint64, cc *raftpb.ConfChange) {
-	if g.stopped {
-		g.complete(g.waiters, req, result{err: ErrStopped})
-		return
-	}
-	h.unquiesce(g)
-	if err := g.rn.ProposeConfChange(cc); err != nil {
-		g.complete(g.waiters, req, result{err: h.proposeErr(g, err)})
-	}
-	h.markDirty(g)
-}
-
-func (h *Host) proposeErr(g *Group, err error) error {
-	if errors.Is(err, raft.ErrProposalDropped) {
-		if g.rn.BasicStatus().Lead == 0 {
-			return ErrNoLeader
-		}
-		return ErrDropped
-	}
-	return fmt.Errorf("replica: group %s: propose: %w", g.id, err)
-}
-
-func (h *Host) readIndex(g *Group, rctx []byte) {
-	if g.stopped {
-		return
-	}
-	h.unquiesce(g)
-	g.rn.ReadIndex(rctx)
-	h.markDirty(g)
-}
-
-func (h *Host) transferLeader(g *Group, to uint64) {
-	if g.stopped {
-		return
-	}
-	h.unquiesce(g)
-	g.rn.TransferLeader(to)
-	h.markDirty(g)
-}
-
-// createSnapshot stores a snapshot the apply goroutine took at index and compacts
-// the log, keeping a tail so slightly lagging followers need no snapshot.
-func (h *Host) createSnapshot(g *Group, index uint64, cs *raftpb.ConfState, data []byte) {
-	if g.stopped {
-		return
-	}
-	g.snapRequested = false
-	snap, err := g.ms.CreateSnapshot(index, cs, data)
-	if errors.Is(err, raft.ErrSnapOutOfDate) {
-		return
-	}
-	if err != nil {
-		h.log.Error("create snapshot failed", "group", g.id, "index", index, "err", err)
-		return
-	}
-	tail := min(h.cfg.SnapshotEntries/2, 5000)
-	var compactTo uint64
-	if index > tail {
-		compactTo = index - tail
-		if first, _ := g.ms.FirstIndex(); compactTo >= first {
-			if err := g.ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
-				h.log.Error("compact log failed", "group", g.id, "index", compactTo, "err", err)
-			}
-		}
-	}
-	if g.pendingSnap == nil {
-		h.snapDue = append(h.snapDue, g)
-	}
-	g.pendingSnap, g.pendingCompact = snap, compactTo
-	h.signal()
-	h.log.Debug("snapshot created", "group", g.id, "index", index, "compact_to", compactTo, "bytes", len(data))
 }
 
 func dedup(ids []uint64) []uint64 {

@@ -147,6 +147,7 @@ func (h *Host) unquiesce(g *Group) {
 }
 
 func (h *Host) quiesce(g *Group) {
+	h.stats.quiesces.Add(1)
 	g.quiesced = true
 	g.stQuiesced.Store(true)
 	delete(h.awake, g)
@@ -183,7 +184,7 @@ func (h *Host) tick() {
 
 // maybeQuiesceLeader quiesces g if it is idle and fully replicated.
 func (h *Host) maybeQuiesceLeader(g *Group) bool {
-	if g.rn.HasReady() || g.pendingSnap != nil {
+	if g.rn.HasReady() || g.inflight.Load() != 0 {
 		return false
 	}
 	st := g.rn.BasicStatus()
@@ -246,7 +247,7 @@ func (h *Host) quiesceFollower(g *Group, m *raftpb.Message) {
 	if m.GetType() != raftpb.MessageType_MsgHeartbeat {
 		return
 	}
-	idle := !g.rn.HasReady() // nothing unstable: the log cache is the whole log
+	idle := !g.rn.HasReady() && g.inflight.Load() == 0 // the log cache is the whole log
 	if err := g.rn.Step(m); err != nil {
 		return
 	}

@@ -130,3 +130,54 @@ func TestManyGroupsQuiesceAndWake(t *testing.T) {
 	c.waitHas(g0, "wake", victim)
 	waitFor(t, 10*time.Second, "all quiesced after the node returned", allQuiesced)
 }
+
+// TestQuiescedLeaderPartitioned: a quiesced group whose leader is cut off (alive,
+// not crashed) must notice through node liveness: the majority elects a new
+// leader and the old one steps down (CheckQuorum) and says so on LeaderCh.
+func TestQuiescedLeaderPartitioned(t *testing.T) {
+	c := newCluster(t, 1, 2, 3)
+	peers := []uint64{1, 2, 3}
+	for _, id := range peers {
+		c.open(id)
+		c.start(id, "g", peers)
+	}
+	old := c.waitLeader("g", peers...)
+	leaderCh := c.group(old, "g").LeaderCh()
+	propose(t, c.group(old, "g"), "before")
+	waitFor(t, 5*time.Second, "group quiesced", func() bool {
+		for _, id := range peers {
+			if !c.group(id, "g").Status().Quiesced {
+				return false
+			}
+		}
+		return true
+	})
+	select { // drain the "became leader" notification
+	case <-leaderCh:
+	default:
+	}
+
+	c.net.Isolate(old)
+	var rest []uint64
+	for _, id := range peers {
+		if id != old {
+			rest = append(rest, id)
+		}
+	}
+	waitFor(t, 5*time.Second, "majority elects a new leader", func() bool {
+		l := c.group(rest[0], "g").Status().Leader
+		return l != 0 && l != old && c.group(rest[1], "g").Status().Leader == l
+	})
+	lead := c.group(rest[0], "g").Status().Leader
+	propose(t, c.group(lead, "g"), "majority")
+	waitFor(t, 5*time.Second, "old leader steps down", func() bool {
+		select {
+		case v := <-leaderCh:
+			return !v
+		default:
+			return false
+		}
+	})
+	c.net.Heal()
+	c.waitHas("g", "majority", peers...)
+}

@@ -226,7 +226,8 @@ func TestMembershipLearnerPromoteRemove(t *testing.T) {
 	if err := c.group(follower, "g").Promote(ctx, 4); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
-	if st := lg.Status(); !slices.Equal(st.Voters, []uint64{1, 2, 3, 4}) || len(st.Learners) != 0 {
+	// Promote returns once the change is applied on the replica that made it.
+	if st := c.group(follower, "g").Status(); !slices.Equal(st.Voters, []uint64{1, 2, 3, 4}) || len(st.Learners) != 0 {
 		t.Fatalf("after Promote: %+v", st)
 	}
 	waitFor(t, 5*time.Second, "node 4 sees itself voter", func() bool {
@@ -341,5 +342,14 @@ func TestStopDeleteGroup(t *testing.T) {
 	ids, err := h.Groups()
 	if err != nil || !slices.Equal(ids, []GroupID{"b"}) {
 		t.Fatalf("Groups() = %v, %v", ids, err)
+	}
+	// Nothing of the deleted group comes back with later writes or at Close.
+	waitFor(t, 2*time.Second, "leader of b", func() bool { return c.group(1, "b").Status().IsLeader })
+	propose(t, c.group(1, "b"), "z")
+	c.close(1)
+	h = c.open(1)
+	ids, err = h.Groups()
+	if err != nil || !slices.Equal(ids, []GroupID{"b"}) {
+		t.Fatalf("after reopen: Groups() = %v, %v", ids, err)
 	}
 }

@@ -14,10 +14,11 @@ type HostStats struct {
 	SyncTime  time.Duration // total time spent in those commits
 	SyncWrite uint64        // group writes persisted (sum over transactions)
 	SyncMax   time.Duration // slowest commit
+	Quiesces  uint64        // times a replica here quiesced (leader or follower)
 }
 
 type hostStats struct {
-	batches, messages, pings, syncs, syncNanos, groupWrites, syncMax atomic.Uint64
+	batches, messages, pings, syncs, syncNanos, groupWrites, syncMax, quiesces atomic.Uint64
 }
 
 func (s *hostStats) sent(n int) {
@@ -51,5 +52,6 @@ func (h *Host) Stats() HostStats {
 		SyncTime:  time.Duration(s.syncNanos.Load()),
 		SyncWrite: s.groupWrites.Load(),
 		SyncMax:   time.Duration(s.syncMax.Load()),
+		Quiesces:  s.quiesces.Load(),
 	}
 }

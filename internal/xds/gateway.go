@@ -122,9 +122,13 @@ func generateGatewayRoutes(g *gen, out *Resources) error {
 			}
 		}
 		sort.SliceStable(rc.VirtualHosts, func(i, j int) bool { return rc.VirtualHosts[i].Name < rc.VirtualHosts[j].Name })
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "not_found", Domains: []string{"*"},
-			Routes: []*routev3.Route{{Name: "not_found", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}}}}})
+		// Hosts no VirtualService claims get a 404 — unless one claims "*" already: a domain may
+		// appear only once in a route configuration (Envoy rejects duplicates).
+		if _, taken := claimed["*"]; !taken {
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "not_found", Domains: []string{"*"},
+				Routes: []*routev3.Route{{Name: "not_found", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}}}}})
+		}
 		out.Routes[name] = rc
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -174,4 +175,26 @@ func validateAll(t testing.TB, r Resources) {
 			}
 		}
 	}
+	for name, rc := range r.Routes {
+		if err := uniqueDomains(rc.(*routev3.RouteConfiguration)); err != nil {
+			t.Errorf("route configuration %s: %v", name, err)
+		}
+	}
+}
+
+// uniqueDomains checks what protoc-gen-validate cannot: a domain appears in at most one virtual
+// host of a route configuration, once (Envoy and the canton proxy reject the configuration
+// otherwise). Domains compare case-insensitively.
+func uniqueDomains(rc *routev3.RouteConfiguration) error {
+	seen := map[string]string{}
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, d := range vh.GetDomains() {
+			d = strings.ToLower(d)
+			if other, dup := seen[d]; dup {
+				return fmt.Errorf("domain %q in virtual host %q and in %q", d, vh.GetName(), other)
+			}
+			seen[d] = vh.GetName()
+		}
+	}
+	return nil
 }

@@ -66,10 +66,11 @@ func NodeMetadata(n Node) map[string]string {
 			}
 		}
 		sort.Strings(caps)
+		// Present even when empty: "" means no optional feature, absent means all of them.
 		m[MetaCapabilities] = strings.Join(caps, ",")
 	}
 	for k, v := range m {
-		if v == "" {
+		if v == "" && k != MetaCapabilities {
 			delete(m, k)
 		}
 	}

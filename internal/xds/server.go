@@ -50,6 +50,8 @@ type Server struct {
 	responses atomic.Uint64 // responses sent, all streams (for tests and metrics)
 	requests  atomic.Uint64 // requests handled, all streams
 	generated atomic.Uint64 // per-stream generations (first request and every push)
+
+	streams streams
 }
 
 // NewServer returns a server; register it with Register.
@@ -161,6 +163,8 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 	ctx := stream.Context()
 	reqs, errc := receive(ctx, stream.Recv)
 	var st *nodeState
+	var live *liveStream
+	defer func() { s.streams.remove(live) }()
 	types := map[string]*sotwType{}
 	send := func(typeURL string, t *sotwType) error {
 		all := st.res.ByType(typeURL)
@@ -225,7 +229,9 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 					return err
 				}
 				changed = st.changed
+				live = s.streams.add(n, false)
 			}
+			live.skipped(st.res.Skipped)
 			typeURL := req.GetTypeUrl()
 			if typeURL == "" || st.res.ByType(typeURL) == nil {
 				s.log.Warn("xds request for an unsupported type", "node", st.node.ID, "type", typeURL)
@@ -241,6 +247,9 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 			}
 			if d := req.GetErrorDetail(); d != nil {
 				s.log.Warn("xds nack", "node", st.node.ID, "type", typeURL, "version", t.version, "error", d.GetMessage())
+				live.nack(typeURL, t.version, d.GetMessage())
+			} else if t.sent {
+				live.ack(typeURL, t.version)
 			}
 			t.wildcard = wildcardAllowed(typeURL) && (len(req.GetResourceNames()) == 0 && (!t.sent || t.wildcard) || contains(req.GetResourceNames(), "*"))
 			t.names = map[string]bool{}
@@ -270,6 +279,8 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 	ctx := stream.Context()
 	reqs, errc := receive(ctx, stream.Recv)
 	var st *nodeState
+	var live *liveStream
+	defer func() { s.streams.remove(live) }()
 	types := map[string]*deltaType{}
 	send := func(typeURL string, t *deltaType, force bool) error {
 		all := st.res.ByType(typeURL)
@@ -339,7 +350,9 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 					return err
 				}
 				changed = st.changed
+				live = s.streams.add(n, true)
 			}
+			live.skipped(st.res.Skipped)
 			typeURL := req.GetTypeUrl()
 			if typeURL == "" || st.res.ByType(typeURL) == nil {
 				s.log.Warn("xds delta request for an unsupported type", "node", st.node.ID, "type", typeURL)
@@ -373,7 +386,11 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			if d := req.GetErrorDetail(); d != nil {
 				// The rejected versions stay in known: they are not re-sent until they change.
 				s.log.Warn("xds delta nack", "node", st.node.ID, "type", typeURL, "nonce", req.GetResponseNonce(), "error", d.GetMessage())
+				live.nack(typeURL, req.GetResponseNonce(), d.GetMessage())
 				continue
+			}
+			if t.sent && req.GetResponseNonce() == t.nonce {
+				live.ack(typeURL, st.res.Version(typeURL))
 			}
 			if err := send(typeURL, t, first); err != nil {
 				return err

@@ -186,6 +186,9 @@ func TestServerParksNACKedConfigAndPushesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the NACK to be handled", func() bool { return srv.Stats().Requests >= 2 })
+	if ss := srv.Streams(); len(ss) != 1 || ss[0].Nack == nil || ss[0].Nack.Message != "rejected for the test" || ss[0].Nack.Version != first.GetVersionInfo() {
+		t.Fatalf("streams after a NACK: %+v", ss)
+	}
 	// A scope change that leaves this proxy's routes unchanged must not resend them.
 	sentBefore := srv.Stats().Responses
 	scope.set(t, base)
@@ -219,6 +222,9 @@ func TestServerParksNACKedConfigAndPushesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ACK to be handled", func() bool { return srv.Stats().Requests >= 3 })
+	if ss := srv.Streams(); len(ss) != 1 || ss[0].Nack != nil || ss[0].Acked[RouteType] != next.GetVersionInfo() || ss[0].Node.ID != xdsNode.GetId() {
+		t.Fatalf("streams after an ACK: %+v", ss)
+	}
 	if sent := srv.Stats().Responses; sent != sentBefore+1 {
 		t.Fatalf("an ACK caused %d more responses", sent-sentBefore-1)
 	}

@@ -77,7 +77,7 @@ func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipRequest_Change.Descriptor instead.
 func (MembershipRequest_Change) EnumDescriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{20, 0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type IssueCertificateRequest struct {
@@ -144,6 +144,7 @@ type IssueCertificateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Chain         [][]byte               `protobuf:"bytes,1,rep,name=chain,proto3" json:"chain,omitempty"`   // DER, leaf first
 	Bundle        [][]byte               `protobuf:"bytes,2,rep,name=bundle,proto3" json:"bundle,omitempty"` // DER trust anchors
+	Mesh          string                 `protobuf:"bytes,3,opt,name=mesh,proto3" json:"mesh,omitempty"`     // the mesh domain (anchors are spiffe://<mesh>/anchor/<id>)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,6 +191,13 @@ func (x *IssueCertificateResponse) GetBundle() [][]byte {
 		return x.Bundle
 	}
 	return nil
+}
+
+func (x *IssueCertificateResponse) GetMesh() string {
+	if x != nil {
+		return x.Mesh
+	}
+	return ""
 }
 
 type JoinRequest struct {
@@ -1047,6 +1055,7 @@ type StatusResponse struct {
 	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
 	Scopes        []*ScopeStatus         `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	Anchors       []*AnchorAddress       `protobuf:"bytes,5,rep,name=anchors,proto3" json:"anchors,omitempty"`
+	Proxies       []*ProxyStatus         `protobuf:"bytes,6,rep,name=proxies,proto3" json:"proxies,omitempty"` // proxies connected to this anchor's xDS
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1116,6 +1125,137 @@ func (x *StatusResponse) GetAnchors() []*AnchorAddress {
 	return nil
 }
 
+func (x *StatusResponse) GetProxies() []*ProxyStatus {
+	if x != nil {
+		return x.Proxies
+	}
+	return nil
+}
+
+type ProxyStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Namespace     string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ConnectedUnix int64                  `protobuf:"varint,5,opt,name=connected_unix,json=connectedUnix,proto3" json:"connected_unix,omitempty"`
+	Delta         bool                   `protobuf:"varint,6,opt,name=delta,proto3" json:"delta,omitempty"`
+	Acked         map[string]string      `protobuf:"bytes,7,rep,name=acked,proto3" json:"acked,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // type URL -> version last acknowledged
+	NackType      string                 `protobuf:"bytes,8,opt,name=nack_type,json=nackType,proto3" json:"nack_type,omitempty"`                                                     // the last rejection, when the latest answer was one
+	NackVersion   string                 `protobuf:"bytes,9,opt,name=nack_version,json=nackVersion,proto3" json:"nack_version,omitempty"`
+	NackMessage   string                 `protobuf:"bytes,10,opt,name=nack_message,json=nackMessage,proto3" json:"nack_message,omitempty"`
+	Skipped       []string               `protobuf:"bytes,11,rep,name=skipped,proto3" json:"skipped,omitempty"` // configuration left out for this proxy, with reasons
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProxyStatus) Reset() {
+	*x = ProxyStatus{}
+	mi := &file_apipb_anchor_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProxyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProxyStatus) ProtoMessage() {}
+
+func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProxyStatus.ProtoReflect.Descriptor instead.
+func (*ProxyStatus) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ProxyStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ProxyStatus) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ProxyStatus) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ProxyStatus) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ProxyStatus) GetConnectedUnix() int64 {
+	if x != nil {
+		return x.ConnectedUnix
+	}
+	return 0
+}
+
+func (x *ProxyStatus) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
+}
+
+func (x *ProxyStatus) GetAcked() map[string]string {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
+}
+
+func (x *ProxyStatus) GetNackType() string {
+	if x != nil {
+		return x.NackType
+	}
+	return ""
+}
+
+func (x *ProxyStatus) GetNackVersion() string {
+	if x != nil {
+		return x.NackVersion
+	}
+	return ""
+}
+
+func (x *ProxyStatus) GetNackMessage() string {
+	if x != nil {
+		return x.NackMessage
+	}
+	return ""
+}
+
+func (x *ProxyStatus) GetSkipped() []string {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
 type ScopeStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -1134,7 +1274,7 @@ type ScopeStatus struct {
 
 func (x *ScopeStatus) Reset() {
 	*x = ScopeStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1286,7 @@ func (x *ScopeStatus) String() string {
 func (*ScopeStatus) ProtoMessage() {}
 
 func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1299,7 @@ func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeStatus.ProtoReflect.Descriptor instead.
 func (*ScopeStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ScopeStatus) GetDomain() string {
@@ -1242,7 +1382,7 @@ type CreateScopeRequest struct {
 
 func (x *CreateScopeRequest) Reset() {
 	*x = CreateScopeRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1394,7 @@ func (x *CreateScopeRequest) String() string {
 func (*CreateScopeRequest) ProtoMessage() {}
 
 func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1407,7 @@ func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScopeRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateScopeRequest) GetDomain() string {
@@ -1294,7 +1434,7 @@ type CreateScopeResponse struct {
 
 func (x *CreateScopeResponse) Reset() {
 	*x = CreateScopeResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1446,7 @@ func (x *CreateScopeResponse) String() string {
 func (*CreateScopeResponse) ProtoMessage() {}
 
 func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1459,7 @@ func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScopeResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateScopeResponse) GetRevision() uint64 {
@@ -1347,7 +1487,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1499,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1512,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MembershipRequest) GetScope() string {
@@ -1406,7 +1546,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1558,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1571,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MembershipResponse) GetVoters() []string {
@@ -1459,7 +1599,7 @@ type StartReplicaRequest struct {
 
 func (x *StartReplicaRequest) Reset() {
 	*x = StartReplicaRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1611,7 @@ func (x *StartReplicaRequest) String() string {
 func (*StartReplicaRequest) ProtoMessage() {}
 
 func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1624,7 @@ func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaRequest.ProtoReflect.Descriptor instead.
 func (*StartReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartReplicaRequest) GetScope() string {
@@ -1516,7 +1656,7 @@ type StartReplicaResponse struct {
 
 func (x *StartReplicaResponse) Reset() {
 	*x = StartReplicaResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1668,7 @@ func (x *StartReplicaResponse) String() string {
 func (*StartReplicaResponse) ProtoMessage() {}
 
 func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1681,7 @@ func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaResponse.ProtoReflect.Descriptor instead.
 func (*StartReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
 }
 
 type GrantLeaseRequest struct {
@@ -1554,7 +1694,7 @@ type GrantLeaseRequest struct {
 
 func (x *GrantLeaseRequest) Reset() {
 	*x = GrantLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1706,7 @@ func (x *GrantLeaseRequest) String() string {
 func (*GrantLeaseRequest) ProtoMessage() {}
 
 func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1719,7 @@ func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GrantLeaseRequest) GetScope() string {
@@ -1606,7 +1746,7 @@ type GrantLeaseResponse struct {
 
 func (x *GrantLeaseResponse) Reset() {
 	*x = GrantLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1758,7 @@ func (x *GrantLeaseResponse) String() string {
 func (*GrantLeaseResponse) ProtoMessage() {}
 
 func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1771,7 @@ func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GrantLeaseResponse) GetLeaseId() uint64 {
@@ -1658,7 +1798,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1810,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1823,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KeepAliveRequest) GetScope() string {
@@ -1709,7 +1849,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1861,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1874,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KeepAliveResponse) GetTtlSeconds() uint32 {
@@ -1754,7 +1894,7 @@ type RevokeLeaseRequest struct {
 
 func (x *RevokeLeaseRequest) Reset() {
 	*x = RevokeLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1906,7 @@ func (x *RevokeLeaseRequest) String() string {
 func (*RevokeLeaseRequest) ProtoMessage() {}
 
 func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1919,7 @@ func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeLeaseRequest) GetScope() string {
@@ -1805,7 +1945,7 @@ type RevokeLeaseResponse struct {
 
 func (x *RevokeLeaseResponse) Reset() {
 	*x = RevokeLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1957,7 @@ func (x *RevokeLeaseResponse) String() string {
 func (*RevokeLeaseResponse) ProtoMessage() {}
 
 func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1970,7 @@ func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeLeaseResponse) GetRevision() uint64 {
@@ -1849,10 +1989,11 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\rR\n" +
-	"ttlSeconds\"H\n" +
+	"ttlSeconds\"\\\n" +
 	"\x18IssueCertificateResponse\x12\x14\n" +
 	"\x05chain\x18\x01 \x03(\fR\x05chain\x12\x16\n" +
-	"\x06bundle\x18\x02 \x03(\fR\x06bundle\"l\n" +
+	"\x06bundle\x18\x02 \x03(\fR\x06bundle\x12\x12\n" +
+	"\x04mesh\x18\x03 \x01(\tR\x04mesh\"l\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tanchor_id\x18\x02 \x01(\tR\banchorId\x12\x18\n" +
@@ -1916,13 +2057,34 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"head_index\x18\x02 \x01(\x04R\theadIndex\x12\x1b\n" +
 	"\thead_hash\x18\x03 \x01(\tR\bheadHash\x12\x16\n" +
 	"\x06anchor\x18\x04 \x01(\tR\x06anchor\"\x0f\n" +
-	"\rStatusRequest\"\xc7\x01\n" +
+	"\rStatusRequest\"\xfd\x01\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tanchor_id\x18\x01 \x01(\tR\banchorId\x12\x12\n" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x122\n" +
 	"\x06scopes\x18\x04 \x03(\v2\x1a.canton.api.v1.ScopeStatusR\x06scopes\x126\n" +
-	"\aanchors\x18\x05 \x03(\v2\x1c.canton.api.v1.AnchorAddressR\aanchors\"\x92\x02\n" +
+	"\aanchors\x18\x05 \x03(\v2\x1c.canton.api.v1.AnchorAddressR\aanchors\x124\n" +
+	"\aproxies\x18\x06 \x03(\v2\x1a.canton.api.v1.ProxyStatusR\aproxies\"\x81\x04\n" +
+	"\vProxyStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12>\n" +
+	"\x06labels\x18\x04 \x03(\v2&.canton.api.v1.ProxyStatus.LabelsEntryR\x06labels\x12%\n" +
+	"\x0econnected_unix\x18\x05 \x01(\x03R\rconnectedUnix\x12\x14\n" +
+	"\x05delta\x18\x06 \x01(\bR\x05delta\x12;\n" +
+	"\x05acked\x18\a \x03(\v2%.canton.api.v1.ProxyStatus.AckedEntryR\x05acked\x12\x1b\n" +
+	"\tnack_type\x18\b \x01(\tR\bnackType\x12!\n" +
+	"\fnack_version\x18\t \x01(\tR\vnackVersion\x12!\n" +
+	"\fnack_message\x18\n" +
+	" \x01(\tR\vnackMessage\x12\x18\n" +
+	"\askipped\x18\v \x03(\tR\askipped\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"AckedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x02\n" +
 	"\vScopeStatus\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -2008,7 +2170,7 @@ func file_apipb_anchor_proto_rawDescGZIP() []byte {
 }
 
 var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_apipb_anchor_proto_goTypes = []any{
 	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
 	(*IssueCertificateRequest)(nil),  // 1: canton.api.v1.IssueCertificateRequest
@@ -2028,58 +2190,64 @@ var file_apipb_anchor_proto_goTypes = []any{
 	(*LineageResponse)(nil),          // 15: canton.api.v1.LineageResponse
 	(*StatusRequest)(nil),            // 16: canton.api.v1.StatusRequest
 	(*StatusResponse)(nil),           // 17: canton.api.v1.StatusResponse
-	(*ScopeStatus)(nil),              // 18: canton.api.v1.ScopeStatus
-	(*CreateScopeRequest)(nil),       // 19: canton.api.v1.CreateScopeRequest
-	(*CreateScopeResponse)(nil),      // 20: canton.api.v1.CreateScopeResponse
-	(*MembershipRequest)(nil),        // 21: canton.api.v1.MembershipRequest
-	(*MembershipResponse)(nil),       // 22: canton.api.v1.MembershipResponse
-	(*StartReplicaRequest)(nil),      // 23: canton.api.v1.StartReplicaRequest
-	(*StartReplicaResponse)(nil),     // 24: canton.api.v1.StartReplicaResponse
-	(*GrantLeaseRequest)(nil),        // 25: canton.api.v1.GrantLeaseRequest
-	(*GrantLeaseResponse)(nil),       // 26: canton.api.v1.GrantLeaseResponse
-	(*KeepAliveRequest)(nil),         // 27: canton.api.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 28: canton.api.v1.KeepAliveResponse
-	(*RevokeLeaseRequest)(nil),       // 29: canton.api.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),      // 30: canton.api.v1.RevokeLeaseResponse
+	(*ProxyStatus)(nil),              // 18: canton.api.v1.ProxyStatus
+	(*ScopeStatus)(nil),              // 19: canton.api.v1.ScopeStatus
+	(*CreateScopeRequest)(nil),       // 20: canton.api.v1.CreateScopeRequest
+	(*CreateScopeResponse)(nil),      // 21: canton.api.v1.CreateScopeResponse
+	(*MembershipRequest)(nil),        // 22: canton.api.v1.MembershipRequest
+	(*MembershipResponse)(nil),       // 23: canton.api.v1.MembershipResponse
+	(*StartReplicaRequest)(nil),      // 24: canton.api.v1.StartReplicaRequest
+	(*StartReplicaResponse)(nil),     // 25: canton.api.v1.StartReplicaResponse
+	(*GrantLeaseRequest)(nil),        // 26: canton.api.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),       // 27: canton.api.v1.GrantLeaseResponse
+	(*KeepAliveRequest)(nil),         // 28: canton.api.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 29: canton.api.v1.KeepAliveResponse
+	(*RevokeLeaseRequest)(nil),       // 30: canton.api.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),      // 31: canton.api.v1.RevokeLeaseResponse
+	nil,                              // 32: canton.api.v1.ProxyStatus.LabelsEntry
+	nil,                              // 33: canton.api.v1.ProxyStatus.AckedEntry
 }
 var file_apipb_anchor_proto_depIdxs = []int32{
 	5,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	18, // 1: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
+	19, // 1: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
 	5,  // 2: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	0,  // 3: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
-	3,  // 4: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
-	6,  // 5: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
-	8,  // 6: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	10, // 7: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	12, // 8: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	14, // 9: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	16, // 10: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	19, // 11: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	21, // 12: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	23, // 13: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	25, // 14: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	27, // 15: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	29, // 16: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
-	1,  // 17: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
-	4,  // 18: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	7,  // 19: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	9,  // 20: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	11, // 21: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	13, // 22: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	15, // 23: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	17, // 24: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	20, // 25: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	22, // 26: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	24, // 27: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	26, // 28: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	28, // 29: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	30, // 30: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	2,  // 31: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	18, // [18:32] is the sub-list for method output_type
-	4,  // [4:18] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	18, // 3: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
+	32, // 4: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
+	33, // 5: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
+	0,  // 6: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
+	3,  // 7: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
+	6,  // 8: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
+	8,  // 9: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
+	10, // 10: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	12, // 11: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	14, // 12: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	16, // 13: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	20, // 14: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	22, // 15: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	24, // 16: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	26, // 17: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	28, // 18: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	30, // 19: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	1,  // 20: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
+	4,  // 21: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	7,  // 22: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	9,  // 23: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	11, // 24: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	13, // 25: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	15, // 26: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	17, // 27: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	21, // 28: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	23, // 29: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	25, // 30: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	27, // 31: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	29, // 32: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	31, // 33: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	2,  // 34: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	21, // [21:35] is the sub-list for method output_type
+	7,  // [7:21] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_apipb_anchor_proto_init() }
@@ -2094,7 +2262,7 @@ func file_apipb_anchor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,24 @@ var ErrOverflow = errors.New("circuit breaker overflow")
 // Limits are circuit-breaker thresholds (the DEFAULT priority's).
 type Limits struct {
 	MaxConnections, MaxPending, MaxRequests, MaxRetries int64
+	// RetryBudget, when set (circuit_breakers.thresholds.retry_budget), replaces MaxRetries: concurrent
+	// retries may be at most BudgetPercent of the active requests, and at least MinRetryConcurrency.
+	RetryBudget *RetryBudget
+}
+
+// RetryBudget limits concurrent retries relative to the cluster's load (Envoy's retry_budget).
+type RetryBudget struct {
+	BudgetPercent       float64 // 0-100; default 20
+	MinRetryConcurrency int64   // default 3
+}
+
+// retryLimit returns the current limit on concurrent retries.
+func (l *Limits) retryLimit(active int64) int64 {
+	b := l.RetryBudget
+	if b == nil {
+		return l.MaxRetries
+	}
+	return max(b.MinRetryConcurrency, int64(float64(active)*b.BudgetPercent/100))
 }
 
 // Outlier is the outlier detection configuration.
@@ -164,6 +182,19 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 		}
 		if v := t.GetMaxRetries(); v != nil {
 			cl.Limits.MaxRetries = int64(v.GetValue())
+		}
+		if rb := t.GetRetryBudget(); rb != nil {
+			b := &RetryBudget{BudgetPercent: 20, MinRetryConcurrency: 3}
+			if p := rb.GetBudgetPercent(); p != nil {
+				b.BudgetPercent = p.GetValue()
+				if !(b.BudgetPercent >= 0 && b.BudgetPercent <= 100) { // also rejects NaN
+					return nil, fmt.Errorf("circuit_breakers.thresholds.retry_budget.budget_percent: %v is not in [0, 100]", p.GetValue())
+				}
+			}
+			if m := rb.GetMinRetryConcurrency(); m != nil {
+				b.MinRetryConcurrency = int64(m.GetValue())
+			}
+			cl.Limits.RetryBudget = b
 		}
 	}
 	if od := c.GetOutlierDetection(); od != nil {
@@ -412,9 +443,11 @@ func (c *Cluster) StartRequest() error {
 // EndRequest undoes a successful StartRequest.
 func (c *Cluster) EndRequest() { c.activeRequests.Add(-1) }
 
-// StartRetry applies the max_retries breaker; on success the caller calls EndRetry after the retry.
+// StartRetry applies the max_retries breaker, or the retry budget if the cluster has one (retries are
+// counted against the requests active at that moment, the retried one included); on success the caller
+// calls EndRetry after the retry.
 func (c *Cluster) StartRetry() bool {
-	if c.activeRetries.Add(1) > c.Limits.MaxRetries {
+	if c.activeRetries.Add(1) > c.Limits.retryLimit(c.activeRequests.Load()) {
 		c.activeRetries.Add(-1)
 		c.Overflows.Add(1)
 		return false

@@ -3,12 +3,14 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -193,6 +195,54 @@ func TestBreakers(t *testing.T) {
 	}
 	if cl.Overflows.Load() != 2 {
 		t.Errorf("overflows = %d, want 2", cl.Overflows.Load())
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	budget := func(pct float64, min uint32) *clusterv3.Cluster {
+		return &clusterv3.Cluster{CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxRequests: wrapperspb.UInt32(1000), MaxPendingRequests: wrapperspb.UInt32(1000), MaxRetries: wrapperspb.UInt32(1),
+			RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+				BudgetPercent: &typev3.Percent{Value: pct}, MinRetryConcurrency: wrapperspb.UInt32(min)}}}}}
+	}
+	retries := func(cl *Cluster) int {
+		n := 0
+		for cl.StartRetry() {
+			n++
+		}
+		for range n {
+			cl.EndRetry()
+		}
+		return n
+	}
+	// 50% of 10 active requests: 5 concurrent retries (max_retries 1 is ignored under a budget).
+	cl := newCluster(t, budget(50, 2), ep(1001, 0))
+	for range 10 {
+		if err := cl.StartRequest(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := retries(cl); n != 5 {
+		t.Errorf("budget 50%% of 10 active: %d concurrent retries, want 5", n)
+	}
+	// With 2 active, min_retry_concurrency (2) applies.
+	for range 8 {
+		cl.EndRequest()
+	}
+	if n := retries(cl); n != 2 {
+		t.Errorf("2 active, min_retry_concurrency 2: %d retries, want 2", n)
+	}
+	// Envoy's defaults: 20%, at least 3.
+	d := newCluster(t, &clusterv3.Cluster{CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{}}}}}, ep(1001, 0))
+	if n := retries(d); n != 3 {
+		t.Errorf("default budget, idle cluster: %d retries, want 3", n)
+	}
+	bad := budget(101, 0)
+	bad.Name, bad.ClusterDiscoveryType = "x", &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+	if _, err := New(bad, Options{}); err == nil ||
+		!strings.Contains(err.Error(), "budget_percent") {
+		t.Errorf("budget_percent 101: %v, want an error naming it", err)
 	}
 }
 

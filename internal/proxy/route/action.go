@@ -33,6 +33,10 @@ type Forward struct {
 
 	// Timeout bounds the whole request including retries; zero means none.
 	Timeout time.Duration
+	// IdleTimeout (idle_timeout) replaces the connection manager's stream idle timeout for this route
+	// when HasIdleTimeout; zero then disables it.
+	IdleTimeout    time.Duration
+	HasIdleTimeout bool
 	Retry   *RetryPolicy
 	Mirrors []Mirror
 	Hash    []HashPolicy
@@ -363,6 +367,9 @@ func compileForward(a *routev3.RouteAction, field string) (*Forward, error) {
 		f.regexRewrite, f.regexSubst = re, envoySubst(rr.GetSubstitution())
 	}
 	f.HostRewrite = a.GetHostRewriteLiteral()
+	if t := a.GetIdleTimeout(); t != nil {
+		f.IdleTimeout, f.HasIdleTimeout = t.AsDuration(), true
+	}
 	if t := a.GetTimeout(); t != nil {
 		f.Timeout = t.AsDuration()
 	}

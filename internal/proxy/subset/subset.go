@@ -62,7 +62,7 @@ func init() {
 		"codec_type", "stat_prefix", "rds", "route_config", "http_filters", "common_http_protocol_options",
 		"http2_protocol_options", "request_headers_timeout", "drain_timeout", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
 		"strip_any_host_port", "upgrade_configs", "max_request_headers_kb", "server_name", "use_remote_address",
-		"generate_request_id")
+		"generate_request_id", "stream_idle_timeout", "request_timeout")
 	allow("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source", "route_config_name")
 	allow("envoy.config.core.v3.ConfigSource", "ads", "resource_api_version")
 	allow("envoy.config.core.v3.AggregatedConfigSource")
@@ -103,7 +103,7 @@ func init() {
 	allow("envoy.type.v3.Int64Range", "start", "end")
 	allow("envoy.config.route.v3.QueryParameterMatcher", "name", "string_match", "present_match")
 	allow("envoy.config.route.v3.RouteAction", "cluster", "cluster_header", "weighted_clusters",
-		"cluster_not_found_response_code", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout",
+		"cluster_not_found_response_code", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout", "idle_timeout",
 		"retry_policy", "request_mirror_policies", "hash_policy", "upgrade_configs")
 	allow("envoy.config.route.v3.WeightedCluster", "clusters")
 	allow("envoy.config.route.v3.WeightedCluster.ClusterWeight", "name", "weight")
@@ -132,7 +132,9 @@ func init() {
 	allow("envoy.config.cluster.v3.Cluster.MaglevLbConfig", "table_size")
 	allow("envoy.config.cluster.v3.CircuitBreakers", "thresholds")
 	allow("envoy.config.cluster.v3.CircuitBreakers.Thresholds", "priority", "max_connections",
-		"max_pending_requests", "max_requests", "max_retries")
+		"max_pending_requests", "max_requests", "max_retries", "retry_budget")
+	allow("envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget", "budget_percent", "min_retry_concurrency")
+	allow("envoy.type.v3.Percent", "value")
 	allow("envoy.config.cluster.v3.OutlierDetection", "consecutive_5xx", "consecutive_gateway_failure",
 		"enforcing_consecutive_5xx", "enforcing_consecutive_gateway_failure", "interval", "base_ejection_time",
 		"max_ejection_percent", "max_ejection_time")

@@ -76,6 +76,13 @@ type Consumer interface {
 	Apply(typeURL string, next State) (Subscriptions, error)
 }
 
+// Resubscriber is an optional Consumer interface, for consumers whose subscriptions change between
+// responses (a secret that starts being served locally, for one). After Client.Resubscribe the client
+// asks it for the current subscriptions and updates the server's.
+type Resubscriber interface {
+	Subscriptions() Subscriptions
+}
+
 // Options configure a Client. Servers and Consumer are required.
 type Options struct {
 	// Servers are the control-plane addresses (host:port), tried in order, round robin.
@@ -115,6 +122,8 @@ type Client struct {
 	status Status
 	state  State
 	subs   Subscriptions
+
+	kick chan struct{} // Resubscribe requests, capacity 1
 }
 
 // New checks opts and returns a client ready to Run.
@@ -142,7 +151,17 @@ func New(opts Options) (*Client, error) {
 		log:   opts.Logger,
 		state: State{Resources: map[string]Resources{}, Versions: map[string]string{}},
 		subs:  Subscriptions{},
+		kick:  make(chan struct{}, 1),
 	}, nil
+}
+
+// Resubscribe asks the client to update its subscriptions from the Consumer (which must implement
+// Resubscriber) on the current stream, or when the next one starts. It does not block.
+func (c *Client) Resubscribe() {
+	select {
+	case c.kick <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // Status returns the current connection status.
@@ -223,21 +242,51 @@ func (c *Client) stream(ctx context.Context, server string) (bool, error) {
 			}
 		}
 	}
+	// Receive in a goroutine so that Resubscribe requests are served between responses. Sends stay on
+	// this goroutine (one sender at a time on a gRPC stream).
+	recv := make(chan *discoveryv3.DiscoveryResponse)
+	rerr := make(chan error, 1)
+	recvDone := make(chan struct{})
+	defer func() { cancel(); <-recvDone }()
+	go func() {
+		defer close(recvDone)
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				rerr <- err
+				return
+			}
+			select {
+			case recv <- resp:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
 	got := false
 	for {
-		resp, err := st.Recv()
-		if err != nil {
+		select {
+		case err := <-rerr:
 			return got, fmt.Errorf("xds server %s: receive: %w", server, err)
-		}
-		if !got {
-			got = true
-			c.mu.Lock()
-			c.status.Connected = true
-			c.mu.Unlock()
-			c.log.Info("xds connected", "server", server)
-		}
-		if err := s.handle(resp); err != nil {
-			return got, fmt.Errorf("xds server %s: send: %w", server, err)
+		case <-c.kick:
+			r, ok := c.opts.Consumer.(Resubscriber)
+			if !ok {
+				continue
+			}
+			if err := s.resubscribe(r.Subscriptions()); err != nil {
+				return got, fmt.Errorf("xds server %s: send: %w", server, err)
+			}
+		case resp := <-recv:
+			if !got {
+				got = true
+				c.mu.Lock()
+				c.status.Connected = true
+				c.mu.Unlock()
+				c.log.Info("xds connected", "server", server)
+			}
+			if err := s.handle(resp); err != nil {
+				return got, fmt.Errorf("xds server %s: send: %w", server, err)
+			}
 		}
 	}
 }

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"canton.dev/canton/internal/workload"
+)
+
+func proxyCmd(e *env) *cobra.Command {
+	var (
+		opts      workload.Options
+		anchors   string
+		labels    string
+		tokenFile string
+		upstreams string
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy --service NAME --scope NAMESPACE --app HOST:PORT --anchors HOST:PORT,... --join-token FILE",
+		Short: "Run a workload's sidecar: identity, registration under a lease, and the xDS-driven data plane",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if upstreams != "" {
+				return fmt.Errorf("proxy: --upstream is not supported yet; use --outbound as HTTP_PROXY or route by Host")
+			}
+			if anchors == "" {
+				anchors = e.server
+			}
+			for _, a := range strings.Split(anchors, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					opts.Anchors = append(opts.Anchors, a)
+				}
+			}
+			if !strings.Contains(opts.Namespace, ".") {
+				return fmt.Errorf("proxy: --scope %q: give the absolute namespace, e.g. %s.demo.mesh", opts.Namespace, opts.Namespace)
+			}
+			opts.Namespace = strings.ToLower(strings.TrimSuffix(opts.Namespace, "."))
+			if labels != "" {
+				opts.Labels = map[string]string{}
+				for _, kv := range strings.Split(labels, ",") {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return fmt.Errorf("proxy: --labels: %q: want key=value", kv)
+					}
+					opts.Labels[k] = v
+				}
+			}
+			if tokenFile == "" {
+				return fmt.Errorf("proxy: --join-token FILE is required (join.token in the bootstrap anchor's data dir)")
+			}
+			b, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return fmt.Errorf("proxy: --join-token: %w", err)
+			}
+			opts.JoinToken = strings.TrimSpace(string(b))
+			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			opts.Ready = func(w *workload.Workload) {
+				fmt.Fprintf(e.stdout, "proxy for %s.%s: inbound %s (mTLS) -> app %s; outbound %s\n", opts.Service, opts.Namespace, w.Inbound(), opts.App, w.Outbound())
+			}
+			return workload.Run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Service, "service", "", "service name (required)")
+	f.StringVar(&opts.Namespace, "scope", "", "the workload's namespace, absolute (e.g. bookinfo.demo.mesh)")
+	f.StringVar(&opts.App, "app", "", "HOST:PORT of the local application (empty: client-only proxy)")
+	f.StringVar(&opts.Version, "version", "", "version label (subsets select on it)")
+	f.StringVar(&labels, "labels", "", "more workload labels, k=v,...")
+	f.StringVar(&anchors, "anchors", "", "anchors of the scope, HOST:PORT,... (default --server)")
+	f.StringVar(&opts.Inbound, "inbound", "", "HOST:PORT other proxies reach this one on, mTLS (default 127.0.0.1:<free>)")
+	f.StringVar(&opts.Outbound, "outbound", "", "HOST:PORT of the outbound HTTP listener that routes by Host (default 127.0.0.1:<free>)")
+	f.StringVar(&upstreams, "upstream", "", "NAME=HOST:PORT,... local ports bound to one remote service (not supported yet)")
+	f.StringVar(&opts.Admin, "admin", "", "HOST:PORT for /ready, /stats/prometheus, /config_dump")
+	f.StringVar(&tokenFile, "join-token", "", "join token file, for the first identity")
+	f.StringVar(&opts.NodeID, "id", "", "proxy ID (default <service>-<version>-<random>)")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", 0, "registration lease TTL (default 10s)")
+	cmd.MarkFlagRequired("service")
+	cmd.MarkFlagRequired("scope")
+	return cmd
+}

@@ -1,0 +1,10 @@
+// Package workload is the `canton proxy` role: everything a sidecar does
+// besides moving bytes. It obtains the workload's SPIFFE identity (the key is
+// generated here and never leaves the process; the anchors sign a CSR), keeps
+// it rotated, registers the workload in its scope under a lease kept alive
+// by heartbeats, runs the data plane (internal/proxy) against the scope's
+// anchors with the identity served as local secrets, and deregisters at
+// once on a clean shutdown.
+//
+// Only internal/cli and tests import this package.
+package workload

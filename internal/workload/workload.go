@@ -1,0 +1,399 @@
+package workload
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
+	"canton.dev/canton/internal/proxy"
+	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/xds"
+)
+
+// Options configures a workload's proxy. Zero values are documented defaults.
+type Options struct {
+	Service   string            // required: the service this workload serves
+	Namespace string            // required: absolute namespace, e.g. bookinfo.demo.mesh
+	Version   string            // label "version"; empty: none
+	Labels    map[string]string // more labels of the workload
+	App       string            // host:port of the local application; empty: client-only
+	Anchors   []string          // required: anchors of the scope, tried in order
+	JoinToken string            // required: join token text (first identity)
+	Inbound   string            // where other proxies reach this one (mTLS); default 127.0.0.1:<free>
+	Outbound  string            // the local outbound HTTP listener; default 127.0.0.1:<free>
+	Admin     string            // admin listener; empty: none
+	NodeID    string            // default <service>-<version>-<random>
+	LeaseTTL  time.Duration     // default 10s; a dead workload vanishes within it
+	CertTTL   time.Duration     // default 24h; rotated at half-life
+	DrainTime time.Duration     // how long connections may finish at shutdown; default 5s
+	Logger    *slog.Logger
+	// Ready, if set, is called once the workload is registered and its proxy runs.
+	Ready func(w *Workload)
+}
+
+// Workload is a running sidecar.
+type Workload struct {
+	opts     Options
+	log      *slog.Logger
+	mesh     string
+	id       identity.ID
+	secrets  *proxy.StaticSecrets
+	proxy    *proxy.Proxy
+	inbound  string
+	outbound string
+
+	mu    sync.Mutex
+	creds *identity.Credentials
+	lease uint64
+}
+
+// Outbound is the address of the outbound HTTP listener.
+func (w *Workload) Outbound() string { return w.outbound }
+
+// Inbound is the address other proxies reach this workload on.
+func (w *Workload) Inbound() string { return w.inbound }
+
+// Proxy is the running data plane.
+func (w *Workload) Proxy() *proxy.Proxy { return w.proxy }
+
+// Run runs the workload's proxy until ctx ends, then deregisters and drains.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Service == "" || opts.Namespace == "" || len(opts.Anchors) == 0 || opts.JoinToken == "" {
+		return errors.New("proxy: --service, --scope, --anchors and --join-token are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 10 * time.Second
+	}
+	if opts.CertTTL == 0 {
+		opts.CertTTL = 24 * time.Hour
+	}
+	if opts.NodeID == "" {
+		b := make([]byte, 3)
+		rand.Read(b)
+		opts.NodeID = strings.Trim(opts.Service+"-"+opts.Version, "-") + "-" + hex.EncodeToString(b)
+	}
+	w := &Workload{opts: opts, log: opts.Logger.With("workload", opts.NodeID), secrets: proxy.NewStaticSecrets()}
+	w.id = identity.WorkloadID(opts.Namespace, opts.Service)
+	var err error
+	if w.inbound, err = pickAddr(opts.Inbound); err != nil {
+		return fmt.Errorf("proxy: --inbound: %w", err)
+	}
+	if w.outbound, err = pickAddr(opts.Outbound); err != nil {
+		return fmt.Errorf("proxy: --outbound: %w", err)
+	}
+	if err := w.obtainIdentity(ctx); err != nil {
+		return err
+	}
+	client, err := w.dial()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := w.register(ctx, client); err != nil {
+		return err
+	}
+
+	node := w.node()
+	meta := xds.NodeMetadata(node)
+	meta[proxy.CapabilitiesKey] = proxy.Capabilities
+	creds := w.credentials()
+	mesh := w.mesh
+	w.proxy, err = proxy.New(proxy.Options{
+		XDSServers:   opts.Anchors,
+		NodeID:       opts.NodeID,
+		NodeCluster:  opts.Service + "." + opts.Namespace,
+		NodeMetadata: meta,
+		XDSTLS:       identity.ClientTLS(creds, identity.AcceptAnchors(mesh)),
+		AdminAddr:    opts.Admin,
+		Logger:       w.log,
+		LocalSecrets: w.secrets,
+		DrainTime:    opts.DrainTime,
+	})
+	if err != nil {
+		w.deregister(client)
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- w.proxy.Run(runCtx) }()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); w.keepAlive(runCtx, client) }()
+	go func() { defer wg.Done(); w.rotate(runCtx) }()
+	if opts.Ready != nil {
+		opts.Ready(w)
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-proxyDone:
+		stop()
+		wg.Wait()
+		w.deregister(client)
+		return err
+	}
+	// Clean shutdown: leave the endpoint sets first, then drain.
+	w.deregister(client)
+	stop()
+	wg.Wait()
+	w.log.Debug("agent loops stopped; draining the proxy")
+	return <-proxyDone
+}
+
+func pickAddr(addr string) (string, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func splitPort(addr string) (string, uint32) {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return host, uint32(p)
+}
+
+func (w *Workload) labels() map[string]string {
+	l := map[string]string{"app": w.opts.Service}
+	if w.opts.Version != "" {
+		l["version"] = w.opts.Version
+	}
+	for k, v := range w.opts.Labels {
+		l[k] = v
+	}
+	return l
+}
+
+func (w *Workload) node() xds.Node {
+	n := xds.Node{ID: w.opts.NodeID, Service: w.opts.Service, Namespace: w.opts.Namespace, Labels: w.labels(), Kind: xds.KindSidecar}
+	_, n.OutboundPort = splitPort(w.outbound)
+	if w.opts.App != "" {
+		n.InboundAddress, n.InboundPort = splitPort(w.inbound)
+		n.AppAddress = w.opts.App
+	}
+	return n
+}
+
+func (w *Workload) credentials() *identity.Credentials {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.creds
+}
+
+// obtainIdentity gets the first SVID with the join token, verifying the anchor
+// against the token's CA pin.
+func (w *Workload) obtainIdentity(ctx context.Context) error {
+	tok, err := identity.ParseJoinToken(strings.TrimSpace(w.opts.JoinToken))
+	if err != nil {
+		return fmt.Errorf("proxy: --join-token: %w", err)
+	}
+	var errs []string
+	for _, addr := range w.opts.Anchors {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(identity.PinnedClientTLS(tok.CAPin))))
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		err = w.issue(ctx, apipb.NewAnchorClient(conn), tok.String())
+		conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+	}
+	return fmt.Errorf("proxy: no identity for %s: %s", w.id, strings.Join(errs, "; "))
+}
+
+// issue asks an anchor to sign a CSR for this workload's identity.
+func (w *Workload) issue(ctx context.Context, c apipb.AnchorClient, token string) error {
+	key, err := identity.GenerateKey()
+	if err != nil {
+		return err
+	}
+	csr, err := identity.NewCSR(w.id, key)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.IssueCertificate(ctx, &apipb.IssueCertificateRequest{Csr: csr, Token: token, TtlSeconds: uint32(w.opts.CertTTL / time.Second)})
+	if err != nil {
+		return api.Err(err)
+	}
+	creds := &identity.Credentials{Key: key}
+	for _, der := range resp.Chain {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("anchor sent a bad certificate: %w", err)
+		}
+		creds.Chain = append(creds.Chain, cert)
+	}
+	for _, der := range resp.Bundle {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("anchor sent a bad bundle: %w", err)
+		}
+		creds.Bundle = append(creds.Bundle, cert)
+	}
+	if err := creds.Verify(time.Now()); err != nil {
+		return fmt.Errorf("anchor sent unusable credentials: %w", err)
+	}
+	if got, err := creds.ID(); err != nil || got != w.id {
+		return fmt.Errorf("anchor issued %v, not %s", got, w.id)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	var chainPEM, bundlePEM []byte
+	for _, c := range creds.Chain {
+		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	for _, c := range creds.Bundle {
+		bundlePEM = append(bundlePEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	w.secrets.Set(proxy.CertificateSecret(xds.CertSecretName, chainPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
+	w.secrets.Set(proxy.ValidationSecret(xds.RootSecretName, bundlePEM))
+	w.mu.Lock()
+	w.creds = creds
+	if resp.Mesh != "" {
+		w.mesh = resp.Mesh
+	}
+	w.mu.Unlock()
+	w.log.Info("identity issued", "id", w.id.String(), "not_after", creds.NotAfter())
+	return nil
+}
+
+// rotate renews the SVID at half its lifetime, authenticating with the
+// current one. Failures retry every few seconds; the old certificate keeps
+// serving until it expires (then handshakes fail: never plaintext).
+func (w *Workload) rotate(ctx context.Context) {
+	for {
+		c := w.credentials()
+		wait := time.Until(c.Chain[0].NotBefore.Add(c.NotAfter().Sub(c.Chain[0].NotBefore) / 2))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		client, err := w.dial()
+		if err == nil {
+			err = w.issue(ctx, client.Raw(), "")
+			client.Close()
+		}
+		if err != nil {
+			w.log.Warn("identity rotation failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+}
+
+// dial connects to the scope's anchors with the workload's identity.
+func (w *Workload) dial() (*api.Client, error) {
+	return api.DialAny(w.opts.Anchors, w.credentials())
+}
+
+// register grants a lease and records this workload in its scope.
+func (w *Workload) register(ctx context.Context, c *api.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	lease, err := c.Raw().GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: w.opts.Namespace, TtlSeconds: uint32(w.opts.LeaseTTL / time.Second)})
+	if err != nil {
+		return fmt.Errorf("proxy: lease: %w", api.Err(err))
+	}
+	addr, port := splitPort(w.inbound)
+	spec, _ := json.Marshal(resource.WorkloadSpec{Service: w.opts.Service, Address: addr, Port: port, Labels: w.labels(), Proxy: w.opts.NodeID, Lease: lease.LeaseId})
+	obj := resource.Object{Kind: "Workload", Namespace: w.opts.Namespace, Name: w.opts.NodeID, Spec: spec}
+	if _, err := c.Apply(ctx, []resource.Object{obj}, false, nil); err != nil {
+		return fmt.Errorf("proxy: register workload %s: %w", w.opts.NodeID, err)
+	}
+	w.mu.Lock()
+	w.lease = lease.LeaseId
+	w.mu.Unlock()
+	w.log.Info("workload registered", "namespace", w.opts.Namespace, "address", w.inbound, "lease", lease.LeaseId)
+	return nil
+}
+
+// keepAlive heartbeats the lease; if it expired (a long partition), the
+// workload registers again.
+func (w *Workload) keepAlive(ctx context.Context, c *api.Client) {
+	t := time.NewTicker(w.opts.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		id := w.lease
+		w.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, w.opts.LeaseTTL/3)
+		_, err := c.Raw().KeepAlive(cctx, &apipb.KeepAliveRequest{Scope: w.opts.Namespace, LeaseId: id})
+		cancel()
+		switch {
+		case err == nil:
+		case api.Code(api.Err(err)) == 5: // NotFound: expired
+			w.log.Warn("lease expired; registering again", "lease", id)
+			if err := w.register(ctx, c); err != nil {
+				w.log.Warn("re-registration failed", "err", err)
+			}
+		default:
+			w.log.Warn("keepalive failed", "err", err)
+		}
+	}
+}
+
+// deregister revokes the lease, which removes the workload from every
+// proxy's endpoints at once.
+func (w *Workload) deregister(c *api.Client) {
+	w.mu.Lock()
+	id := w.lease
+	w.mu.Unlock()
+	if id == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := c.Raw().RevokeLease(ctx, &apipb.RevokeLeaseRequest{Scope: w.opts.Namespace, LeaseId: id}); err != nil {
+		w.log.Warn("deregistration failed; the lease will expire", "err", err)
+		return
+	}
+	w.log.Info("workload deregistered", "lease", id)
+}

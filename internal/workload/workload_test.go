@@ -1,0 +1,277 @@
+package workload_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/meshtest"
+	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/workload"
+)
+
+const ns = "bookinfo.demo.mesh"
+
+// app is a sample service answering its name on 127.0.0.1.
+func app(t *testing.T, body string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+type sidecar struct {
+	w      *workload.Workload
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func startSidecar(t *testing.T, c *meshtest.Cluster, service, version, appAddr string) *sidecar {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var anchors []string
+	for i := range c.Len() {
+		anchors = append(anchors, c.Addr(i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *workload.Workload, 1)
+	s := &sidecar{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- workload.Run(ctx, workload.Options{
+			Service: service, Namespace: ns, Version: version, App: appAddr,
+			Anchors: anchors, JoinToken: string(tok), LeaseTTL: 2 * time.Second, DrainTime: 200 * time.Millisecond,
+			Ready: func(w *workload.Workload) { ready <- w }, Logger: testLogger(),
+		})
+	}()
+	select {
+	case s.w = <-ready:
+	case err := <-s.done:
+		t.Fatalf("sidecar %s %s: %v", service, version, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sidecar %s %s not ready", service, version)
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *sidecar) stop() {
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+}
+
+func apply(t *testing.T, cl *api.Client, yaml string) {
+	t.Helper()
+	objs, err := resource.Parse("test.yaml", []byte(yaml), "demo.mesh", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.Apply(ctx, objs, false, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fetch sends n requests for host through a sidecar's outbound listener and
+// counts the bodies.
+func fetch(t *testing.T, via *sidecar, host string, n int) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range n {
+		req, _ := http.NewRequest("GET", "http://"+via.w.Outbound()+"/reviews/1", nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			out["error: "+err.Error()]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			out[fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))]++
+			continue
+		}
+		out[string(b)]++
+	}
+	return out
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const services = `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  ports: [{name: http, port: 9080, protocol: HTTP}]
+---
+apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: productpage}
+spec:
+  ports: [{name: http, port: 9080, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`
+
+func routeTo(subset string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: %s}
+`, subset)
+}
+
+// TestMeshTrafficFollowsIstioYAML runs three anchors, sidecars for reviews
+// v1 and v2 and productpage, and checks that traffic from productpage's
+// sidecar over mTLS to the reviews sidecars follows the VirtualService, that
+// a change under load fails no request, and that a sidecar shutting down
+// leaves the endpoints at once.
+func TestMeshTrafficFollowsIstioYAML(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.WaitLeader(ctx, "demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.CreateScope(ctx, ns, []string{"a1", "a2", "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitScope(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, cl, services)
+	apply(t, cl, routeTo("v1"))
+
+	v1 := startSidecar(t, c, "reviews", "v1", app(t, "reviews-v1"))
+	v2 := startSidecar(t, c, "reviews", "v2", app(t, "reviews-v2"))
+	pp := startSidecar(t, c, "productpage", "v1", app(t, "productpage"))
+
+	eventually(t, 15*time.Second, func() error {
+		if got := fetch(t, pp, "reviews:9080", 10); got["reviews-v1"] != 10 {
+			return fmt.Errorf("route-all-v1: %v", got)
+		}
+		return nil
+	})
+
+	// The path above crossed mTLS: reviews' inbound refuses plaintext.
+	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + v1.w.Inbound() + "/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("reviews' inbound answered plaintext HTTP with %s", resp.Status)
+	}
+
+	// Change the route under load: every request answers, first v1 then v2.
+	var mu sync.Mutex
+	failures := map[string]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for body, n := range fetch(t, pp, "reviews:9080", 5) {
+				if body != "reviews-v1" && body != "reviews-v2" {
+					mu.Lock()
+					failures[body] += n
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	apply(t, cl, routeTo("v2"))
+	eventually(t, 10*time.Second, func() error {
+		if got := fetch(t, pp, "reviews:9080", 10); got["reviews-v2"] != 10 {
+			return fmt.Errorf("after switching to v2: %v", got)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("requests failed while the route changed: %v", failures)
+	}
+
+	// The v2 sidecar shuts down cleanly: its Workload is gone at once.
+	v2.stop()
+	eventually(t, 3*time.Second, func() error {
+		res, err := cl.Get(ctx, "Workload", ns, "", "")
+		if err != nil {
+			return err
+		}
+		for _, o := range res.Objects {
+			if strings.Contains(o.Name, "reviews-v2") {
+				return fmt.Errorf("workload %s still registered", o.Name)
+			}
+		}
+		return nil
+	})
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CANTON_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
