@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/meshtest"
 	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/workload"
@@ -274,4 +275,104 @@ func testLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestSidecarsSurviveAnchorLoss: a proxy whose anchor dies reconnects to
+// another and keeps receiving updates; with every anchor down, traffic keeps
+// flowing on the last configuration (static stability).
+func TestSidecarsSurviveAnchorLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.CreateScope(ctx, ns, []string{"a1", "a2", "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitScope(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, cl, services)
+	apply(t, cl, routeTo("v1"))
+	startSidecar(t, c, "reviews", "v1", app(t, "reviews-v1"))
+	startSidecar(t, c, "reviews", "v2", app(t, "reviews-v2"))
+	pp := startSidecar(t, c, "productpage", "v1", app(t, "productpage"))
+	eventually(t, 15*time.Second, func() error {
+		if got := fetch(t, pp, "reviews:9080", 5); got["reviews-v1"] != 5 {
+			return fmt.Errorf("route-all-v1: %v", got)
+		}
+		return nil
+	})
+
+	// Stop the anchor productpage's proxy streams from.
+	var served int = -1
+	for i := range c.Len() {
+		st, err := statusOf(ctx, c, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range st.Proxies {
+			if p.Service == "productpage" {
+				served = i
+			}
+		}
+	}
+	if served < 0 {
+		t.Fatal("no anchor reports productpage's proxy")
+	}
+	if err := c.Stop(served); err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.Client((served + 1) % c.Len())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	eventually(t, 10*time.Second, func() error {
+		objs, err := resource.Parse("vs.yaml", []byte(routeTo("v2")), "demo.mesh", ns)
+		if err != nil {
+			return err
+		}
+		_, err = other.Apply(ctx, objs, false, nil)
+		return err
+	})
+	eventually(t, 15*time.Second, func() error {
+		if got := fetch(t, pp, "reviews:9080", 5); got["reviews-v2"] != 5 {
+			return fmt.Errorf("after anchor %s died and the route changed: %v", c.Name(served), got)
+		}
+		return nil
+	})
+
+	// Every anchor down: the data plane keeps its last configuration.
+	for i := range c.Len() {
+		c.Stop(i)
+	}
+	for range 3 {
+		if got := fetch(t, pp, "reviews:9080", 5); got["reviews-v2"] != 5 {
+			t.Fatalf("with every anchor down: %v", got)
+		}
+		time.Sleep(300 * time.Millisecond) // several xDS reconnect attempts fail meanwhile
+	}
+	if ready, why := pp.w.Proxy().Ready(); !strings.Contains(why, "stale") {
+		t.Errorf("proxy readiness with no anchor: %v %q, want it to say stale", ready, why)
+	}
+}
+
+func statusOf(ctx context.Context, c *meshtest.Cluster, i int) (*apipb.StatusResponse, error) {
+	cl, err := c.Client(i)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return cl.Status(ctx)
 }
