@@ -2,6 +2,7 @@ package anchor
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -58,7 +59,11 @@ var workloadMethods = map[string]bool{
 	apipb.Anchor_IssueCertificate_FullMethodName: true,
 }
 
-const adsPrefix = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+const (
+	adsPrefix         = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+	replicationPrefix = "/canton.replica.v1.Raft/"
+	mdRaftFrom        = "canton-raft-from" // the sender's node ID on replication streams
+)
 
 // authenticate checks the TLS peer of a call. Without a verified certificate
 // only Join and IssueCertificate (which check a token themselves) pass. The
@@ -104,6 +109,14 @@ func (a *Anchor) authenticate(ctx context.Context, method string) (context.Conte
 	}
 	if !allowed {
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
+	}
+	if strings.HasPrefix(method, replicationPrefix) {
+		// Raft messages name their sender: it must be the anchor on the other end.
+		md, _ := metadata.FromIncomingContext(ctx)
+		want := strconv.FormatUint(NodeID(strings.TrimPrefix(id.Path, "/anchor/")), 10)
+		if v := md.Get(mdRaftFrom); len(v) != 1 || v[0] != want {
+			return nil, status.Errorf(codes.PermissionDenied, "replication stream from %s claims to come from node %v", id, v)
+		}
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
 }
