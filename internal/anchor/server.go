@@ -83,9 +83,12 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 			m.IfVersions[i] = &v
 		}
 	}
-	var res scope.Result
+	var (
+		res   scope.Result
+		after *scope.State
+	)
 	if req.DryRun {
-		res, err = s.a.dryRun(ctx, h, m)
+		res, after, err = s.a.dryRun(ctx, h, m)
 	} else {
 		res, err = s.a.propose(ctx, h, m)
 	}
@@ -96,32 +99,36 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	return &apipb.ApplyResponse{Revision: res.Revision, Objects: out}, nil
+	resp := &apipb.ApplyResponse{Revision: res.Revision, Objects: out}
+	if after != nil {
+		resp.ProxyDiffs = s.a.proxyDiffs(h, after)
+	}
+	return resp, nil
 }
 
 // dryRun applies a mutation to a private copy of the current (linearizably
 // read) state: the same validation a commit would get, and nothing committed.
-func (a *Anchor) dryRun(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, error) {
+func (a *Anchor) dryRun(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, *scope.State, error) {
 	if err := a.readIndex(ctx, h); err != nil {
-		return scope.Result{}, err
+		return scope.Result{}, nil, err
 	}
 	snap, err := h.state.Snapshot()
 	if err != nil {
-		return scope.Result{}, err
+		return scope.Result{}, nil, err
 	}
 	cp := scope.New(h.domain)
 	if err := cp.Restore(snap); err != nil {
-		return scope.Result{}, err
+		return scope.Result{}, nil, err
 	}
 	data, err := scope.Encode(m)
 	if err != nil {
-		return scope.Result{}, err
+		return scope.Result{}, nil, err
 	}
 	res, ok := cp.Apply(cp.Revision()+1, data).(scope.Result)
 	if !ok {
-		return scope.Result{}, errors.New("dry run: unexpected apply result")
+		return scope.Result{}, nil, errors.New("dry run: unexpected apply result")
 	}
-	return res, res.Err
+	return res, cp, res.Err
 }
 
 func (a *Anchor) readIndex(ctx context.Context, h *hosted) error {

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/scope"
 	"canton.dev/canton/internal/xds"
 )
 
@@ -118,4 +120,34 @@ func (a *Anchor) notifyXDS(h *hosted) {
 			a.xds.Notify()
 		}
 	}
+}
+
+// proxyDiffs tells, for every proxy of scope h connected here, which xDS
+// resources would change if the scope's state became after.
+func (a *Anchor) proxyDiffs(h *hosted, after *scope.State) []*apipb.ProxyDiff {
+	before, err := a.xdsSnapshotOf(h)
+	if err != nil {
+		return nil
+	}
+	next, err := xds.NewSnapshot(xds.Input{Mesh: a.meta.Mesh, Scope: h.domain, Objects: after.List("", ""), Revision: after.Revision(), TrustBundle: a.trustBundlePEM()})
+	if err != nil {
+		return nil
+	}
+	var out []*apipb.ProxyDiff
+	for _, st := range a.xds.Streams() {
+		if g, _, _ := a.governing(st.Node.Namespace); g != h {
+			continue
+		}
+		old, err1 := before.Generate(st.Node)
+		new, err2 := next.Generate(st.Node)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		d := &apipb.ProxyDiff{Proxy: st.Node.ID}
+		for _, c := range xds.Diff(old, new) {
+			d.Changes = append(d.Changes, &apipb.ResourceChange{Type: c.Type, Name: c.Name, Change: c.Change, Diff: c.Diff})
+		}
+		out = append(out, d)
+	}
+	return out
 }

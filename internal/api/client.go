@@ -94,6 +94,9 @@ func (c *Client) Raw() apipb.AnchorClient { return c.pb }
 type ApplyResult struct {
 	Revision uint64
 	Objects  []resource.Object
+	// ProxyDiffs (dry run only): what would change for each proxy connected
+	// to the anchor that answered.
+	ProxyDiffs []*apipb.ProxyDiff
 }
 
 // Apply commits objects of one scope atomically. ifVersion, when not nil,
@@ -108,7 +111,7 @@ func (c *Client) Apply(ctx context.Context, objs []resource.Object, dryRun bool,
 		return ApplyResult{}, Err(err)
 	}
 	out, err := decodeObjects(resp.Objects)
-	return ApplyResult{Revision: resp.Revision, Objects: out}, err
+	return ApplyResult{Revision: resp.Revision, Objects: out, ProxyDiffs: resp.ProxyDiffs}, err
 }
 
 // Delete removes one object. ifVersion nil means unconditionally.

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/resource"
 )
 
@@ -41,7 +43,13 @@ func applyCmd(e *env) *cobra.Command {
 			if len(objs) == 0 {
 				return fmt.Errorf("apply: no resources in %s", strings.Join(files, ", "))
 			}
-			return applyObjects(cmd.Context(), c, objs, dryRun, e.stdout)
+			if err := applyObjects(cmd.Context(), c, objs, dryRun, e.stdout); err != nil {
+				return err
+			}
+			if dryRun {
+				return printProxyDiffs(cmd.Context(), e, c, objs)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable")
@@ -137,6 +145,65 @@ func applyObjects(ctx context.Context, c *api.Client, objs []resource.Object, dr
 				verb += " (dry run)"
 			}
 			fmt.Fprintf(out, "%s/%s %s in %s\n", strings.ToLower(o.Kind), o.Name, verb, relative(o.Namespace, c.Mesh()))
+		}
+	}
+	return nil
+}
+
+// printProxyDiffs asks every anchor what the dry run would change for the
+// proxies connected to it, and prints it per proxy.
+func printProxyDiffs(ctx context.Context, e *env, c *api.Client, objs []resource.Object) error {
+	creds, err := identity.LoadCredentials(e.credentials)
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	byNS := map[string][]resource.Object{}
+	for _, o := range objs {
+		byNS[o.Namespace] = append(byNS[o.Namespace], o)
+	}
+	seen := map[string]bool{}
+	var diffs []*apipb.ProxyDiff
+	for _, a := range st.Anchors {
+		ac, err := api.Dial(a.Address, creds)
+		if err != nil {
+			continue
+		}
+		for _, batch := range byNS {
+			res, err := ac.Apply(ctx, batch, true, nil)
+			if err != nil {
+				continue // unreachable anchors simply contribute nothing
+			}
+			for _, d := range res.ProxyDiffs {
+				if !seen[d.Proxy] {
+					seen[d.Proxy] = true
+					diffs = append(diffs, d)
+				}
+			}
+		}
+		ac.Close()
+	}
+	sort.Slice(diffs, func(i, j int) bool { return diffs[i].Proxy < diffs[j].Proxy })
+	if len(diffs) == 0 {
+		fmt.Fprintln(e.stdout, "no connected proxy of these scopes")
+		return nil
+	}
+	for _, d := range diffs {
+		if len(d.Changes) == 0 {
+			fmt.Fprintf(e.stdout, "proxy %s: no change\n", d.Proxy)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "proxy %s: %d resource(s) would change\n", d.Proxy, len(d.Changes))
+		for _, ch := range d.Changes {
+			fmt.Fprintf(e.stdout, "  %s %s %s\n", ch.Change, ch.Type, ch.Name)
+			for _, line := range strings.Split(strings.TrimRight(ch.Diff, "\n"), "\n") {
+				if line != "" {
+					fmt.Fprintf(e.stdout, "      %s\n", line)
+				}
+			}
 		}
 	}
 	return nil

@@ -218,6 +218,39 @@ func TestMeshTrafficFollowsIstioYAML(t *testing.T) {
 		t.Fatalf("reviews' inbound answered plaintext HTTP with %s", resp.Status)
 	}
 
+	// A dry run of the change shows productpage's proxy which route would change, and commits nothing.
+	objs, err := resource.Parse("vs.yaml", []byte(routeTo("v2")), "demo.mesh", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routeDiff string
+	for i := range c.Len() {
+		ac, err := c.Client(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := ac.Apply(ctx, objs, true, nil)
+		ac.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range res.ProxyDiffs {
+			if strings.HasPrefix(d.Proxy, "productpage") {
+				for _, ch := range d.Changes {
+					if ch.Type == "RouteConfiguration" && ch.Change == "modified" {
+						routeDiff = ch.Diff
+					}
+				}
+			}
+		}
+	}
+	if !strings.Contains(routeDiff, "+ ") || !strings.Contains(routeDiff, "v2|reviews") {
+		t.Fatalf("dry run: productpage's route diff %q does not show the v2 cluster", routeDiff)
+	}
+	if got := fetch(t, pp, "reviews:9080", 5); got["reviews-v1"] != 5 {
+		t.Fatalf("the dry run changed traffic: %v", got)
+	}
+
 	// Change the route under load: every request answers, first v1 then v2.
 	var mu sync.Mutex
 	failures := map[string]int{}

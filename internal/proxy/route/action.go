@@ -37,9 +37,9 @@ type Forward struct {
 	// when HasIdleTimeout; zero then disables it.
 	IdleTimeout    time.Duration
 	HasIdleTimeout bool
-	Retry   *RetryPolicy
-	Mirrors []Mirror
-	Hash    []HashPolicy
+	Retry          *RetryPolicy
+	Mirrors        []Mirror
+	Hash           []HashPolicy
 	// Upgrades overrides the listener's upgrade types for this route: type (lower case) -> enabled.
 	Upgrades map[string]bool
 }
