@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -66,6 +67,9 @@ type Anchor struct {
 	http   *http.Server
 	peers  *peerPool
 	xds    *xds.Server
+	kek    []byte // seals the scope CAs' keys in scope state
+
+	sealingRoot atomic.Bool // the root CA is being sealed into the root scope
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -149,6 +153,9 @@ func (a *Anchor) init(ctx context.Context) error {
 
 	if a.creds, err = identity.LoadCredentials(filepath.Join(a.cfg.DataDir, credentialsFile)); err != nil {
 		return fmt.Errorf("anchor: %w", err)
+	}
+	if a.kek, err = loadKEK(a.cfg.DataDir); err != nil {
+		return err
 	}
 	mesh := m.Mesh
 	clientTLS := identity.ClientTLS(a.creds, func(id identity.ID) error { return requireAnchor(mesh, id) })

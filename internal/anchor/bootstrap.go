@@ -78,6 +78,13 @@ func bootstrap(cfg Config, listenAddr string) (*meta, error) {
 	if err := issue(identity.AdminID(cfg.Mesh, "admin"), adminCertTTL, filepath.Join(cfg.DataDir, adminCredentialsFile)); err != nil {
 		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
 	}
+	kek, err := identity.NewKEK()
+	if err != nil {
+		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, kekFile), kek, 0o600); err != nil {
+		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
+	}
 	tok, err := identity.NewJoinToken(ca.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
@@ -144,6 +151,15 @@ func join(ctx context.Context, cfg Config, listenAddr string) (*meta, error) {
 		return nil, errors.New("anchor: join: the server sent no certificate")
 	}
 	if err := creds.Save(filepath.Join(cfg.DataDir, credentialsFile)); err != nil {
+		return nil, err
+	}
+	if len(resp.Kek) != identity.KEKSize {
+		return nil, errors.New("anchor: join: the server sent no key-encryption key")
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, kekFile), resp.Kek, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, joinTokenFile), []byte(resp.JoinToken+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	m := &meta{ID: cfg.ID, Mesh: resp.Mesh, Address: listenAddr, Anchors: map[string]string{}, RootVoters: resp.RootVoters}

@@ -2,8 +2,12 @@ package anchor_test
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +183,46 @@ func TestWatchStreamsAndResumes(t *testing.T) {
 	})
 	if !errors.Is(err, errDone) || fmt.Sprint(resumed) != "[b]" {
 		t.Fatalf("resumed watch: %v %v", resumed, err)
+	}
+}
+
+func TestEveryScopeGetsANameConstrainedCA(t *testing.T) {
+	c := startCluster(t, meshtest.Options{})
+	cl := client(t, c, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	child := "shop." + mesh
+	if _, err := cl.CreateScope(ctx, child, []string{"a1", "a2", "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	var caObj resource.Object
+	eventually(t, 10*time.Second, func() error {
+		res, err := cl.Get(ctx, "ca", child, "ca", "")
+		if err != nil {
+			return err
+		}
+		caObj = res.Objects[0]
+		return nil
+	})
+	var spec struct{ Certificates, SealedKey string }
+	if err := json.Unmarshal(caObj.Spec, &spec); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(spec.Certificates))
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cert.PermittedURIDomains) != "["+child+"]" || !cert.IsCA {
+		t.Fatalf("scope CA of %s: CA %v, permitted URI domains %v", child, cert.IsCA, cert.PermittedURIDomains)
+	}
+	if strings.Contains(spec.SealedKey, "PRIVATE") {
+		t.Fatal("the scope CA key is stored in the clear")
+	}
+	// Nobody but the anchors writes a scope's CA.
+	forged := caObj
+	forged.Version, forged.Created, forged.UID = 0, 0, ""
+	if _, err := cl.Apply(ctx, []resource.Object{forged}, false, nil); api.Code(err) != 7 /* PermissionDenied */ {
+		t.Fatalf("admin applying a CertificateAuthority: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ type hosted struct {
 	group  *replica.Group
 	lessor *lessor
 	xds    xdsSnapshot
+	ca     caCache
 }
 
 // startScope starts (or resumes) this anchor's replica of a scope. voters are
@@ -149,6 +150,7 @@ func (a *Anchor) onLeader(ctx context.Context, h *hosted) {
 	if h.domain == a.meta.Mesh {
 		a.publishAddressBook(ctx, h)
 	}
+	go a.ensureCA(ctx, h)
 	h.lessor.run(ctx)
 }
 
@@ -213,6 +215,16 @@ func (a *Anchor) reconcile(h *hosted) {
 }
 
 func (a *Anchor) reconcileOnce(h *hosted) (failed bool) {
+	if h.domain == a.meta.Mesh && h.state.Incarnation() != "" && a.holdsRootCA() {
+		// Any replica may propose: the anchor holding the root CA on disk seals
+		// it into the root scope, whoever leads.
+		if _, ok := h.state.Get("CertificateAuthority", h.domain, caName); !ok && a.sealingRoot.CompareAndSwap(false, true) {
+			go func() {
+				defer a.sealingRoot.Store(false)
+				a.ensureCA(a.ctx, h)
+			}()
+		}
+	}
 	if h.domain == a.meta.Mesh {
 		for _, o := range h.state.List("Anchor", h.domain) {
 			if addr := anchorAddress(o); addr != "" {
@@ -254,6 +266,12 @@ func (a *Anchor) proposer() string { return "anchor/" + a.meta.ID }
 // propose commits a mutation through the scope's Raft group and returns the
 // state machine's result. Rejections come back as *scope.Error.
 func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, error) {
+	if m.Op != scope.OpGenesis && h.state.Incarnation() == "" {
+		// This replica may only lag behind: catch up before deciding.
+		if err := a.readIndex(ctx, h); err != nil {
+			return scope.Result{}, err
+		}
+	}
 	if m.Op != scope.OpGenesis && h.state.Incarnation() == "" {
 		return scope.Result{}, &unavailableError{fmt.Sprintf("scope %s is starting (its genesis is not committed yet); retry in a moment", h.domain)}
 	}

@@ -51,6 +51,11 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 	if err := checkWorkloadObjects(callerFrom(ctx), objs); err != nil {
 		return nil, err
 	}
+	for _, o := range objs {
+		if o.Kind == "CertificateAuthority" && !callerFrom(ctx).anchor() {
+			return nil, status.Error(codes.PermissionDenied, "scope CAs are created by the anchors, not applied")
+		}
+	}
 	if req.SetIfVersion && len(req.IfVersion) != len(objs) {
 		return nil, status.Errorf(codes.InvalidArgument, "apply: %d if_version values for %d objects", len(req.IfVersion), len(objs))
 	}
@@ -144,6 +149,9 @@ func (s *server) Delete(ctx context.Context, req *apipb.DeleteRequest) (*apipb.D
 	k, ok := resource.Lookup(req.Kind)
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown kind %q", req.Kind)
+	}
+	if k.Name == "CertificateAuthority" {
+		return nil, status.Error(codes.PermissionDenied, "a scope's CA cannot be deleted")
 	}
 	if c := callerFrom(ctx); c.role == roleWorkload && (k.Name != "Workload" || req.Namespace != c.id.TrustDomain) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s may only delete Workloads of namespace %s", c.id, c.id.TrustDomain)
@@ -568,9 +576,9 @@ func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinR
 	if other := a.book.name(NodeID(req.AnchorId)); !strings.HasPrefix(other, "node-") && other != req.AnchorId {
 		return nil, status.Errorf(codes.InvalidArgument, "join: anchor ID %q collides with %q; pick another ID", req.AnchorId, other)
 	}
-	ca, err := identity.LoadCA(a.cfg.DataDir)
+	ca, err := a.rootCA()
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "anchor %s holds no mesh CA: %v", a.meta.ID, err)
+		return nil, status.Errorf(codes.FailedPrecondition, "anchor %s cannot sign for the mesh yet: %v", a.meta.ID, err)
 	}
 	cert, err := ca.SignCSR(req.Csr, identity.AnchorID(a.meta.Mesh, req.AnchorId), anchorCertTTL, time.Now())
 	if err != nil {
@@ -583,8 +591,14 @@ func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinR
 	if h, ok := a.scope(a.meta.Mesh); ok && h.group.Status().IsLeader {
 		a.publishAddressBook(ctx, h)
 	}
+	tokText, err := os.ReadFile(filepath.Join(a.cfg.DataDir, joinTokenFile))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "join token: %v", err)
+	}
 	resp.Chain = [][]byte{cert.Raw}
 	resp.Bundle = [][]byte{ca.Cert.Raw}
+	resp.Kek = a.kek
+	resp.JoinToken = strings.TrimSpace(string(tokText))
 	book := a.book.snapshot()
 	for _, id := range sortedKeys(book) {
 		resp.Anchors = append(resp.Anchors, &apipb.AnchorAddress{Id: id, Address: book[id], NodeId: NodeID(id)})

@@ -78,12 +78,14 @@ func (s *server) IssueCertificate(ctx context.Context, req *apipb.IssueCertifica
 			return nil, status.Errorf(codes.InvalidArgument, "issue certificate: ttl %s exceeds %s", ttl, maxSVIDTTL)
 		}
 	}
-	ca, err := identity.LoadCA(a.cfg.DataDir)
+	// The scope that governs the identity's namespace signs, with its own CA.
+	h, remote, err := a.governing(want.TrustDomain)
 	if err != nil {
-		// Not the CA holder: pass the request to the root's anchors, naming the
-		// caller; the CA holder decides entitlement.
+		return nil, statusOf(err)
+	}
+	if h == nil {
 		var resp *apipb.IssueCertificateResponse
-		ferr := a.forward(ctx, a.meta.RootVoters, func(ctx context.Context, cl apipb.AnchorClient) (err error) {
+		ferr := a.forward(ctx, remote, func(ctx context.Context, cl apipb.AnchorClient) (err error) {
 			resp, err = cl.IssueCertificate(ctx, req)
 			return err
 		})
@@ -92,11 +94,15 @@ func (s *server) IssueCertificate(ctx context.Context, req *apipb.IssueCertifica
 	if err := a.entitled(callerFrom(ctx), req.Token, want); err != nil {
 		return nil, err
 	}
-	cert, err := ca.SignCSR(req.Csr, want, ttl, time.Now())
+	ca, err := a.scopeCA(h)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	chain, bundle, err := signWorkload(ca, req.Csr, want, ttl)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "issue certificate: %v", err)
 	}
-	return &apipb.IssueCertificateResponse{Chain: [][]byte{cert.Raw}, Bundle: [][]byte{ca.Root().Raw}, Mesh: a.meta.Mesh}, nil
+	return &apipb.IssueCertificateResponse{Chain: chain, Bundle: bundle, Mesh: a.meta.Mesh}, nil
 }
 
 // entitled decides whether a caller may obtain a certificate for want: with

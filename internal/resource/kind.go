@@ -92,6 +92,8 @@ var kinds = []Kind{
 		newNative: func() nativeSpec { return &DelegationSpec{} }},
 	{Name: "Anchor", Plural: "anchors", APIGroup: GroupCanton, Versions: cantonVersions, Namespaced: false, Native: true,
 		newNative: func() nativeSpec { return &AnchorSpec{} }},
+	{Name: "CertificateAuthority", Plural: "certificateauthorities", Short: []string{"ca"}, APIGroup: GroupCanton, Versions: cantonVersions, Namespaced: true, Native: true,
+		newNative: func() nativeSpec { return &CertificateAuthoritySpec{} }},
 }
 
 // lookupTable maps every lower-case spelling (singular, plural, short) to its index in kinds.

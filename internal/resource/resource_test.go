@@ -31,8 +31,8 @@ func TestLookup(t *testing.T) {
 		}
 	}
 	ks := Kinds()
-	if len(ks) != 14 {
-		t.Fatalf("Kinds() has %d kinds, want 14", len(ks))
+	if len(ks) != 15 {
+		t.Fatalf("Kinds() has %d kinds, want 15", len(ks))
 	}
 	for i := 1; i < len(ks); i++ {
 		if ks[i-1].Name >= ks[i].Name {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 
 	"canton.dev/canton/internal/api"
@@ -219,7 +220,25 @@ func (w *Workload) obtainIdentity(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("proxy: --join-token: %w", err)
 	}
+	// A scope that is just starting has no CA for a moment: retry what is
+	// unavailable, give up on what is refused.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := w.obtainIdentityOnce(ctx, tok)
+		if err == nil || api.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (w *Workload) obtainIdentityOnce(ctx context.Context, tok identity.JoinToken) error {
 	var errs []string
+	var last error
 	for _, addr := range w.opts.Anchors {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(identity.PinnedClientTLS(tok.CAPin))))
 		if err != nil {
@@ -231,9 +250,10 @@ func (w *Workload) obtainIdentity(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		last = err
 		errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
 	}
-	return fmt.Errorf("proxy: no identity for %s: %s", w.id, strings.Join(errs, "; "))
+	return &api.Error{Code: api.Code(last), Msg: fmt.Sprintf("proxy: no identity for %s: %s", w.id, strings.Join(errs, "; "))}
 }
 
 // issue asks an anchor to sign a CSR for this workload's identity.

@@ -275,6 +275,8 @@ type JoinResponse struct {
 	Bundle        [][]byte               `protobuf:"bytes,3,rep,name=bundle,proto3" json:"bundle,omitempty"`                           // DER trust anchors
 	Anchors       []*AnchorAddress       `protobuf:"bytes,4,rep,name=anchors,proto3" json:"anchors,omitempty"`                         // the address book
 	RootVoters    []string               `protobuf:"bytes,5,rep,name=root_voters,json=rootVoters,proto3" json:"root_voters,omitempty"` // anchor IDs of the root scope's initial voters
+	Kek           []byte                 `protobuf:"bytes,6,opt,name=kek,proto3" json:"kek,omitempty"`                                 // the mesh key-encryption key that seals scope CA keys
+	JoinToken     string                 `protobuf:"bytes,7,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`    // so that every anchor can admit proxies and anchors
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -342,6 +344,20 @@ func (x *JoinResponse) GetRootVoters() []string {
 		return x.RootVoters
 	}
 	return nil
+}
+
+func (x *JoinResponse) GetKek() []byte {
+	if x != nil {
+		return x.Kek
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
 }
 
 type AnchorAddress struct {
@@ -2128,14 +2144,17 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tanchor_id\x18\x02 \x01(\tR\banchorId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x10\n" +
-	"\x03csr\x18\x04 \x01(\fR\x03csr\"\xa9\x01\n" +
+	"\x03csr\x18\x04 \x01(\fR\x03csr\"\xda\x01\n" +
 	"\fJoinResponse\x12\x12\n" +
 	"\x04mesh\x18\x01 \x01(\tR\x04mesh\x12\x14\n" +
 	"\x05chain\x18\x02 \x03(\fR\x05chain\x12\x16\n" +
 	"\x06bundle\x18\x03 \x03(\fR\x06bundle\x126\n" +
 	"\aanchors\x18\x04 \x03(\v2\x1c.canton.api.v1.AnchorAddressR\aanchors\x12\x1f\n" +
 	"\vroot_voters\x18\x05 \x03(\tR\n" +
-	"rootVoters\"R\n" +
+	"rootVoters\x12\x10\n" +
+	"\x03kek\x18\x06 \x01(\fR\x03kek\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\a \x01(\tR\tjoinToken\"R\n" +
 	"\rAnchorAddress\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x17\n" +

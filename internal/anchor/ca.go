@@ -1,0 +1,206 @@
+package anchor
+
+import (
+	"context"
+	"encoding/base64"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
+	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/scope"
+)
+
+// Every scope has its own CA: an intermediate signed by its parent's CA and
+// name-constrained to the scope's subtree, so a scope can never mint an
+// identity outside it. Its key is sealed under the mesh key-encryption key
+// (kek in every anchor's data dir) and replicated in the scope's state as the
+// CertificateAuthority "ca", so any anchor of the scope can sign.
+
+const (
+	kekFile    = "kek"
+	caName     = "ca"
+	scopeCATTL = 365 * 24 * time.Hour
+)
+
+func loadKEK(dir string) ([]byte, error) {
+	k, err := os.ReadFile(filepath.Join(dir, kekFile))
+	if err != nil {
+		return nil, fmt.Errorf("anchor: key-encryption key: %w", err)
+	}
+	if len(k) != identity.KEKSize {
+		return nil, fmt.Errorf("anchor: %s: want %d bytes, found %d", filepath.Join(dir, kekFile), identity.KEKSize, len(k))
+	}
+	return k, nil
+}
+
+// caCache remembers the opened CA of one scope at one resource version.
+type caCache struct {
+	mu      sync.Mutex
+	version uint64
+	ca      *identity.CA
+}
+
+// scopeCA returns the opened CA of a hosted scope.
+func (a *Anchor) scopeCA(h *hosted) (*identity.CA, error) {
+	o, ok := h.state.Get("CertificateAuthority", h.domain, caName)
+	if !ok {
+		return nil, &unavailableError{fmt.Sprintf("scope %s has no CA yet; retry in a moment", h.domain)}
+	}
+	h.ca.mu.Lock()
+	defer h.ca.mu.Unlock()
+	if h.ca.ca != nil && h.ca.version == o.Version {
+		return h.ca.ca, nil
+	}
+	ca, err := openCAObject(o, a.kek)
+	if err != nil {
+		return nil, fmt.Errorf("scope %s: %w", h.domain, err)
+	}
+	h.ca.version, h.ca.ca = o.Version, ca
+	return ca, nil
+}
+
+func openCAObject(o resource.Object, kek []byte) (*identity.CA, error) {
+	t, err := resource.Typed(o)
+	if err != nil {
+		return nil, err
+	}
+	spec, ok := t.(*resource.CertificateAuthoritySpec)
+	if !ok {
+		return nil, fmt.Errorf("unexpected CA spec %T", t)
+	}
+	key, err := base64.StdEncoding.DecodeString(spec.SealedKey)
+	if err != nil {
+		return nil, fmt.Errorf("CA sealed key: %w", err)
+	}
+	return identity.OpenCA(identity.SealedCA{Certificates: []byte(spec.Certificates), SealedKey: key}, kek)
+}
+
+// ensureCA gives a scope its CA once, on its leader: the root scope seals the
+// mesh root CA (only the bootstrap anchor holds it on disk); a child scope gets
+// an intermediate from its parent's CA. It retries until it succeeds or ctx ends.
+func (a *Anchor) ensureCA(ctx context.Context, h *hosted) {
+	if h.domain == a.meta.Mesh && !a.holdsRootCA() {
+		return // the anchor holding the root CA seals it (see reconcileOnce)
+	}
+	for {
+		if _, ok := h.state.Get("CertificateAuthority", h.domain, caName); ok {
+			return
+		}
+		err := a.createCA(ctx, h)
+		if err == nil || isCode(err, "exists") || isCode(err, "conflict") {
+			return
+		}
+		a.log.Debug("scope CA not created yet", "scope", h.domain, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Anchor) createCA(ctx context.Context, h *hosted) error {
+	var ca *identity.CA
+	if h.domain == a.meta.Mesh {
+		root, err := identity.LoadCA(a.cfg.DataDir)
+		if err != nil {
+			return errors.New("the mesh root CA is on the bootstrap anchor; it seals it when it leads")
+		}
+		ca = root
+	} else {
+		parent, err := a.parentCA(ctx, h)
+		if err != nil {
+			return err
+		}
+		if ca, err = parent.NewIntermediate(h.domain, scopeCATTL, time.Now()); err != nil {
+			return err
+		}
+	}
+	sealed, err := identity.SealCA(ca, a.kek)
+	if err != nil {
+		return err
+	}
+	spec, err := json.Marshal(resource.CertificateAuthoritySpec{Certificates: string(sealed.Certificates), SealedKey: base64.StdEncoding.EncodeToString(sealed.SealedKey)})
+	if err != nil {
+		return err
+	}
+	zero := uint64(0)
+	obj := resource.Object{Kind: "CertificateAuthority", Namespace: h.domain, Name: caName, Spec: spec}
+	_, err = a.propose(ctx, h, scope.Mutation{Op: scope.OpPut, Proposer: a.proposer(), Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}})
+	if err == nil {
+		a.log.Info("scope CA created", "scope", h.domain, "subject", ca.Cert.Subject.CommonName)
+	}
+	return err
+}
+
+// parentCA opens the CA of the scope that delegated h: locally when this
+// anchor hosts the parent, else read from the parent's anchors.
+func (a *Anchor) parentCA(ctx context.Context, h *hosted) (*identity.CA, error) {
+	if h.parent == "" {
+		return nil, fmt.Errorf("scope %s: parent unknown", h.domain)
+	}
+	if p, ok := a.scope(h.parent); ok {
+		return a.scopeCA(p)
+	}
+	_, remote, err := a.governing(h.parent)
+	if err != nil {
+		return nil, err
+	}
+	var resp *apipb.GetResponse
+	err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+		resp, err = c.Get(ctx, &apipb.GetRequest{Kind: "CertificateAuthority", Namespace: h.parent, Name: caName})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("parent CA of %s: %w", h.domain, err)
+	}
+	objs, err := decodeObjects(resp.Objects)
+	if err != nil || len(objs) != 1 {
+		return nil, fmt.Errorf("parent CA of %s: malformed answer", h.domain)
+	}
+	return openCAObject(objs[0], a.kek)
+}
+
+// rootCA is the mesh root CA: from disk on the bootstrap anchor, else from the
+// root scope's state when this anchor hosts it.
+func (a *Anchor) rootCA() (*identity.CA, error) {
+	if ca, err := identity.LoadCA(a.cfg.DataDir); err == nil {
+		return ca, nil
+	}
+	h, ok := a.scope(a.meta.Mesh)
+	if !ok {
+		return nil, fmt.Errorf("anchor %s holds no replica of the root scope", a.meta.ID)
+	}
+	return a.scopeCA(h)
+}
+
+// signWorkload signs a workload CSR with the CA of the scope that governs the
+// identity's namespace. The chain sent back holds the scope CAs below the
+// root; the bundle holds the root.
+func signWorkload(ca *identity.CA, csr []byte, want identity.ID, ttl time.Duration) (chain, bundle [][]byte, err error) {
+	cert, err := ca.SignCSR(csr, want, ttl, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	chain = [][]byte{cert.Raw}
+	all := append([]*x509.Certificate{ca.Cert}, ca.Parents...)
+	root := all[len(all)-1]
+	for _, c := range all[:len(all)-1] {
+		chain = append(chain, c.Raw)
+	}
+	return chain, [][]byte{root.Raw}, nil
+}
+
+// holdsRootCA reports whether the mesh root CA's key is in this anchor's data dir.
+func (a *Anchor) holdsRootCA() bool {
+	_, err := os.Stat(filepath.Join(a.cfg.DataDir, "ca.key"))
+	return err == nil
+}
