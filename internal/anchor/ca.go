@@ -2,8 +2,8 @@ package anchor
 
 import (
 	"context"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"

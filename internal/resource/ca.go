@@ -1,8 +1,8 @@
 package resource
 
 import (
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 )
 
