@@ -55,6 +55,9 @@ type Options struct {
 	DrainTime time.Duration
 	// BackoffBase and BackoffMax bound the xDS reconnect delay; zero means 200ms and 10s.
 	BackoffBase, BackoffMax time.Duration
+	// Delta selects incremental xDS (DeltaAggregatedResources); a server without it is used with
+	// state of the world. The configuration applied is the same either way.
+	Delta bool
 	// LocalSecrets supplies secrets locally, as istio-agent's local SDS does: the names it knows are
 	// never requested from the control plane, so the workload's private key never leaves it. Nil means
 	// every secret comes from SDS.
@@ -119,7 +122,8 @@ func New(o Options) (*Proxy, error) {
 		creds = credentials.NewTLS(o.XDSTLS)
 	}
 	c, err := xdsclient.New(xdsclient.Options{Servers: o.XDSServers, Node: node, Consumer: p, Logger: o.Logger,
-		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(creds)}, BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax})
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(creds)}, BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax,
+		Delta: o.Delta})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

@@ -9,6 +9,16 @@
 // errors with its name. Istio semantics, and where Canton deliberately differs, are documented
 // in docs/xds-translation.md.
 //
+// Security policies (authz.go, authz_rule.go, requestauthn.go, listener.go) become part of the
+// inbound listener of a sidecar: PeerAuthentication chooses its filter chains (STRICT: mTLS
+// only; PERMISSIVE: TLS and plaintext told apart per connection by the TLS inspector; DISABLE:
+// plaintext), with mesh, namespace, workload and port-level precedence; RequestAuthentication
+// becomes one envoy.filters.http.jwt_authn filter (a token must verify if present); and
+// AuthorizationPolicy becomes envoy.filters.http.rbac filters evaluated CUSTOM (not
+// implemented: enforced as DENY, fail closed), DENY, ALLOW, AUDIT. Policies of the mesh root
+// namespace apply mesh-wide only where the scope snapshot holds them (the root scope's
+// proxies): other scopes do not see the root's objects. Gateways get no security filters yet.
+//
 // Config that a proxy cannot apply (a feature missing from Node.Capabilities) or that the
 // translation does not support is not sent; every such omission is reported in
 // Resources.Skipped with the object, the field and the reason, never dropped silently.

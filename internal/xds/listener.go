@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"slices"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -108,8 +110,13 @@ func (g *gen) inboundListener() *listenerv3.Listener {
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}, Timeout: durationOf(0)}},
 			}}}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
 	}
+	// Security policies, in Envoy's order: authenticate the request's JWT, then authorize.
+	if f := g.jwtFilter(); f != nil {
+		h.HttpFilters = append(h.HttpFilters, f)
+	}
+	h.HttpFilters = append(h.HttpFilters, g.authzFilters()...)
+	h.HttpFilters = append(h.HttpFilters, routerFilter())
 	addr := g.node.InboundAddress
 	if addr == "" {
 		addr = "0.0.0.0"
@@ -145,13 +152,16 @@ func downstreamTLS() *tlsv3.DownstreamTlsContext {
 	}
 }
 
-// peerAuthenticationMode picks the PeerAuthentication of the node Istio's way (a matching
-// selector in its namespace, else its namespace's default, else the mesh root's default) and
-// returns its mode. Without one, or with UNSET, Canton requires mutual TLS (STRICT): every
-// caller in the mesh is a proxy.
+// peerAuthenticationMode returns the mutual TLS mode of the node's inbound listener, with
+// Istio's precedence: the mesh root namespace's default, overridden by the node namespace's
+// default, overridden by a PeerAuthentication whose selector matches the node (the oldest),
+// overridden by that one's portLevelMtls entry for a port the listener serves; UNSET inherits
+// at every level. Without any, Canton requires mutual TLS (STRICT): every caller in the mesh is
+// a proxy. The inbound listener serves one workload, so a port-level mode applies when its port
+// is the application's port or a port of the node's Service; if several entries apply with
+// different modes, the strictest wins (reported).
 func (g *gen) peerAuthenticationMode() security.PeerAuthentication_MutualTLS_Mode {
-	var nsDefault, rootDefault *peerAuthentication
-	var chosen *peerAuthentication
+	var nsDefault, rootDefault, chosen *peerAuthentication
 	for _, pa := range g.m.pas {
 		sel := pa.spec.GetSelector().GetMatchLabels()
 		switch {
@@ -169,16 +179,60 @@ func (g *gen) peerAuthenticationMode() security.PeerAuthentication_MutualTLS_Mod
 			}
 		}
 	}
-	for _, pa := range []*peerAuthentication{chosen, nsDefault, rootDefault} {
-		if pa == nil {
-			continue
-		}
-		if len(pa.spec.GetPortLevelMtls()) > 0 {
-			g.skip(pa.ref, "portLevelMtls", "per-port modes are not supported; the workload-wide mode applies")
-		}
-		if m := pa.spec.GetMtls().GetMode(); m != security.PeerAuthentication_MutualTLS_UNSET {
-			return m
+	mode := security.PeerAuthentication_MutualTLS_STRICT
+	for _, pa := range []*peerAuthentication{rootDefault, nsDefault, chosen} {
+		if m := pa.mode(); m != security.PeerAuthentication_MutualTLS_UNSET {
+			mode = m
 		}
 	}
-	return security.PeerAuthentication_MutualTLS_STRICT
+	if chosen == nil {
+		return mode
+	}
+	served := g.workloadPorts()
+	var portModes []security.PeerAuthentication_MutualTLS_Mode
+	for _, port := range sortedPorts(chosen.spec.GetPortLevelMtls()) {
+		m := chosen.spec.GetPortLevelMtls()[port].GetMode()
+		if m == security.PeerAuthentication_MutualTLS_UNSET || !slices.Contains(served, port) {
+			continue
+		}
+		if len(portModes) > 0 && !slices.Contains(portModes, m) {
+			g.skip(chosen.ref, "portLevelMtls", "the ports of this workload share one inbound listener and their modes differ; the strictest applies to all of them")
+		}
+		portModes = append(portModes, m)
+	}
+	if len(portModes) > 0 {
+		mode = slices.MaxFunc(portModes, func(a, b security.PeerAuthentication_MutualTLS_Mode) int {
+			return strictness(a) - strictness(b)
+		})
+	}
+	return mode
+}
+
+func (pa *peerAuthentication) mode() security.PeerAuthentication_MutualTLS_Mode {
+	if pa == nil {
+		return security.PeerAuthentication_MutualTLS_UNSET
+	}
+	return pa.spec.GetMtls().GetMode()
+}
+
+// strictness orders modes: DISABLE < PERMISSIVE < STRICT.
+func strictness(m security.PeerAuthentication_MutualTLS_Mode) int {
+	switch m {
+	case security.PeerAuthentication_MutualTLS_STRICT:
+		return 3
+	case security.PeerAuthentication_MutualTLS_PERMISSIVE:
+		return 2
+	case security.PeerAuthentication_MutualTLS_DISABLE:
+		return 1
+	}
+	return 0
+}
+
+func sortedPorts[V any](m map[uint32]V) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -110,6 +110,16 @@ type gateway struct {
 	spec *networking.Gateway
 }
 
+type authorizationPolicy struct {
+	meta
+	spec *security.AuthorizationPolicy
+}
+
+type requestAuthentication struct {
+	meta
+	spec *security.RequestAuthentication
+}
+
 // model is the scope snapshot decoded once per Generate call.
 type model struct {
 	services  map[string]*service // by host
@@ -117,6 +127,8 @@ type model struct {
 	drs       []*destinationRule
 	sidecars  []*sidecarConfig
 	pas       []*peerAuthentication
+	aps       []*authorizationPolicy
+	ras       []*requestAuthentication
 	gateways  []*gateway
 	entries   []workloadEntry       // WorkloadEntries, for ServiceEntry workloadSelectors
 	workloads map[string][]endpoint // Canton Workloads by "<namespace>/<service>"
@@ -177,7 +189,7 @@ func (b *modelBuilder) build() {
 	for _, o := range sortObjects(b.in.Objects) {
 		switch o.Kind {
 		case "Service", "Workload", "ServiceEntry", "WorkloadEntry", "VirtualService", "DestinationRule",
-			"Sidecar", "PeerAuthentication", "Gateway":
+			"Sidecar", "PeerAuthentication", "Gateway", "AuthorizationPolicy", "RequestAuthentication":
 		default:
 			continue
 		}
@@ -220,6 +232,10 @@ func (b *modelBuilder) build() {
 			m.pas = append(m.pas, &peerAuthentication{meta: mt, spec: spec})
 		case *networking.Gateway:
 			m.gateways = append(m.gateways, &gateway{meta: mt, spec: spec})
+		case *security.AuthorizationPolicy:
+			m.aps = append(m.aps, &authorizationPolicy{meta: mt, spec: spec})
+		case *security.RequestAuthentication:
+			m.ras = append(m.ras, &requestAuthentication{meta: mt, spec: spec})
 		}
 	}
 	// Canton Services first (they win host conflicts), then ServiceEntries in age order.

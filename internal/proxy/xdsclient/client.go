@@ -97,6 +97,9 @@ type Options struct {
 	Logger *slog.Logger
 	// BackoffBase and BackoffMax bound the reconnect delay; zero means 200ms and 10s.
 	BackoffBase, BackoffMax time.Duration
+	// Delta selects incremental xDS (DeltaAggregatedResources). A server that answers it with
+	// codes.Unimplemented is used with state of the world instead, for the client's lifetime.
+	Delta bool
 }
 
 // Status is what the client reports for readiness checks.
@@ -111,6 +114,8 @@ type Status struct {
 	Accepted, Rejected uint64
 	// LastError is the text of the last NACK or stream error, empty if none.
 	LastError string
+	// Delta is true when the current (or last) stream is incremental xDS.
+	Delta bool
 }
 
 // Client is an ADS client. Create it with New and run it with Run.
@@ -122,8 +127,12 @@ type Client struct {
 	status Status
 	state  State
 	subs   Subscriptions
+	// rv holds, per type URL, the version of each accepted resource as delta responses named it
+	// ("" when unknown: received over state of the world). Updated together with state.
+	rv map[string]map[string]string
 
-	kick chan struct{} // Resubscribe requests, capacity 1
+	kick     chan struct{}   // Resubscribe requests, capacity 1
+	sotwOnly map[string]bool // servers that do not implement delta; used by Run only
 }
 
 // New checks opts and returns a client ready to Run.
@@ -151,7 +160,10 @@ func New(opts Options) (*Client, error) {
 		log:   opts.Logger,
 		state: State{Resources: map[string]Resources{}, Versions: map[string]string{}},
 		subs:  Subscriptions{},
+		rv:    map[string]map[string]string{},
 		kick:  make(chan struct{}, 1),
+
+		sotwOnly: map[string]bool{},
 	}, nil
 }
 
@@ -186,7 +198,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Lock()
 		c.status.Server = server
 		c.mu.Unlock()
-		gotResponse, err := c.stream(ctx, server)
+		gotResponse, err := c.connect(ctx, server)
 		c.mu.Lock()
 		c.status.Connected = false
 		if err != nil && ctx.Err() == nil {
@@ -213,17 +225,76 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// stream runs one ADS stream to server. It reports whether any response was received.
-func (c *Client) stream(ctx context.Context, server string) (bool, error) {
+// connect runs one stream to server, delta or state of the world as configured, falling back to
+// state of the world at once when the server does not implement delta.
+func (c *Client) connect(ctx context.Context, server string) (bool, error) {
+	if !c.opts.Delta || c.sotwOnly[server] {
+		return c.stream(ctx, server)
+	}
+	got, err := c.deltaStream(ctx, server)
+	if !errors.Is(err, errDeltaUnimplemented) {
+		return got, err
+	}
+	c.sotwOnly[server] = true
+	c.log.Warn("xds server does not implement delta, using state of the world", "server", server)
+	return c.stream(ctx, server)
+}
+
+// dial opens a connection to server.
+func (c *Client) dial(server string) (*grpc.ClientConn, error) {
 	dopts := c.opts.DialOptions
 	if len(dopts) == 0 {
 		dopts = []grpc.DialOption{grpc.WithTransportCredentials(insecureCreds())}
 	}
 	conn, err := grpc.NewClient(server, dopts...)
 	if err != nil {
-		return false, fmt.Errorf("xds server %s: dial: %w", server, err)
+		return nil, fmt.Errorf("xds server %s: dial: %w", server, err)
+	}
+	return conn, nil
+}
+
+// pump receives from a stream in a goroutine until recv fails (the error goes to errc) or ctx is
+// done, so that the sending goroutine can serve Resubscribe between responses. done is closed
+// when the goroutine has returned.
+func pump[T any](ctx context.Context, recv func() (T, error)) (msgs <-chan T, errc <-chan error, done <-chan struct{}) {
+	m, e, d := make(chan T), make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(d)
+		for {
+			r, err := recv()
+			if err != nil {
+				e <- err
+				return
+			}
+			select {
+			case m <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return m, e, d
+}
+
+// connected records the first response of a stream.
+func (c *Client) connected(server string) {
+	c.mu.Lock()
+	c.status.Connected = true
+	c.mu.Unlock()
+	c.log.Info("xds connected", "server", server, "delta", c.Status().Delta)
+}
+
+// stream runs one state-of-the-world ADS stream to server. It reports whether any response was
+// received.
+func (c *Client) stream(ctx context.Context, server string) (bool, error) {
+	conn, err := c.dial(server)
+	if err != nil {
+		return false, err
 	}
 	defer conn.Close()
+	c.mu.Lock()
+	c.status.Delta = false
+	c.mu.Unlock()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
@@ -242,27 +313,9 @@ func (c *Client) stream(ctx context.Context, server string) (bool, error) {
 			}
 		}
 	}
-	// Receive in a goroutine so that Resubscribe requests are served between responses. Sends stay on
-	// this goroutine (one sender at a time on a gRPC stream).
-	recv := make(chan *discoveryv3.DiscoveryResponse)
-	rerr := make(chan error, 1)
-	recvDone := make(chan struct{})
+	// Sends stay on this goroutine (one sender at a time on a gRPC stream).
+	recv, rerr, recvDone := pump(sctx, st.Recv)
 	defer func() { cancel(); <-recvDone }()
-	go func() {
-		defer close(recvDone)
-		for {
-			resp, err := st.Recv()
-			if err != nil {
-				rerr <- err
-				return
-			}
-			select {
-			case recv <- resp:
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
 	got := false
 	for {
 		select {
@@ -279,10 +332,7 @@ func (c *Client) stream(ctx context.Context, server string) (bool, error) {
 		case resp := <-recv:
 			if !got {
 				got = true
-				c.mu.Lock()
-				c.status.Connected = true
-				c.mu.Unlock()
-				c.log.Info("xds connected", "server", server)
+				c.connected(server)
 			}
 			if err := s.handle(resp); err != nil {
 				return got, fmt.Errorf("xds server %s: send: %w", server, err)
@@ -353,6 +403,7 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 		if err == nil {
 			c.mu.Lock()
 			c.state = next
+			delete(c.rv, t) // state of the world carries no per-resource versions
 			c.status.LastUpdate = time.Now()
 			c.status.Accepted++
 			c.mu.Unlock()
@@ -412,16 +463,9 @@ func decode(typeURL string, anys []*anypb.Any) (Resources, error) {
 			}
 			a = w.GetResource()
 		}
-		if a.GetTypeUrl() != typeURL {
-			return nil, fmt.Errorf("resources[%d]: type %q in a response for %q", i, a.GetTypeUrl(), typeURL)
-		}
-		m, err := a.UnmarshalNew()
+		name, m, err := decodeOne(i, typeURL, a)
 		if err != nil {
-			return nil, fmt.Errorf("resources[%d]: decode %s: %w", i, shortType(typeURL), err)
-		}
-		name := ResourceName(m)
-		if name == "" {
-			return nil, fmt.Errorf("resources[%d]: %s without a name", i, shortType(typeURL))
+			return nil, err
 		}
 		if _, dup := res[name]; dup {
 			return nil, fmt.Errorf("%s %q: sent twice in one response", shortType(typeURL), name)
@@ -429,6 +473,22 @@ func decode(typeURL string, anys []*anypb.Any) (Resources, error) {
 		res[name] = m
 	}
 	return res, nil
+}
+
+// decodeOne unpacks resources[i] of a response for typeURL and returns it with its name.
+func decodeOne(i int, typeURL string, a *anypb.Any) (string, proto.Message, error) {
+	if a.GetTypeUrl() != typeURL {
+		return "", nil, fmt.Errorf("resources[%d]: type %q in a response for %q", i, a.GetTypeUrl(), typeURL)
+	}
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return "", nil, fmt.Errorf("resources[%d]: decode %s: %w", i, shortType(typeURL), err)
+	}
+	name := ResourceName(m)
+	if name == "" {
+		return "", nil, fmt.Errorf("resources[%d]: %s without a name", i, shortType(typeURL))
+	}
+	return name, m, nil
 }
 
 // ResourceName returns the name of an xDS resource (cluster_name for a ClusterLoadAssignment).
