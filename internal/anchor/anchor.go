@@ -55,19 +55,20 @@ type Config struct {
 
 // Anchor is a running anchor process.
 type Anchor struct {
-	cfg   Config
-	log   *slog.Logger
-	meta  *meta
-	creds *identity.Credentials
-	book  *book
-	host  *replica.Host
-	trans *replica.GRPCTransport
-	grpc  *grpc.Server
-	lis   net.Listener
-	http  *http.Server
-	peers *peerPool
-	xds   *xds.Server
-	kek   []byte // seals the scope CAs' keys in scope state
+	cfg      Config
+	log      *slog.Logger
+	meta     *meta
+	creds    *identity.Credentials
+	book     *book
+	host     *replica.Host
+	trans    *replica.GRPCTransport
+	grpc     *grpc.Server
+	lis      net.Listener
+	http     *http.Server
+	httpAddr string
+	peers    *peerPool
+	xds      *xds.Server
+	kek      []byte // seals the scope CAs' keys in scope state
 
 	sealingRoot atomic.Bool // the root CA is being sealed into the root scope
 	ctx         context.Context

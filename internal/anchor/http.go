@@ -6,11 +6,12 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"canton.dev/canton/internal/dashboard"
 )
 
-// serveHTTP serves the anchor's plain-HTTP side: /healthz for liveness
-// probes and /status as JSON. (The dashboard and /metrics land with their
-// issues.)
+// serveHTTP serves the anchor's plain-HTTP side: the dashboard at /,
+// /healthz for liveness probes and /status as JSON.
 func (a *Anchor) serveHTTP() error {
 	lis, err := net.Listen("tcp", a.cfg.HTTP)
 	if err != nil {
@@ -26,6 +27,8 @@ func (a *Anchor) serveHTTP() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
 	})
+	mux.Handle("/", dashboard.New(dashSource{a: a}, dashboard.Options{Logger: a.log.With("component", "dashboard")}))
+	a.httpAddr = lis.Addr().String()
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	a.wg.Add(1)
 	go func() {
@@ -40,5 +43,5 @@ func (a *Anchor) HTTPAddr() string {
 	if a.http == nil {
 		return ""
 	}
-	return a.cfg.HTTP
+	return a.httpAddr
 }

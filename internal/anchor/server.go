@@ -316,7 +316,7 @@ func (s *server) Status(ctx context.Context, req *apipb.StatusRequest) (*apipb.S
 	for _, ps := range a.xds.Streams() {
 		p := &apipb.ProxyStatus{
 			Id: ps.Node.ID, Service: ps.Node.Service, Namespace: ps.Node.Namespace, Labels: ps.Node.Labels,
-			ConnectedUnix: ps.Connected.Unix(), Delta: ps.Delta, Acked: ps.Acked,
+			ConnectedUnix: ps.Connected.Unix(), Delta: ps.Delta, Acked: ps.Acked, Admin: ps.Node.AdminAddress,
 		}
 		if ps.Nack != nil {
 			p.NackType, p.NackVersion, p.NackMessage = ps.Nack.TypeURL, ps.Nack.Version, ps.Nack.Message

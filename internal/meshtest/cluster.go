@@ -25,6 +25,7 @@ type Options struct {
 	SnapshotEntries uint64        // default: the anchor's default
 	RequestTimeout  time.Duration // default 3s
 	Logger          *slog.Logger  // default: discard
+	HTTP            string        // anchor a1's HTTP side (dashboard, /metrics, /healthz), host:port; empty: none
 }
 
 // Cluster is a set of in-process anchors. Anchor i is named "a<i+1>".
@@ -110,7 +111,7 @@ func closeAll(ls []net.Listener) {
 }
 
 func (c *Cluster) config(i int, l net.Listener) anchor.Config {
-	return anchor.Config{
+	cfg := anchor.Config{
 		ID:              c.Name(i),
 		DataDir:         c.dir(i),
 		Listener:        l,
@@ -120,6 +121,10 @@ func (c *Cluster) config(i int, l net.Listener) anchor.Config {
 		RequestTimeout:  c.opts.RequestTimeout,
 		Logger:          c.opts.Logger.With("anchor", c.Name(i)),
 	}
+	if i == 0 {
+		cfg.HTTP = c.opts.HTTP
+	}
+	return cfg
 }
 
 func (c *Cluster) dir(i int) string { return filepath.Join(c.opts.Dir, c.Name(i)) }

@@ -102,6 +102,11 @@ func Run(ctx context.Context, opts Options) error {
 	if w.outbound, err = pickAddr(opts.Outbound); err != nil {
 		return fmt.Errorf("proxy: --outbound: %w", err)
 	}
+	if opts.Admin != "" {
+		if w.opts.Admin, err = pickAddr(opts.Admin); err != nil {
+			return fmt.Errorf("proxy: --admin: %w", err)
+		}
+	}
 	if err := w.obtainIdentity(ctx); err != nil {
 		return err
 	}
@@ -125,7 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 		NodeCluster:  opts.Service + "." + opts.Namespace,
 		NodeMetadata: meta,
 		XDSTLS:       identity.ClientTLS(creds, identity.AcceptAnchors(mesh)),
-		AdminAddr:    opts.Admin,
+		AdminAddr:    w.opts.Admin,
 		Logger:       w.log,
 		LocalSecrets: w.secrets,
 		DrainTime:    opts.DrainTime,
@@ -198,7 +203,7 @@ func (w *Workload) labels() map[string]string {
 }
 
 func (w *Workload) node() xds.Node {
-	n := xds.Node{ID: w.opts.NodeID, Service: w.opts.Service, Namespace: w.opts.Namespace, Labels: w.labels(), Kind: xds.KindSidecar}
+	n := xds.Node{ID: w.opts.NodeID, Service: w.opts.Service, Namespace: w.opts.Namespace, Labels: w.labels(), Kind: xds.KindSidecar, AdminAddress: w.opts.Admin}
 	_, n.OutboundPort = splitPort(w.outbound)
 	if w.opts.App != "" {
 		n.InboundAddress, n.InboundPort = splitPort(w.inbound)

@@ -112,6 +112,9 @@ func (g *gen) checkNode() error {
 	default:
 		return fmt.Errorf("kind %q must be %q or %q", n.Kind, KindSidecar, KindGateway)
 	}
+	if err := checkPathNormalization(n.PathNormalization); err != nil {
+		return err
+	}
 	if n.OutboundPort > 65535 || n.InboundPort > 65535 {
 		return errors.New("ports must be 0..65535")
 	}

@@ -31,7 +31,7 @@ func generateListeners(g *gen, out *Resources) error {
 			Address:          socketAddress("127.0.0.1", g.node.OutboundPort),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				hcmFilter(rdsHCM("outbound", OutboundRouteName, out.Routes[OutboundRouteName])),
+				hcmFilter(g.secureHCM(rdsHCM("outbound", OutboundRouteName, out.Routes[OutboundRouteName]), false)),
 			}}},
 		}
 		out.Listeners[l.Name] = l
@@ -47,7 +47,7 @@ func generateListeners(g *gen, out *Resources) error {
 			Address:          socketAddress("0.0.0.0", port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				hcmFilter(rdsHCM(name, name, out.Routes[name])),
+				hcmFilter(g.secureHCM(rdsHCM(name, name, out.Routes[name]), false)),
 			}}},
 		}
 		out.Listeners[l.Name] = l
@@ -111,6 +111,7 @@ func (g *gen) inboundListener() *listenerv3.Listener {
 			}}}},
 		}},
 	}
+	g.secureHCM(h, true)
 	// Security policies, in Envoy's order: authenticate the request's JWT, then authorize.
 	if f := g.jwtFilter(); f != nil {
 		h.HttpFilters = append(h.HttpFilters, f)

@@ -14,17 +14,19 @@ import (
 // Node metadata: how a proxy describes itself in the xDS node (string values
 // under these keys; the node's id is Node.ID). docs/xds.md documents them.
 const (
-	MetaService         = "CANTON_SERVICE"
-	MetaNamespace       = "CANTON_NAMESPACE"
-	MetaLabels          = "CANTON_LABELS" // k=v,k=v sorted by key
-	MetaKind            = "CANTON_KIND"
-	MetaOutboundPort    = "CANTON_OUTBOUND_PORT"
-	MetaInboundPort     = "CANTON_INBOUND_PORT"
-	MetaInboundAddress  = "CANTON_INBOUND_ADDRESS"
-	MetaAppAddress      = "CANTON_APP_ADDRESS"
-	MetaCapabilities    = "CANTON_CAPABILITIES" // comma-separated Feature* names; absent = all
-	maxMetaValue        = 4096
-	maxLabelsInMetadata = 64
+	MetaService           = "CANTON_SERVICE"
+	MetaNamespace         = "CANTON_NAMESPACE"
+	MetaLabels            = "CANTON_LABELS" // k=v,k=v sorted by key
+	MetaKind              = "CANTON_KIND"
+	MetaOutboundPort      = "CANTON_OUTBOUND_PORT"
+	MetaInboundPort       = "CANTON_INBOUND_PORT"
+	MetaInboundAddress    = "CANTON_INBOUND_ADDRESS"
+	MetaAppAddress        = "CANTON_APP_ADDRESS"
+	MetaCapabilities      = "CANTON_CAPABILITIES" // comma-separated Feature* names; absent = all
+	MetaPathNormalization = "CANTON_PATH_NORMALIZATION"
+	MetaAdminAddress      = "CANTON_ADMIN_ADDRESS"
+	maxMetaValue          = 4096
+	maxLabelsInMetadata   = 64
 )
 
 // NodeMetadata renders the metadata a proxy sends for n.
@@ -57,6 +59,12 @@ func NodeMetadata(n Node) map[string]string {
 	}
 	if n.AppAddress != "" {
 		m[MetaAppAddress] = n.AppAddress
+	}
+	if n.PathNormalization != "" {
+		m[MetaPathNormalization] = n.PathNormalization
+	}
+	if n.AdminAddress != "" {
+		m[MetaAdminAddress] = n.AdminAddress
 	}
 	if n.Capabilities != nil {
 		var caps []string
@@ -138,6 +146,15 @@ func NodeFromProto(pn *corev3.Node) (Node, error) {
 	}
 	if n.AppAddress, err = str(MetaAppAddress); err != nil {
 		return Node{}, err
+	}
+	if n.AdminAddress, err = str(MetaAdminAddress); err != nil {
+		return Node{}, err
+	}
+	if n.PathNormalization, err = str(MetaPathNormalization); err != nil {
+		return Node{}, err
+	}
+	if err := checkPathNormalization(n.PathNormalization); err != nil {
+		return Node{}, fmt.Errorf("xds node %s: metadata %s: %w", n.ID, MetaPathNormalization, err)
 	}
 	labels, err := str(MetaLabels)
 	if err != nil {

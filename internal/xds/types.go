@@ -86,6 +86,14 @@ type Node struct {
 	// AppAddress is host:port of the local application the inbound listener forwards to.
 	// Required when InboundPort is set.
 	AppAddress string
+	// AdminAddress is where the proxy serves /stats/prometheus (host:port), for the
+	// dashboard; empty: none. Informational: nothing is generated from it.
+	AdminAddress string
+	// PathNormalization is how the proxy normalizes request paths before matching and
+	// forwarding, one of Istio's meshConfig.pathNormalization options (PathNormalization*).
+	// Empty means PathNormalizationDecodeAndMergeSlashes, the strictest, where Istio's default
+	// is BASE: Canton has no MeshConfig, so the proxy's own configuration chooses.
+	PathNormalization string
 	// Capabilities is the set of optional features (Feature*) the proxy supports; nil means
 	// all of them.
 	Capabilities map[string]bool

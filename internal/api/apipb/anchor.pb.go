@@ -1291,6 +1291,7 @@ type ProxyStatus struct {
 	NackVersion   string                 `protobuf:"bytes,9,opt,name=nack_version,json=nackVersion,proto3" json:"nack_version,omitempty"`
 	NackMessage   string                 `protobuf:"bytes,10,opt,name=nack_message,json=nackMessage,proto3" json:"nack_message,omitempty"`
 	Skipped       []string               `protobuf:"bytes,11,rep,name=skipped,proto3" json:"skipped,omitempty"` // configuration left out for this proxy, with reasons
+	Admin         string                 `protobuf:"bytes,12,opt,name=admin,proto3" json:"admin,omitempty"`     // the proxy's admin address (metrics), when it has one
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1400,6 +1401,13 @@ func (x *ProxyStatus) GetSkipped() []string {
 		return x.Skipped
 	}
 	return nil
+}
+
+func (x *ProxyStatus) GetAdmin() string {
+	if x != nil {
+		return x.Admin
+	}
+	return ""
 }
 
 type ScopeStatus struct {
@@ -2223,7 +2231,7 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x122\n" +
 	"\x06scopes\x18\x04 \x03(\v2\x1a.canton.api.v1.ScopeStatusR\x06scopes\x126\n" +
 	"\aanchors\x18\x05 \x03(\v2\x1c.canton.api.v1.AnchorAddressR\aanchors\x124\n" +
-	"\aproxies\x18\x06 \x03(\v2\x1a.canton.api.v1.ProxyStatusR\aproxies\"\x81\x04\n" +
+	"\aproxies\x18\x06 \x03(\v2\x1a.canton.api.v1.ProxyStatusR\aproxies\"\x97\x04\n" +
 	"\vProxyStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1c\n" +
@@ -2236,7 +2244,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\fnack_version\x18\t \x01(\tR\vnackVersion\x12!\n" +
 	"\fnack_message\x18\n" +
 	" \x01(\tR\vnackMessage\x12\x18\n" +
-	"\askipped\x18\v \x03(\tR\askipped\x1a9\n" +
+	"\askipped\x18\v \x03(\tR\askipped\x12\x14\n" +
+	"\x05admin\x18\f \x01(\tR\x05admin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
