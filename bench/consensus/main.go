@@ -67,10 +67,10 @@ func main() {
 	defer c.Close()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	leader, err := c.WaitLeader(wctx, c.Mesh())
-	if err != nil {
+	if err := c.WaitScope(wctx, c.Mesh()); err != nil {
 		log.Fatal(err)
 	}
+	leader := c.Leader(c.Mesh())
 	cl, err := c.Client(leader)
 	if err != nil {
 		log.Fatal(err)

@@ -31,7 +31,7 @@ func startCluster(t *testing.T, opts meshtest.Options) *meshtest.Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.WaitLeader(ctx, c.Mesh()); err != nil {
+	if err := c.WaitScope(ctx, c.Mesh()); err != nil {
 		t.Fatal(err)
 	}
 	return c

@@ -117,6 +117,9 @@ func (a *Anchor) dryRun(ctx context.Context, h *hosted, m scope.Mutation) (scope
 	if err := a.readIndex(ctx, h); err != nil {
 		return scope.Result{}, nil, err
 	}
+	if h.state.Incarnation() == "" {
+		return scope.Result{}, nil, &unavailableError{fmt.Sprintf("scope %s is starting (its genesis is not committed yet); retry in a moment", h.domain)}
+	}
 	snap, err := h.state.Snapshot()
 	if err != nil {
 		return scope.Result{}, nil, err

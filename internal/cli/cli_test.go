@@ -56,7 +56,7 @@ func TestApplyGetDeleteLineage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.WaitLeader(ctx, c.Mesh()); err != nil {
+	if err := c.WaitScope(ctx, c.Mesh()); err != nil {
 		t.Fatal(err)
 	}
 	manifests := `apiVersion: networking.istio.io/v1
@@ -168,7 +168,7 @@ func TestLineageVerifyDetectsTamperedReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.WaitLeader(ctx, c.Mesh()); err != nil {
+	if err := c.WaitScope(ctx, c.Mesh()); err != nil {
 		t.Fatal(err)
 	}
 	vs := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n"

@@ -184,7 +184,7 @@ func TestMeshTrafficFollowsIstioYAML(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.WaitLeader(ctx, "demo.mesh"); err != nil {
+	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := c.Client(0)
