@@ -44,7 +44,7 @@ import (
 // invalid token (Envoy only looks at the last one), and allow_missing or
 // allow_missing_or_failed outside a requires_any looks for tokens of every
 // provider (Envoy of none). Rules match with prefix, path, safe_regex or
-// path_separated_prefix on r.URL.Path, case_sensitive, and headers; the
+// path_separated_prefix on the escaped path, case_sensitive, and headers; the
 // first matching rule applies, no match means no verification.
 // PerRouteConfig (disabled, requirement_name) overrides the rules per route.
 //
@@ -298,7 +298,7 @@ func (f *jwtAuthn) reply(w http.ResponseWriter, r *http.Request, code int, msg s
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		uri := scheme + "://" + r.Host + r.URL.Path
+		uri := scheme + "://" + r.Host + requestPath(r)
 		if len(uri) > 256 {
 			uri = uri[:256]
 		}

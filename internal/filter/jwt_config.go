@@ -274,7 +274,7 @@ func parseRouteMatch(pb *routev3.RouteMatch, path string) (routeMatch, error) {
 }
 
 func (m *routeMatch) match(r *http.Request) bool {
-	p := r.URL.Path
+	p := requestPath(r)
 	ok := false
 	switch m.kind {
 	case 0:

@@ -44,11 +44,12 @@ const rbacDeniedBody = "RBAC: access denied"
 // peer's IP or else r.RemoteAddr (canton does not derive the remote address
 // from X-Forwarded-For), destination_ip/port from WithDestination or else
 // the server's local address (http.LocalAddrContextKey),
-// requested_server_name from r.TLS, url_path from r.URL.Path (the proxy's
-// normalized path, without the query), and metadata from the verified JWT
-// (JWTFrom). Matching does not allocate, except for the joined value of a
-// header that occurs several times, a ":path" header matcher on a request
-// with a query, and a safe_regex over a principal name.
+// requested_server_name from r.TLS, url_path from the escaped path without
+// the query (r.URL.RawPath, which the proxy sets to its normalized path, else
+// r.URL.Path), and metadata from the verified JWT (JWTFrom). Matching does
+// not allocate, except for the joined value of a header that occurs several
+// times, a ":path" header matcher on a request with a query, and a safe_regex
+// over a principal name.
 type rbac struct {
 	spec
 	def   *rbacConfig

@@ -321,9 +321,9 @@ func (h *hdrMatcher) value(r *http.Request) (string, bool) {
 		return r.Host, true
 	case pseudoPath:
 		if r.URL.RawQuery == "" {
-			return r.URL.Path, true
+			return requestPath(r), true
 		}
-		return r.URL.Path + "?" + r.URL.RawQuery, true
+		return requestPath(r) + "?" + r.URL.RawQuery, true
 	case pseudoScheme:
 		if r.TLS != nil {
 			return "https", true

@@ -260,7 +260,7 @@ func (rl *rule) match(in *rbacInput) bool {
 	case ruleHeader:
 		return rl.hdr.match(in.r)
 	case rulePath:
-		return rl.str.match(in.r.URL.Path)
+		return rl.str.match(requestPath(in.r))
 	case ruleDstIP:
 		return rl.prefix.Contains(in.destination().Addr())
 	case ruleDstPort:

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"canton.dev/canton/internal/proxy/xdsclient"
 	"canton.dev/canton/internal/proxy/xdstest"
@@ -52,7 +53,8 @@ func routerFilter(t testing.TB) []*hcmv3.HttpFilter {
 
 // httpListener is a loopback listener (port 0) whose HCM takes routes from RDS name rds.
 func httpListener(t testing.TB, name, rds string, mod func(*hcmv3.HttpConnectionManager)) *listenerv3.Listener {
-	h := &hcmv3.HttpConnectionManager{StatPrefix: name, HttpFilters: routerFilter(t),
+	// Test listeners normalize paths as the generator's do (Envoy's default is not to).
+	h := &hcmv3.HttpConnectionManager{StatPrefix: name, HttpFilters: routerFilter(t), NormalizePath: wrapperspb.Bool(true),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: rds,
 			ConfigSource: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}}
 	if mod != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,17 @@ func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cw.WriteHeader(http.StatusTemporaryRedirect)
 		return
 	}
+	// Filters see the path the proxy routes on and forwards: r.URL carries it (RawPath is the escaped
+	// form whenever it has an escape).
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = path, "", rawQuery
+	if strings.IndexByte(path, '%') >= 0 {
+		if u, err := url.PathUnescape(path); err == nil {
+			r.URL.Path, r.URL.RawPath = u, path
+		}
+	}
+	if h.hcm.stripHostDot {
+		r.Host = stripTrailingHostDot(r.Host)
+	}
 	host := r.Host
 	if h.hcm.stripPort {
 		host = stripHostPort(host)
@@ -159,6 +171,13 @@ func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	upgradeValue := r.Header.Get("Upgrade")
 	removeHopByHop(r.Header)
+	// Filters always get the peer's address; the principal only after a verified mTLS handshake.
+	var peer *filter.Peer
+	if st.ci != nil {
+		st.peer, st.hasPeer = peerOf(r.TLS, st.ci.conn.RemoteAddr())
+		peer = &st.peer
+	}
+	h.sanitizeHeaders(r, st)
 
 	scheme := "http"
 	if r.TLS != nil {
@@ -192,12 +211,6 @@ func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.hcm.requestID && len(r.Header["X-Request-Id"]) == 0 {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
-	}
-	// Filters always get the peer's address; the principal only after a verified mTLS handshake.
-	var peer *filter.Peer
-	if st.ci != nil {
-		st.peer, st.hasPeer = peerOf(r.TLS, st.ci.conn.RemoteAddr())
-		peer = &st.peer
 	}
 	ctx := filter.WithRequest(r.Context(), st.rt.FilterConfig, peer, &st.fflags)
 	ctx = context.WithValue(ctx, stateKey{}, st)

@@ -169,12 +169,13 @@ spec:
 
 // secCase is one running mesh: the reviews proxy, its application, and caller proxies.
 type secCase struct {
-	t       *testing.T
-	pki     *secPKI
-	objects []resource.Object
-	app     *upstream
-	inbound string // address of the reviews proxy's inbound listener
-	callers map[string]string
+	t        testing.TB
+	pathNorm string
+	pki      *secPKI
+	objects  []resource.Object
+	app      *upstream
+	inbound  string // address of the reviews proxy's inbound listener
+	callers  map[string]string
 }
 
 // caller is a proxy of the mesh identified as spiffe://<namespace>/sa/<account>, with an
@@ -185,16 +186,32 @@ type caller struct{ namespace, account string }
 // default), registers its workload, and starts one outbound proxy per caller.
 func startSecCase(t *testing.T, policies string, callers ...caller) *secCase {
 	t.Helper()
-	c := &secCase{t: t, pki: testPKI(t), callers: map[string]string{}}
-	c.objects = parseObjects(t, secMeshBase+"\n---\n"+policies)
-	c.app = startUpstream(t, "reviews", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "reviews %s payload=%t token=%t", r.URL.Path, r.Header.Get("X-Jwt-Payload") != "", r.Header.Get("Authorization") != "")
-	})
+	return startSecMesh(t, secMeshOptions{policies: policies}, callers...)
+}
+
+// secMeshOptions vary the mesh of startSecMesh.
+type secMeshOptions struct {
+	policies string           // Istio YAML, namespace bookinfo by default
+	app      http.HandlerFunc // the reviews application; nil: it echoes path, payload and token presence
+	pathNorm string           // every node's PathNormalization
+}
+
+func startSecMesh(t testing.TB, o secMeshOptions, callers ...caller) *secCase {
+	t.Helper()
+	c := &secCase{t: t, pki: testPKI(t), callers: map[string]string{}, pathNorm: o.pathNorm}
+	c.objects = parseObjects(t, secMeshBase+"\n---\n"+o.policies)
+	if o.app == nil {
+		o.app = func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "reviews %s payload=%t token=%t", r.URL.Path, r.Header.Get("X-Jwt-Payload") != "", r.Header.Get("Authorization") != "")
+		}
+	}
+	c.app = startUpstream(t, "reviews", o.app)
 
 	chain, key := c.pki.svid(t, secNamespace, "reviews")
 	e := startEnv(t, func(o *Options) { o.NodeID = "reviews-v1-1" })
 	node := xds.Node{ID: "reviews-v1-1", Service: "reviews", Namespace: secNamespace, Labels: map[string]string{"app": "reviews", "version": "v1"},
-		InboundPort: 15006, InboundAddress: "127.0.0.1", AppAddress: c.app.Addr(), CertificateChain: chain, PrivateKey: key}
+		InboundPort: 15006, InboundAddress: "127.0.0.1", AppAddress: c.app.Addr(), CertificateChain: chain, PrivateKey: key,
+		PathNormalization: o.pathNorm}
 	c.push(e, node)
 	c.inbound = e.listenerAddr(xds.InboundListenerName)
 
@@ -210,7 +227,7 @@ spec: {service: reviews, address: 127.0.0.1, port: %s, labels: {app: reviews, ve
 		id := cl.account + "-caller"
 		ce := startEnv(t, func(o *Options) { o.NodeID = id })
 		c.push(ce, xds.Node{ID: id, Service: cl.account, Namespace: cl.namespace, Labels: map[string]string{"app": cl.account},
-			OutboundPort: 15001, CertificateChain: chain, PrivateKey: key})
+			OutboundPort: 15001, CertificateChain: chain, PrivateKey: key, PathNormalization: o.pathNorm})
 		c.callers[cl.namespace+"/"+cl.account] = ce.listenerAddr(xds.OutboundListenerName)
 	}
 	return c

@@ -80,6 +80,9 @@ type hcmSpec struct {
 	chain          filter.Handler
 	path           httpsafe.PathOptions
 	stripPort      bool
+	stripHostDot   bool // strip_trailing_host_dot
+	fcc            hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	fccSet         clientCertDetails // set_current_client_cert_details
 	upgrades       map[string]bool
 	codec          hcmv3.HttpConnectionManager_CodecType
 	idleTimeout    time.Duration
@@ -467,10 +470,16 @@ func (p *Proxy) compileHCM(h *hcmv3.HttpConnectionManager, field string) (*hcmSp
 	default:
 		return nil, fmt.Errorf("%s: rds or route_config is required", field)
 	}
-	// Normalization: Envoy's default for normalize_path is false; Canton normalizes unless told not to,
-	// because matching and forwarding must agree on one canonical path.
-	s.path.Normalize = h.GetNormalizePath() == nil || h.GetNormalizePath().GetValue()
+	// Normalization as Envoy reads these fields: normalize_path unset is false, merge_slashes false,
+	// IMPLEMENTATION_SPECIFIC_DEFAULT keeps escaped slashes. Whatever they say, the one path the
+	// proxy computes is the path filters match, routes select on and the upstream receives.
+	s.path.Normalize = h.GetNormalizePath().GetValue()
 	s.path.MergeSlashes = h.GetMergeSlashes()
+	s.stripHostDot = h.GetStripTrailingHostDot()
+	s.fcc = h.GetForwardClientCertDetails()
+	if d := h.GetSetCurrentClientCertDetails(); d != nil {
+		s.fccSet = clientCertDetails{subject: d.GetSubject().GetValue(), cert: d.GetCert(), chain: d.GetChain(), dns: d.GetDns(), uri: d.GetUri()}
+	}
 	switch h.GetPathWithEscapedSlashesAction() {
 	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
 		s.path.EscapedSlashes = httpsafe.KeepEscapedSlashes

@@ -29,7 +29,7 @@ func TestNodeMetadataRoundTrip(t *testing.T) {
 		ID: "reviews-v2-1", Service: "reviews", Namespace: "bookinfo.demo.mesh",
 		Labels: map[string]string{"version": "v2", "app": "reviews"}, Kind: KindSidecar,
 		OutboundPort: 15001, InboundPort: 15006, InboundAddress: "127.0.0.1", AppAddress: "127.0.0.1:9081", AdminAddress: "127.0.0.1:15000",
-		Capabilities: map[string]bool{"b": true, "a": true},
+		Capabilities: map[string]bool{"b": true, "a": true}, PathNormalization: PathNormalizationBase,
 	}
 	meta := NodeMetadata(in)
 	if meta[MetaLabels] != "app=reviews,version=v2" || meta[MetaCapabilities] != "a,b" {
@@ -67,6 +67,7 @@ func TestNodeFromProtoRejects(t *testing.T) {
 		{"bad address", "p", with(MetaInboundAddress, "localhost"), "is not an IP"},
 		{"bad label", "p", with(MetaLabels, "version"), "is not key=value"},
 		{"long value", "p", with(MetaAppAddress, strings.Repeat("x", 5000)), "longer than"},
+		{"bad path normalization", "p", with(MetaPathNormalization, "DECODE"), "must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NodeFromProto(protoNode(t, tc.id, tc.meta))

@@ -20,12 +20,15 @@ const (
 	UnescapeSlashesAndForward
 )
 
-// PathOptions select the normalization steps; the zero value only validates.
+// PathOptions select the normalization steps; the zero value only validates. The steps run in
+// Envoy's order (and Istio's, whose pathNormalization options map onto them): escaped slashes
+// first (EscapedSlashes), then Normalize, then MergeSlashes.
 type PathOptions struct {
 	// Normalize resolves "." and ".." segments (RFC 3986 section 5.2.4), decodes percent-encoded
 	// unreserved characters, upper-cases the hex digits of other escapes and turns '\' into '/'.
+	// It is Envoy's HttpConnectionManager.normalize_path.
 	Normalize bool
-	// MergeSlashes collapses runs of '/' into one.
+	// MergeSlashes collapses runs of '/' into one, after Normalize (merge_slashes).
 	MergeSlashes bool
 	// EscapedSlashes says what to do with %2F and %5C.
 	EscapedSlashes SlashAction
@@ -37,11 +40,17 @@ var (
 	ErrPathBadEscape    = errors.New("path has an invalid percent escape")
 	ErrPathBadChar      = errors.New("path has a control, space, '#' or non-ASCII byte")
 	ErrPathEscapedSlash = errors.New("path has an escaped slash (%2F or %5C)")
+	ErrPathEscapedNUL   = errors.New("path has an escaped NUL (%00)")
 )
 
 // NormalizePath returns the canonical form of the escaped path p (the request target without its query)
 // according to o, and whether escaped slashes were unescaped (the caller redirects when o asks for
 // UnescapeSlashesAndRedirect). A path already canonical is returned as is, without allocating.
+//
+// Whatever o says, a path is refused when it does not start with '/', has a control byte, a space,
+// '#' (a fragment is never sent to a server) or a non-ASCII byte, has a malformed escape, or has an
+// escaped NUL: %00 would reach the application as a NUL byte, which C-based servers take for the
+// end of the path (Istio rejects it too).
 func NormalizePath(p string, o PathOptions) (string, bool, error) {
 	if len(p) == 0 || p[0] != '/' {
 		return "", false, ErrPathNotOrigin
@@ -59,6 +68,9 @@ func NormalizePath(p string, o PathOptions) (string, bool, error) {
 				return "", false, ErrPathBadEscape
 			}
 			d := unhex(p[i+1])<<4 | unhex(p[i+2])
+			if d == 0 {
+				return "", false, ErrPathEscapedNUL
+			}
 			if d == '/' || d == '\\' {
 				escSlash = true
 			}
@@ -127,8 +139,10 @@ func normalizeSlow(p string, o PathOptions, unescapeSlashes bool) string {
 				b[i] = '/'
 			}
 		}
+		b = removeDotSegments(b)
 	}
 	if o.MergeSlashes {
+		// After the dot segments, as Envoy does: "/a//../b" is "/a/b", not "/b".
 		w := 0
 		for i, c := range b {
 			if c == '/' && i > 0 && b[i-1] == '/' {
@@ -138,9 +152,6 @@ func normalizeSlow(p string, o PathOptions, unescapeSlashes bool) string {
 			w++
 		}
 		b = b[:w]
-	}
-	if o.Normalize {
-		b = removeDotSegments(b)
 	}
 	return string(b)
 }

@@ -23,6 +23,14 @@ func TestNormalizePath(t *testing.T) {
 		{"/a/b/..", norm, "/a/", false, nil},
 		{"/a//b///c", norm, "/a/b/c", false, nil},
 		{"/a//b", PathOptions{Normalize: true}, "/a//b", false, nil},
+		// Dot segments first, then merging (Envoy's order).
+		{"/a//../b", norm, "/a/b", false, nil},
+		{"/a//../b", PathOptions{MergeSlashes: true}, "/a/../b", false, nil},
+		// Istio's DECODE_AND_MERGE_SLASHES: unescape, normalize, merge.
+		{"/x/..%2F..%5Cadmin", PathOptions{Normalize: true, MergeSlashes: true, EscapedSlashes: UnescapeSlashesAndForward}, "/admin", true, nil},
+		{"/a%2F%2Fb", PathOptions{Normalize: true, MergeSlashes: true, EscapedSlashes: UnescapeSlashesAndForward}, "/a/b", true, nil},
+		{"/a%00", norm, "", false, ErrPathEscapedNUL},
+		{"/a%00", PathOptions{}, "", false, ErrPathEscapedNUL},
 		{"/%2e%2E/x", norm, "/x", false, nil},
 		{"/%61%62c", norm, "/abc", false, nil},
 		{"/a%3fb", norm, "/a%3Fb", false, nil},

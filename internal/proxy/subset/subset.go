@@ -62,7 +62,10 @@ func init() {
 		"codec_type", "stat_prefix", "rds", "route_config", "http_filters", "common_http_protocol_options",
 		"http2_protocol_options", "request_headers_timeout", "drain_timeout", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
 		"strip_any_host_port", "upgrade_configs", "max_request_headers_kb", "server_name", "use_remote_address",
-		"generate_request_id", "stream_idle_timeout", "request_timeout")
+		"generate_request_id", "stream_idle_timeout", "request_timeout", "strip_trailing_host_dot",
+		"forward_client_cert_details", "set_current_client_cert_details")
+	allow("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
+		"subject", "cert", "chain", "dns", "uri")
 	allow("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source", "route_config_name")
 	allow("envoy.config.core.v3.ConfigSource", "ads", "resource_api_version")
 	allow("envoy.config.core.v3.AggregatedConfigSource")

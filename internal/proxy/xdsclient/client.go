@@ -372,7 +372,9 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 	s.nonces[t] = resp.GetNonce()
 	if !slices.Contains(Types, t) {
 		// Not a type we asked for: NACK it so the server knows.
-		return s.request(t, nil, fmt.Errorf("unsupported resource type %q", t))
+		err := fmt.Errorf("unsupported resource type %q", t)
+		s.c.rejected(t, resp.GetVersionInfo(), err)
+		return s.request(t, nil, err)
 	}
 	c := s.c
 	c.mu.Lock()
@@ -410,17 +412,22 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 		}
 	}
 	if err != nil {
-		c.mu.Lock()
-		c.status.Rejected++
-		c.status.LastError = err.Error()
-		c.mu.Unlock()
-		c.log.Warn("xds response rejected", "type", t, "version", resp.GetVersionInfo(), "err", err)
+		c.rejected(t, resp.GetVersionInfo(), err)
 		return s.request(t, s.sent[t], err)
 	}
 	if err := s.request(t, s.sent[t], nil); err != nil { // ACK
 		return err
 	}
 	return s.resubscribe(newSubs)
+}
+
+// rejected records and logs a NACKed response.
+func (c *Client) rejected(typeURL, version string, err error) {
+	c.mu.Lock()
+	c.status.Rejected++
+	c.status.LastError = err.Error()
+	c.mu.Unlock()
+	c.log.Warn("xds response rejected", "type", typeURL, "version", version, "err", err)
 }
 
 // resubscribe records the wanted names and sends a request for each dependent type whose names changed.

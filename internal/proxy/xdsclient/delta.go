@@ -159,10 +159,12 @@ func (s *deltaSession) keeps(typeURL, name string) bool {
 // state to the consumer, ACK or NACK by nonce, update subscriptions.
 func (s *deltaSession) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	t := resp.GetTypeUrl()
-	if !slices.Contains(Types, t) {
-		return s.reply(t, resp.GetNonce(), fmt.Errorf("unsupported resource type %q", t))
-	}
 	c := s.c
+	if !slices.Contains(Types, t) {
+		err := fmt.Errorf("unsupported resource type %q", t)
+		c.rejected(t, resp.GetSystemVersionInfo(), err)
+		return s.reply(t, resp.GetNonce(), err)
+	}
 	c.mu.Lock()
 	cur, curRV := c.state, c.rv[t]
 	c.mu.Unlock()
@@ -197,11 +199,7 @@ func (s *deltaSession) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		}
 	}
 	if err != nil {
-		c.mu.Lock()
-		c.status.Rejected++
-		c.status.LastError = err.Error()
-		c.mu.Unlock()
-		c.log.Warn("xds response rejected", "type", t, "version", resp.GetSystemVersionInfo(), "nonce", resp.GetNonce(), "err", err)
+		c.rejected(t, resp.GetSystemVersionInfo(), err)
 		return s.reply(t, resp.GetNonce(), err)
 	}
 	if err := s.reply(t, resp.GetNonce(), nil); err != nil {

@@ -535,7 +535,7 @@ func TestDeltaResubscribe(t *testing.T) {
 	cons.setSecrets("s2")
 	c.Resubscribe()
 	req := srv.waitReq(reqMark, "SDS subscription change", func(r *discoveryv3.DeltaDiscoveryRequest) bool {
-		return r.GetTypeUrl() == xdsclient.SecretType
+		return r.GetTypeUrl() == xdsclient.SecretType && r.GetResponseNonce() == ""
 	})
 	if !slices.Equal(req.GetResourceNamesSubscribe(), []string{"s2"}) || !slices.Equal(req.GetResourceNamesUnsubscribe(), []string{"s1"}) {
 		t.Errorf("subscription change = %v, want +s2 -s1", req)
