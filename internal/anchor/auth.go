@@ -57,6 +57,7 @@ var workloadMethods = map[string]bool{
 	apipb.Anchor_Apply_FullMethodName:            true,
 	apipb.Anchor_Delete_FullMethodName:           true,
 	apipb.Anchor_IssueCertificate_FullMethodName: true,
+	apipb.Anchor_Resolve_FullMethodName:          true,
 }
 
 const (

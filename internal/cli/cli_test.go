@@ -211,3 +211,62 @@ func TestLineageVerifyDetectsTamperedReplica(t *testing.T) {
 	}
 	t.Logf("detected: %s", strings.TrimSpace(stderr))
 }
+
+func TestResolveFollowsDelegationsAndAliases(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitScope(ctx, c.Mesh()); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := run(t, c, "", "scope", "create", "shop", "--anchors", "a2,a3"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if err := c.WaitScope(ctx, "shop.demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	manifests := `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: cart, namespace: payments.shop}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: canton.dev/v1
+kind: Alias
+metadata: {name: basket, namespace: default}
+spec: {target: cart.payments.shop.demo.mesh, actions: [resolve]}
+---
+apiVersion: canton.dev/v1
+kind: Alias
+metadata: {name: loop1, namespace: default}
+spec: {target: loop2.default.demo.mesh, actions: [resolve]}
+---
+apiVersion: canton.dev/v1
+kind: Alias
+metadata: {name: loop2, namespace: default}
+spec: {target: loop1.default.demo.mesh, actions: [resolve]}
+`
+	if _, stderr, code := run(t, c, manifests, "apply", "-f", "-"); code != 0 {
+		t.Fatal(stderr)
+	}
+	// a1 hosts only the root: it follows the zone cut to shop's anchors.
+	out, stderr, code := run(t, c, "", "resolve", "cart.payments.shop")
+	if code != 0 || !strings.Contains(out, "scope shop.demo.mesh (via shop.demo.mesh -> shop.demo.mesh)") || !strings.Contains(out, "spiffe://payments.shop.demo.mesh/sa/cart") || !strings.Contains(out, "http 8080/HTTP") {
+		t.Fatalf("resolve cart: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = run(t, c, "", "resolve", "basket.default")
+	if code != 0 || !strings.Contains(out, "basket.default.demo.mesh -> cart.payments.shop.demo.mesh") {
+		t.Fatalf("resolve through an alias: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = run(t, c, "", "resolve", "nope.payments.shop")
+	if code == 0 || !strings.Contains(out, "does not exist (negative answer") {
+		t.Fatalf("negative answer: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code = run(t, c, "", "resolve", "loop1.default"); code == 0 || !strings.Contains(stderr, "alias loop") {
+		t.Fatalf("alias loop: %d %s", code, stderr)
+	}
+}

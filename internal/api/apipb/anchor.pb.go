@@ -77,7 +77,167 @@ func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipRequest_Change.Descriptor instead.
 func (MembershipRequest_Change) EnumDescriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{23, 0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25, 0}
+}
+
+type ResolveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveRequest) Reset() {
+	*x = ResolveRequest{}
+	mi := &file_apipb_anchor_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveRequest) ProtoMessage() {}
+
+func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
+func (*ResolveRequest) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ResolveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ResolveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`           // as asked
+	Canonical     string                 `protobuf:"bytes,2,opt,name=canonical,proto3" json:"canonical,omitempty"` // the service's name after aliases
+	Scope         string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`         // the scope that answered
+	Found         bool                   `protobuf:"varint,4,opt,name=found,proto3" json:"found,omitempty"`        // false: a negative answer
+	Service       []byte                 `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`     // JSON resource.Object of the Service
+	Workloads     []byte                 `protobuf:"bytes,6,opt,name=workloads,proto3" json:"workloads,omitempty"` // JSON array of its Workloads (the endpoints)
+	Identity      string                 `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`   // SPIFFE ID of its workloads
+	Referrals     []string               `protobuf:"bytes,8,rep,name=referrals,proto3" json:"referrals,omitempty"` // zone cuts followed, outermost first
+	Aliases       []string               `protobuf:"bytes,9,rep,name=aliases,proto3" json:"aliases,omitempty"`     // aliases followed, in order
+	TtlSeconds    uint32                 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveResponse) Reset() {
+	*x = ResolveResponse{}
+	mi := &file_apipb_anchor_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveResponse) ProtoMessage() {}
+
+func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveResponse.ProtoReflect.Descriptor instead.
+func (*ResolveResponse) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ResolveResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResolveResponse) GetCanonical() string {
+	if x != nil {
+		return x.Canonical
+	}
+	return ""
+}
+
+func (x *ResolveResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ResolveResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *ResolveResponse) GetService() []byte {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *ResolveResponse) GetWorkloads() []byte {
+	if x != nil {
+		return x.Workloads
+	}
+	return nil
+}
+
+func (x *ResolveResponse) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *ResolveResponse) GetReferrals() []string {
+	if x != nil {
+		return x.Referrals
+	}
+	return nil
+}
+
+func (x *ResolveResponse) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *ResolveResponse) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
 }
 
 type IssueCertificateRequest struct {
@@ -91,7 +251,7 @@ type IssueCertificateRequest struct {
 
 func (x *IssueCertificateRequest) Reset() {
 	*x = IssueCertificateRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[0]
+	mi := &file_apipb_anchor_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +263,7 @@ func (x *IssueCertificateRequest) String() string {
 func (*IssueCertificateRequest) ProtoMessage() {}
 
 func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[0]
+	mi := &file_apipb_anchor_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +276,7 @@ func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *IssueCertificateRequest) GetCsr() []byte {
@@ -151,7 +311,7 @@ type IssueCertificateResponse struct {
 
 func (x *IssueCertificateResponse) Reset() {
 	*x = IssueCertificateResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[1]
+	mi := &file_apipb_anchor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +323,7 @@ func (x *IssueCertificateResponse) String() string {
 func (*IssueCertificateResponse) ProtoMessage() {}
 
 func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[1]
+	mi := &file_apipb_anchor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +336,7 @@ func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{1}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IssueCertificateResponse) GetChain() [][]byte {
@@ -212,7 +372,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[2]
+	mi := &file_apipb_anchor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +384,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[2]
+	mi := &file_apipb_anchor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +397,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{2}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -283,7 +443,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[3]
+	mi := &file_apipb_anchor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +455,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[3]
+	mi := &file_apipb_anchor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +468,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{3}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JoinResponse) GetMesh() string {
@@ -371,7 +531,7 @@ type AnchorAddress struct {
 
 func (x *AnchorAddress) Reset() {
 	*x = AnchorAddress{}
-	mi := &file_apipb_anchor_proto_msgTypes[4]
+	mi := &file_apipb_anchor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +543,7 @@ func (x *AnchorAddress) String() string {
 func (*AnchorAddress) ProtoMessage() {}
 
 func (x *AnchorAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[4]
+	mi := &file_apipb_anchor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +556,7 @@ func (x *AnchorAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnchorAddress.ProtoReflect.Descriptor instead.
 func (*AnchorAddress) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{4}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AnchorAddress) GetId() string {
@@ -433,7 +593,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[5]
+	mi := &file_apipb_anchor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +605,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[5]
+	mi := &file_apipb_anchor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +618,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{5}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApplyRequest) GetScope() string {
@@ -509,7 +669,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[6]
+	mi := &file_apipb_anchor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +681,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[6]
+	mi := &file_apipb_anchor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +694,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{6}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyResponse) GetRevision() uint64 {
@@ -568,7 +728,7 @@ type ProxyDiff struct {
 
 func (x *ProxyDiff) Reset() {
 	*x = ProxyDiff{}
-	mi := &file_apipb_anchor_proto_msgTypes[7]
+	mi := &file_apipb_anchor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +740,7 @@ func (x *ProxyDiff) String() string {
 func (*ProxyDiff) ProtoMessage() {}
 
 func (x *ProxyDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[7]
+	mi := &file_apipb_anchor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +753,7 @@ func (x *ProxyDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyDiff.ProtoReflect.Descriptor instead.
 func (*ProxyDiff) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{7}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProxyDiff) GetProxy() string {
@@ -622,7 +782,7 @@ type ResourceChange struct {
 
 func (x *ResourceChange) Reset() {
 	*x = ResourceChange{}
-	mi := &file_apipb_anchor_proto_msgTypes[8]
+	mi := &file_apipb_anchor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +794,7 @@ func (x *ResourceChange) String() string {
 func (*ResourceChange) ProtoMessage() {}
 
 func (x *ResourceChange) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[8]
+	mi := &file_apipb_anchor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +807,7 @@ func (x *ResourceChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceChange.ProtoReflect.Descriptor instead.
 func (*ResourceChange) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{8}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResourceChange) GetType() string {
@@ -690,7 +850,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[9]
+	mi := &file_apipb_anchor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +862,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[9]
+	mi := &file_apipb_anchor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +875,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{9}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -755,7 +915,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[10]
+	mi := &file_apipb_anchor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +927,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[10]
+	mi := &file_apipb_anchor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +940,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{10}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteResponse) GetRevision() uint64 {
@@ -802,7 +962,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[11]
+	mi := &file_apipb_anchor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +974,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[11]
+	mi := &file_apipb_anchor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +987,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{11}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -869,7 +1029,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[12]
+	mi := &file_apipb_anchor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1041,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[12]
+	mi := &file_apipb_anchor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1054,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{12}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetResponse) GetRevision() uint64 {
@@ -928,7 +1088,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[13]
+	mi := &file_apipb_anchor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1100,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[13]
+	mi := &file_apipb_anchor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1113,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{13}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRequest) GetScope() string {
@@ -981,7 +1141,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_apipb_anchor_proto_msgTypes[14]
+	mi := &file_apipb_anchor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1153,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[14]
+	mi := &file_apipb_anchor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1166,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{14}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchEvent) GetRevision() uint64 {
@@ -1041,7 +1201,7 @@ type LineageRequest struct {
 
 func (x *LineageRequest) Reset() {
 	*x = LineageRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1213,7 @@ func (x *LineageRequest) String() string {
 func (*LineageRequest) ProtoMessage() {}
 
 func (x *LineageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1226,7 @@ func (x *LineageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageRequest.ProtoReflect.Descriptor instead.
 func (*LineageRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LineageRequest) GetScope() string {
@@ -1102,7 +1262,7 @@ type LineageResponse struct {
 
 func (x *LineageResponse) Reset() {
 	*x = LineageResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1274,7 @@ func (x *LineageResponse) String() string {
 func (*LineageResponse) ProtoMessage() {}
 
 func (x *LineageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1287,7 @@ func (x *LineageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageResponse.ProtoReflect.Descriptor instead.
 func (*LineageResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LineageResponse) GetRecords() []byte {
@@ -1166,7 +1326,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1338,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1351,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
 }
 
 type StatusResponse struct {
@@ -1208,7 +1368,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1380,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1393,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusResponse) GetAnchorId() string {
@@ -1298,7 +1458,7 @@ type ProxyStatus struct {
 
 func (x *ProxyStatus) Reset() {
 	*x = ProxyStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1470,7 @@ func (x *ProxyStatus) String() string {
 func (*ProxyStatus) ProtoMessage() {}
 
 func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1483,7 @@ func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyStatus.ProtoReflect.Descriptor instead.
 func (*ProxyStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ProxyStatus) GetId() string {
@@ -1428,7 +1588,7 @@ type ScopeStatus struct {
 
 func (x *ScopeStatus) Reset() {
 	*x = ScopeStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1600,7 @@ func (x *ScopeStatus) String() string {
 func (*ScopeStatus) ProtoMessage() {}
 
 func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1613,7 @@ func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeStatus.ProtoReflect.Descriptor instead.
 func (*ScopeStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ScopeStatus) GetDomain() string {
@@ -1536,7 +1696,7 @@ type CreateScopeRequest struct {
 
 func (x *CreateScopeRequest) Reset() {
 	*x = CreateScopeRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1708,7 @@ func (x *CreateScopeRequest) String() string {
 func (*CreateScopeRequest) ProtoMessage() {}
 
 func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1721,7 @@ func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScopeRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateScopeRequest) GetDomain() string {
@@ -1588,7 +1748,7 @@ type CreateScopeResponse struct {
 
 func (x *CreateScopeResponse) Reset() {
 	*x = CreateScopeResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1760,7 @@ func (x *CreateScopeResponse) String() string {
 func (*CreateScopeResponse) ProtoMessage() {}
 
 func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1773,7 @@ func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScopeResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateScopeResponse) GetRevision() uint64 {
@@ -1641,7 +1801,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1813,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1826,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MembershipRequest) GetScope() string {
@@ -1700,7 +1860,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1872,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1885,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MembershipResponse) GetVoters() []string {
@@ -1753,7 +1913,7 @@ type StartReplicaRequest struct {
 
 func (x *StartReplicaRequest) Reset() {
 	*x = StartReplicaRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1925,7 @@ func (x *StartReplicaRequest) String() string {
 func (*StartReplicaRequest) ProtoMessage() {}
 
 func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1938,7 @@ func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaRequest.ProtoReflect.Descriptor instead.
 func (*StartReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StartReplicaRequest) GetScope() string {
@@ -1810,7 +1970,7 @@ type StartReplicaResponse struct {
 
 func (x *StartReplicaResponse) Reset() {
 	*x = StartReplicaResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1982,7 @@ func (x *StartReplicaResponse) String() string {
 func (*StartReplicaResponse) ProtoMessage() {}
 
 func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1995,7 @@ func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaResponse.ProtoReflect.Descriptor instead.
 func (*StartReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
 }
 
 type GrantLeaseRequest struct {
@@ -1848,7 +2008,7 @@ type GrantLeaseRequest struct {
 
 func (x *GrantLeaseRequest) Reset() {
 	*x = GrantLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2020,7 @@ func (x *GrantLeaseRequest) String() string {
 func (*GrantLeaseRequest) ProtoMessage() {}
 
 func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2033,7 @@ func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GrantLeaseRequest) GetScope() string {
@@ -1900,7 +2060,7 @@ type GrantLeaseResponse struct {
 
 func (x *GrantLeaseResponse) Reset() {
 	*x = GrantLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2072,7 @@ func (x *GrantLeaseResponse) String() string {
 func (*GrantLeaseResponse) ProtoMessage() {}
 
 func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2085,7 @@ func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GrantLeaseResponse) GetLeaseId() uint64 {
@@ -1952,7 +2112,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2124,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2137,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeepAliveRequest) GetScope() string {
@@ -2003,7 +2163,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2175,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2188,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KeepAliveResponse) GetTtlSeconds() uint32 {
@@ -2048,7 +2208,7 @@ type RevokeLeaseRequest struct {
 
 func (x *RevokeLeaseRequest) Reset() {
 	*x = RevokeLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2220,7 @@ func (x *RevokeLeaseRequest) String() string {
 func (*RevokeLeaseRequest) ProtoMessage() {}
 
 func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2233,7 @@ func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeLeaseRequest) GetScope() string {
@@ -2099,7 +2259,7 @@ type RevokeLeaseResponse struct {
 
 func (x *RevokeLeaseResponse) Reset() {
 	*x = RevokeLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2271,7 @@ func (x *RevokeLeaseResponse) String() string {
 func (*RevokeLeaseResponse) ProtoMessage() {}
 
 func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2284,7 @@ func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevokeLeaseResponse) GetRevision() uint64 {
@@ -2138,7 +2298,22 @@ var File_apipb_anchor_proto protoreflect.FileDescriptor
 
 const file_apipb_anchor_proto_rawDesc = "" +
 	"\n" +
-	"\x12apipb/anchor.proto\x12\rcanton.api.v1\"b\n" +
+	"\x12apipb/anchor.proto\x12\rcanton.api.v1\"$\n" +
+	"\x0eResolveRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x9c\x02\n" +
+	"\x0fResolveResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcanonical\x18\x02 \x01(\tR\tcanonical\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x14\n" +
+	"\x05found\x18\x04 \x01(\bR\x05found\x12\x18\n" +
+	"\aservice\x18\x05 \x01(\fR\aservice\x12\x1c\n" +
+	"\tworkloads\x18\x06 \x01(\fR\tworkloads\x12\x1a\n" +
+	"\bidentity\x18\a \x01(\tR\bidentity\x12\x1c\n" +
+	"\treferrals\x18\b \x03(\tR\treferrals\x12\x18\n" +
+	"\aaliases\x18\t \x03(\tR\aaliases\x12\x1f\n" +
+	"\vttl_seconds\x18\n" +
+	" \x01(\rR\n" +
+	"ttlSeconds\"b\n" +
 	"\x17IssueCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1f\n" +
@@ -2307,7 +2482,7 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"1\n" +
 	"\x13RevokeLeaseResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\xcc\b\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\x96\t\n" +
 	"\x06Anchor\x12?\n" +
 	"\x04Join\x12\x1a.canton.api.v1.JoinRequest\x1a\x1b.canton.api.v1.JoinResponse\x12B\n" +
 	"\x05Apply\x12\x1b.canton.api.v1.ApplyRequest\x1a\x1c.canton.api.v1.ApplyResponse\x12E\n" +
@@ -2323,7 +2498,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"GrantLease\x12 .canton.api.v1.GrantLeaseRequest\x1a!.canton.api.v1.GrantLeaseResponse\x12N\n" +
 	"\tKeepAlive\x12\x1f.canton.api.v1.KeepAliveRequest\x1a .canton.api.v1.KeepAliveResponse\x12T\n" +
 	"\vRevokeLease\x12!.canton.api.v1.RevokeLeaseRequest\x1a\".canton.api.v1.RevokeLeaseResponse\x12c\n" +
-	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
+	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponse\x12H\n" +
+	"\aResolve\x12\x1d.canton.api.v1.ResolveRequest\x1a\x1e.canton.api.v1.ResolveResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
 
 var (
 	file_apipb_anchor_proto_rawDescOnce sync.Once
@@ -2338,85 +2514,89 @@ func file_apipb_anchor_proto_rawDescGZIP() []byte {
 }
 
 var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_apipb_anchor_proto_goTypes = []any{
 	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
-	(*IssueCertificateRequest)(nil),  // 1: canton.api.v1.IssueCertificateRequest
-	(*IssueCertificateResponse)(nil), // 2: canton.api.v1.IssueCertificateResponse
-	(*JoinRequest)(nil),              // 3: canton.api.v1.JoinRequest
-	(*JoinResponse)(nil),             // 4: canton.api.v1.JoinResponse
-	(*AnchorAddress)(nil),            // 5: canton.api.v1.AnchorAddress
-	(*ApplyRequest)(nil),             // 6: canton.api.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 7: canton.api.v1.ApplyResponse
-	(*ProxyDiff)(nil),                // 8: canton.api.v1.ProxyDiff
-	(*ResourceChange)(nil),           // 9: canton.api.v1.ResourceChange
-	(*DeleteRequest)(nil),            // 10: canton.api.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 11: canton.api.v1.DeleteResponse
-	(*GetRequest)(nil),               // 12: canton.api.v1.GetRequest
-	(*GetResponse)(nil),              // 13: canton.api.v1.GetResponse
-	(*WatchRequest)(nil),             // 14: canton.api.v1.WatchRequest
-	(*WatchEvent)(nil),               // 15: canton.api.v1.WatchEvent
-	(*LineageRequest)(nil),           // 16: canton.api.v1.LineageRequest
-	(*LineageResponse)(nil),          // 17: canton.api.v1.LineageResponse
-	(*StatusRequest)(nil),            // 18: canton.api.v1.StatusRequest
-	(*StatusResponse)(nil),           // 19: canton.api.v1.StatusResponse
-	(*ProxyStatus)(nil),              // 20: canton.api.v1.ProxyStatus
-	(*ScopeStatus)(nil),              // 21: canton.api.v1.ScopeStatus
-	(*CreateScopeRequest)(nil),       // 22: canton.api.v1.CreateScopeRequest
-	(*CreateScopeResponse)(nil),      // 23: canton.api.v1.CreateScopeResponse
-	(*MembershipRequest)(nil),        // 24: canton.api.v1.MembershipRequest
-	(*MembershipResponse)(nil),       // 25: canton.api.v1.MembershipResponse
-	(*StartReplicaRequest)(nil),      // 26: canton.api.v1.StartReplicaRequest
-	(*StartReplicaResponse)(nil),     // 27: canton.api.v1.StartReplicaResponse
-	(*GrantLeaseRequest)(nil),        // 28: canton.api.v1.GrantLeaseRequest
-	(*GrantLeaseResponse)(nil),       // 29: canton.api.v1.GrantLeaseResponse
-	(*KeepAliveRequest)(nil),         // 30: canton.api.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 31: canton.api.v1.KeepAliveResponse
-	(*RevokeLeaseRequest)(nil),       // 32: canton.api.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),      // 33: canton.api.v1.RevokeLeaseResponse
-	nil,                              // 34: canton.api.v1.ProxyStatus.LabelsEntry
-	nil,                              // 35: canton.api.v1.ProxyStatus.AckedEntry
+	(*ResolveRequest)(nil),           // 1: canton.api.v1.ResolveRequest
+	(*ResolveResponse)(nil),          // 2: canton.api.v1.ResolveResponse
+	(*IssueCertificateRequest)(nil),  // 3: canton.api.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 4: canton.api.v1.IssueCertificateResponse
+	(*JoinRequest)(nil),              // 5: canton.api.v1.JoinRequest
+	(*JoinResponse)(nil),             // 6: canton.api.v1.JoinResponse
+	(*AnchorAddress)(nil),            // 7: canton.api.v1.AnchorAddress
+	(*ApplyRequest)(nil),             // 8: canton.api.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 9: canton.api.v1.ApplyResponse
+	(*ProxyDiff)(nil),                // 10: canton.api.v1.ProxyDiff
+	(*ResourceChange)(nil),           // 11: canton.api.v1.ResourceChange
+	(*DeleteRequest)(nil),            // 12: canton.api.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 13: canton.api.v1.DeleteResponse
+	(*GetRequest)(nil),               // 14: canton.api.v1.GetRequest
+	(*GetResponse)(nil),              // 15: canton.api.v1.GetResponse
+	(*WatchRequest)(nil),             // 16: canton.api.v1.WatchRequest
+	(*WatchEvent)(nil),               // 17: canton.api.v1.WatchEvent
+	(*LineageRequest)(nil),           // 18: canton.api.v1.LineageRequest
+	(*LineageResponse)(nil),          // 19: canton.api.v1.LineageResponse
+	(*StatusRequest)(nil),            // 20: canton.api.v1.StatusRequest
+	(*StatusResponse)(nil),           // 21: canton.api.v1.StatusResponse
+	(*ProxyStatus)(nil),              // 22: canton.api.v1.ProxyStatus
+	(*ScopeStatus)(nil),              // 23: canton.api.v1.ScopeStatus
+	(*CreateScopeRequest)(nil),       // 24: canton.api.v1.CreateScopeRequest
+	(*CreateScopeResponse)(nil),      // 25: canton.api.v1.CreateScopeResponse
+	(*MembershipRequest)(nil),        // 26: canton.api.v1.MembershipRequest
+	(*MembershipResponse)(nil),       // 27: canton.api.v1.MembershipResponse
+	(*StartReplicaRequest)(nil),      // 28: canton.api.v1.StartReplicaRequest
+	(*StartReplicaResponse)(nil),     // 29: canton.api.v1.StartReplicaResponse
+	(*GrantLeaseRequest)(nil),        // 30: canton.api.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),       // 31: canton.api.v1.GrantLeaseResponse
+	(*KeepAliveRequest)(nil),         // 32: canton.api.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 33: canton.api.v1.KeepAliveResponse
+	(*RevokeLeaseRequest)(nil),       // 34: canton.api.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),      // 35: canton.api.v1.RevokeLeaseResponse
+	nil,                              // 36: canton.api.v1.ProxyStatus.LabelsEntry
+	nil,                              // 37: canton.api.v1.ProxyStatus.AckedEntry
 }
 var file_apipb_anchor_proto_depIdxs = []int32{
-	5,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	8,  // 1: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
-	9,  // 2: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
-	21, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
-	5,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	20, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
-	34, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
-	35, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
+	7,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	10, // 1: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
+	11, // 2: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
+	23, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
+	7,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	22, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
+	36, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
+	37, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
 	0,  // 8: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
-	3,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
-	6,  // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
-	10, // 11: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	12, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	14, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	16, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	18, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	22, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	24, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	26, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	28, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	30, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	32, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
-	1,  // 22: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
-	4,  // 23: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	7,  // 24: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	11, // 25: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	13, // 26: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	15, // 27: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	17, // 28: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	19, // 29: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	23, // 30: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	25, // 31: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	27, // 32: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	29, // 33: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	31, // 34: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	33, // 35: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	2,  // 36: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	23, // [23:37] is the sub-list for method output_type
-	9,  // [9:23] is the sub-list for method input_type
+	5,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
+	8,  // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
+	12, // 11: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
+	14, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	16, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	18, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	20, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	24, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	26, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	28, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	30, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	32, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	34, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	3,  // 22: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
+	1,  // 23: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
+	6,  // 24: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	9,  // 25: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	13, // 26: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	15, // 27: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	17, // 28: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	19, // 29: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	21, // 30: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	25, // 31: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	27, // 32: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	29, // 33: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	31, // 34: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	33, // 35: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	35, // 36: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	4,  // 37: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	2,  // 38: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
+	24, // [24:39] is the sub-list for method output_type
+	9,  // [9:24] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2427,14 +2607,14 @@ func file_apipb_anchor_proto_init() {
 	if File_apipb_anchor_proto != nil {
 		return
 	}
-	file_apipb_anchor_proto_msgTypes[9].OneofWrappers = []any{}
+	file_apipb_anchor_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Anchor_KeepAlive_FullMethodName        = "/canton.api.v1.Anchor/KeepAlive"
 	Anchor_RevokeLease_FullMethodName      = "/canton.api.v1.Anchor/RevokeLease"
 	Anchor_IssueCertificate_FullMethodName = "/canton.api.v1.Anchor/IssueCertificate"
+	Anchor_Resolve_FullMethodName          = "/canton.api.v1.Anchor/Resolve"
 )
 
 // AnchorClient is the client API for Anchor service.
@@ -77,6 +78,10 @@ type AnchorClient interface {
 	// with a valid certificate for the same identity (rotation). The private key
 	// never leaves the workload.
 	IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error)
+	// Resolve answers a mesh name (<service>.<namespace-domain>) the way DNS
+	// does: walking delegations from the deepest scope this anchor knows,
+	// following aliases, with a negative answer for names that do not exist.
+	Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error)
 }
 
 type anchorClient struct {
@@ -236,6 +241,16 @@ func (c *anchorClient) IssueCertificate(ctx context.Context, in *IssueCertificat
 	return out, nil
 }
 
+func (c *anchorClient) Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveResponse)
+	err := c.cc.Invoke(ctx, Anchor_Resolve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AnchorServer is the server API for Anchor service.
 // All implementations must embed UnimplementedAnchorServer
 // for forward compatibility.
@@ -271,6 +286,10 @@ type AnchorServer interface {
 	// with a valid certificate for the same identity (rotation). The private key
 	// never leaves the workload.
 	IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error)
+	// Resolve answers a mesh name (<service>.<namespace-domain>) the way DNS
+	// does: walking delegations from the deepest scope this anchor knows,
+	// following aliases, with a negative answer for names that do not exist.
+	Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error)
 	mustEmbedUnimplementedAnchorServer()
 }
 
@@ -322,6 +341,9 @@ func (UnimplementedAnchorServer) RevokeLease(context.Context, *RevokeLeaseReques
 }
 func (UnimplementedAnchorServer) IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
+}
+func (UnimplementedAnchorServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Resolve not implemented")
 }
 func (UnimplementedAnchorServer) mustEmbedUnimplementedAnchorServer() {}
 func (UnimplementedAnchorServer) testEmbeddedByValue()                {}
@@ -589,6 +611,24 @@ func _Anchor_IssueCertificate_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Anchor_Resolve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).Resolve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_Resolve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).Resolve(ctx, req.(*ResolveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Anchor_ServiceDesc is the grpc.ServiceDesc for Anchor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -647,6 +687,10 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueCertificate",
 			Handler:    _Anchor_IssueCertificate_Handler,
+		},
+		{
+			MethodName: "Resolve",
+			Handler:    _Anchor_Resolve_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"canton.dev/canton/internal/api"
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/resource"
+)
+
+func resolveCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resolve NAME",
+		Short: "Resolve a mesh name (service.namespace) through the scope hierarchy, like DNS",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			name := strings.TrimSuffix(strings.ToLower(args[0]), ".")
+			if !strings.HasSuffix(name, "."+c.Mesh()) {
+				name += "." + c.Mesh()
+			}
+			resp, err := c.Raw().Resolve(cmd.Context(), &apipb.ResolveRequest{Name: name})
+			if err != nil {
+				return fmt.Errorf("resolve: %w", api.Err(err))
+			}
+			return printResolve(e, resp)
+		},
+	}
+}
+
+func printResolve(e *env, r *apipb.ResolveResponse) error {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	path := append(append([]string{}, r.Referrals...), r.Scope)
+	fmt.Fprintf(w, "name:\t%s\n", r.Name)
+	if len(r.Aliases) > 0 {
+		fmt.Fprintf(w, "aliases:\t%s -> %s\n", strings.Join(r.Aliases, " -> "), r.Canonical)
+	}
+	fmt.Fprintf(w, "answered by:\tscope %s (via %s)\n", r.Scope, strings.Join(path, " -> "))
+	if !r.Found {
+		fmt.Fprintf(w, "answer:\tdoes not exist (negative answer, ttl %ds)\n", r.TtlSeconds)
+		return fmt.Errorf("resolve: %s does not exist", r.Name)
+	}
+	var svc resource.Object
+	var wls []resource.Object
+	if err := json.Unmarshal(r.Service, &svc); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(r.Workloads, &wls); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "service:\t%s (uid %s)\n", r.Canonical, svc.UID)
+	fmt.Fprintf(w, "identity:\t%s\n", r.Identity)
+	if t, err := resource.Typed(svc); err == nil {
+		for _, p := range t.(*resource.ServiceSpec).Ports {
+			fmt.Fprintf(w, "port:\t%s %d/%s\n", p.Name, p.Port, p.Protocol)
+		}
+	}
+	for _, o := range wls {
+		if t, err := resource.Typed(o); err == nil {
+			s := t.(*resource.WorkloadSpec)
+			fmt.Fprintf(w, "endpoint:\t%s:%d %v (%s)\n", s.Address, s.Port, s.Labels, o.Name)
+		}
+	}
+	if len(wls) == 0 {
+		fmt.Fprintf(w, "endpoint:\tnone registered\n")
+	}
+	fmt.Fprintf(w, "ttl:\t%ds\n", r.TtlSeconds)
+	return nil
+}
