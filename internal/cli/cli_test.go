@@ -255,7 +255,7 @@ spec: {target: loop1.default.demo.mesh, actions: [resolve]}
 	}
 	// a1 hosts only the root: it follows the zone cut to shop's anchors.
 	out, stderr, code := run(t, c, "", "resolve", "cart.payments.shop")
-	if code != 0 || !strings.Contains(out, "scope shop.demo.mesh (via shop.demo.mesh -> shop.demo.mesh)") || !strings.Contains(out, "spiffe://payments.shop.demo.mesh/sa/cart") || !strings.Contains(out, "http 8080/HTTP") {
+	if code != 0 || !strings.Contains(out, "referred to:  shop.demo.mesh") || !strings.Contains(out, "answered by:  scope shop.demo.mesh") || !strings.Contains(out, "spiffe://payments.shop.demo.mesh/sa/cart") || !strings.Contains(out, "http 8080/HTTP") {
 		t.Fatalf("resolve cart: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = run(t, c, "", "resolve", "basket.default")

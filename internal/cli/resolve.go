@@ -40,12 +40,14 @@ func resolveCmd(e *env) *cobra.Command {
 func printResolve(e *env, r *apipb.ResolveResponse) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	defer w.Flush()
-	path := append(append([]string{}, r.Referrals...), r.Scope)
 	fmt.Fprintf(w, "name:\t%s\n", r.Name)
 	if len(r.Aliases) > 0 {
 		fmt.Fprintf(w, "aliases:\t%s -> %s\n", strings.Join(r.Aliases, " -> "), r.Canonical)
 	}
-	fmt.Fprintf(w, "answered by:\tscope %s (via %s)\n", r.Scope, strings.Join(path, " -> "))
+	if len(r.Referrals) > 0 {
+		fmt.Fprintf(w, "referred to:\t%s (zone cuts followed)\n", strings.Join(r.Referrals, " -> "))
+	}
+	fmt.Fprintf(w, "answered by:\tscope %s\n", r.Scope)
 	if !r.Found {
 		fmt.Fprintf(w, "answer:\tdoes not exist (negative answer, ttl %ds)\n", r.TtlSeconds)
 		return fmt.Errorf("resolve: %s does not exist", r.Name)
