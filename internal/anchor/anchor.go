@@ -50,6 +50,7 @@ type Config struct {
 	TickInterval    time.Duration // Raft tick; default 100ms
 	SnapshotEntries uint64        // Raft snapshot interval in entries; default 10000
 	RequestTimeout  time.Duration // how long a proposal may wait; default 5s
+	MaxStale        time.Duration // how long another scope's last answer is served while it is unreachable; default 1h
 	Logger          *slog.Logger  // default: discard
 }
 
@@ -68,6 +69,7 @@ type Anchor struct {
 	httpAddr string
 	peers    *peerPool
 	xds      *xds.Server
+	imports  *importer
 	kek      []byte // seals the scope CAs' keys in scope state
 
 	sealingRoot atomic.Bool // the root CA is being sealed into the root scope
@@ -193,6 +195,7 @@ func (a *Anchor) init(ctx context.Context) error {
 	if err := a.startXDS(); err != nil {
 		return err
 	}
+	a.imports = newImporter(a)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

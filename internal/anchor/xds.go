@@ -21,9 +21,10 @@ import (
 // xdsSnapshot caches the decoded xDS input of one scope revision; proxies of
 // the scope share it and generate their own resources from it.
 type xdsSnapshot struct {
-	mu   sync.Mutex
-	rev  uint64
-	snap *xds.Snapshot
+	mu      sync.Mutex
+	rev     uint64
+	imports string // fingerprint of the imported objects
+	snap    *xds.Snapshot
 }
 
 func (a *Anchor) startXDS() error {
@@ -82,21 +83,21 @@ func (a *Anchor) xdsGenerate(n xds.Node) (xds.Resources, error) {
 func (a *Anchor) xdsSnapshotOf(h *hosted) (*xds.Snapshot, error) {
 	h.xds.mu.Lock()
 	defer h.xds.mu.Unlock()
-	rev := h.state.Revision()
-	if h.xds.snap != nil && h.xds.rev == rev {
+	rev, imp := h.state.Revision(), a.imports.fingerprint(h)
+	if h.xds.snap != nil && h.xds.rev == rev && h.xds.imports == imp {
 		return h.xds.snap, nil
 	}
 	snap, err := xds.NewSnapshot(xds.Input{
 		Mesh:        a.meta.Mesh,
 		Scope:       h.domain,
-		Objects:     h.state.List("", ""),
+		Objects:     append(h.state.List("", ""), a.imports.objects(h)...),
 		Revision:    rev,
 		TrustBundle: a.trustBundlePEM(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	h.xds.rev, h.xds.snap = rev, snap
+	h.xds.rev, h.xds.imports, h.xds.snap = rev, imp, snap
 	return snap, nil
 }
 
@@ -108,15 +109,18 @@ func (a *Anchor) trustBundlePEM() []byte {
 	return out
 }
 
-// notifyXDS pushes to proxies whenever the scope's state changes.
+// notifyXDS pushes to proxies whenever the scope's state changes, and keeps
+// the scope's imports in line with the remote names its policies use.
 func (a *Anchor) notifyXDS(h *hosted) {
 	ch, cancel := h.state.Subscribe()
 	defer cancel()
+	a.imports.sync(h)
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-ch:
+			a.imports.sync(h)
 			a.xds.Notify()
 		}
 	}

@@ -26,6 +26,7 @@ type Options struct {
 	RequestTimeout  time.Duration // default 3s
 	Logger          *slog.Logger  // default: discard
 	HTTP            string        // anchor a1's HTTP side (dashboard, /metrics, /healthz), host:port; empty: none
+	RootVoters      int           // how many anchors (a1..) replicate the root scope; default all
 }
 
 // Cluster is a set of in-process anchors. Anchor i is named "a<i+1>".
@@ -76,7 +77,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		listeners[i] = l
 		c.addrs[i] = l.Addr().String()
-		peers = append(peers, anchor.Peer{ID: c.Name(i), Address: c.addrs[i]})
+		if opts.RootVoters == 0 || i < opts.RootVoters {
+			peers = append(peers, anchor.Peer{ID: c.Name(i), Address: c.addrs[i]})
+		}
 	}
 	for i := range opts.Anchors {
 		cfg := c.config(i, listeners[i])

@@ -45,12 +45,22 @@ type sidecar struct {
 
 func startSidecar(t *testing.T, c *meshtest.Cluster, service, version, appAddr string) *sidecar {
 	t.Helper()
+	var all []int
+	for i := range c.Len() {
+		all = append(all, i)
+	}
+	return startSidecarIn(t, c, ns, all, service, version, appAddr)
+}
+
+// startSidecarIn starts a sidecar in namespace ns talking to the given anchors.
+func startSidecarIn(t *testing.T, c *meshtest.Cluster, ns string, anchorIdx []int, service, version, appAddr string) *sidecar {
+	t.Helper()
 	tok, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var anchors []string
-	for i := range c.Len() {
+	for _, i := range anchorIdx {
 		anchors = append(anchors, c.Addr(i))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -408,4 +418,83 @@ func statusOf(ctx context.Context, c *meshtest.Cluster, i int) (*apipb.StatusRes
 	}
 	defer cl.Close()
 	return cl.Status(ctx)
+}
+
+// TestCrossScopeTrafficSurvivesRootAndCalleeLoss: a proxy in scope web calls
+// a service of scope shop (imported by web's anchor through resolution and a
+// watch); the traffic goes on when the root scope loses quorum and when
+// shop's only anchor dies (web serves shop's last endpoints, stale).
+func TestCrossScopeTrafficSurvivesRootAndCalleeLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir(), Anchors: 5, RootVoters: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const web, shop = "web.demo.mesh", "shop.demo.mesh"
+	for scope, anchor := range map[string]string{web: "a4", shop: "a5"} {
+		if _, err := cl.CreateScope(ctx, scope, []string{anchor}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitScope(ctx, scope); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyIn := func(namespace, yaml string) {
+		t.Helper()
+		objs, err := resource.Parse("x.yaml", []byte(yaml), "demo.mesh", namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error { _, err := cl.Apply(ctx, objs, false, nil); return err })
+	}
+	applyIn(shop, "apiVersion: canton.dev/v1\nkind: Service\nmetadata: {name: cart}\nspec:\n  ports: [{name: http, port: 8080, protocol: HTTP}]\n")
+	applyIn(web, `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart}
+spec:
+  hosts: [cart.shop.demo.mesh]
+  http:
+  - route:
+    - destination: {host: cart.shop.demo.mesh}
+`)
+	startSidecarIn(t, c, shop, []int{4}, "cart", "v1", app(t, "cart"))
+	front := startSidecarIn(t, c, web, []int{3}, "frontend", "v1", app(t, "frontend"))
+	call := func() map[string]int { return fetch(t, front, "cart.shop.demo.mesh:8080", 5) }
+	eventually(t, 20*time.Second, func() error {
+		if got := call(); got["cart"] != 5 {
+			return fmt.Errorf("web -> shop: %v", got)
+		}
+		return nil
+	})
+	// The root scope loses quorum: nothing between web and shop needs it.
+	for i := range 3 {
+		c.Stop(i)
+	}
+	if got := call(); got["cart"] != 5 {
+		t.Fatalf("with the root scope down: %v", got)
+	}
+	// shop's only anchor dies: web keeps shop's last answer (stale).
+	c.Stop(4)
+	for range 3 {
+		if got := call(); got["cart"] != 5 {
+			t.Fatalf("with the callee scope down: %v", got)
+		}
+		time.Sleep(200 * time.Millisecond) // web's importer retries meanwhile
+	}
 }
