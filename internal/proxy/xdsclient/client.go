@@ -319,6 +319,9 @@ func (c *Client) stream(ctx context.Context, server string) (bool, error) {
 	got := false
 	for {
 		select {
+		case <-sctx.Done():
+			// The receiving goroutine may have quit on ctx without reporting an error.
+			return got, fmt.Errorf("xds server %s: %w", server, ctx.Err())
 		case err := <-rerr:
 			return got, fmt.Errorf("xds server %s: receive: %w", server, err)
 		case <-c.kick:

@@ -59,6 +59,9 @@ func (c *Client) deltaStream(ctx context.Context, server string) (bool, error) {
 	got := false
 	for {
 		select {
+		case <-sctx.Done():
+			// The receiving goroutine may have quit on ctx without reporting an error.
+			return got, fmt.Errorf("xds server %s: %w", server, ctx.Err())
 		case err := <-rerr:
 			return got, deltaErr(server, "receive", err, got)
 		case <-c.kick:
