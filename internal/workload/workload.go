@@ -134,6 +134,7 @@ func Run(ctx context.Context, opts Options) error {
 		Logger:       w.log,
 		LocalSecrets: w.secrets,
 		DrainTime:    opts.DrainTime,
+		Delta:        true, // anchors serve incremental xDS; only changed resources travel
 	})
 	if err != nil {
 		w.deregister(client)
