@@ -92,7 +92,7 @@ func (g *gen) inboundCluster() *clusterv3.Cluster {
 	name := inboundClusterName(g.appPort)
 	host, _, _ := cutLast(g.node.AppAddress, ":")
 	host = trimBrackets(host)
-	return &clusterv3.Cluster{
+	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationOf(defaultConnectTimeout),
@@ -101,6 +101,28 @@ func (g *gen) inboundCluster() *clusterv3.Cluster {
 			LbEndpoints:         []*endpointv3.LbEndpoint{lbEndpoint(host, g.appPort, 0)},
 		}}},
 	}
+	if g.appSpeaksH2() {
+		// A gRPC (or HTTP2) application must be reached over HTTP/2 (h2c).
+		opts := &upstreamhttpv3.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(opts)}
+	}
+	return c
+}
+
+// appSpeaksH2 reports whether every port of the node's own service is GRPC or
+// HTTP2: then the local application is spoken to over HTTP/2.
+func (g *gen) appSpeaksH2() bool {
+	s := g.m.services[g.node.Service+"."+g.node.Namespace]
+	if s == nil || len(s.ports) == 0 {
+		return false
+	}
+	for _, p := range s.ports {
+		if !p.h2() {
+			return false
+		}
+	}
+	return true
 }
 
 func trimBrackets(h string) string {
