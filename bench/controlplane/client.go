@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"canton.dev/canton/internal/xds"
+)
+
+// typeIndex numbers the four types a client subscribes to (SDS is local to the proxy).
+var typeIndex = map[string]int{xds.ClusterType: 0, xds.EndpointType: 1, xds.ListenerType: 2, xds.RouteType: 3}
+
+var typeShort = [4]string{"cds", "eds", "lds", "rds"}
+
+// counters are shared by all clients of a worker.
+type counters struct {
+	bytes     [4]atomic.Int64 // encoded DiscoveryResponse bytes received, by type
+	responses [4]atomic.Int64
+	nacks     atomic.Int64 // responses the client could not decode (it NACKs them)
+	lastRecv  atomic.Int64 // unix nanos of the last response received by any client
+}
+
+// simClient is one simulated proxy: an ADS stream (state of the world) subscribing like
+// internal/proxy does and ACKing every response.
+type simClient struct {
+	node *corev3.Node
+	c    *counters
+
+	mu        sync.Mutex
+	acked     [4]bool
+	route     string // version of the last ACKed RDS response
+	baseline  string // route version at the last mark
+	changedAt int64  // unix nanos of the first ACK of a route version != baseline; 0: none yet
+	err       error
+}
+
+// typeState is the per-type subscription state, owned by the stream goroutine.
+type typeState struct {
+	names   []string // nil: wildcard
+	version string   // last ACKed version
+	nonce   string   // nonce of the last response
+}
+
+// run keeps the stream open until ctx ends or the stream fails. ready is called once all
+// four types have been ACKed.
+func (sc *simClient) run(ctx context.Context, conn *grpc.ClientConn, ready func()) error {
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return fmt.Errorf("client %s: open ads stream: %w", sc.node.GetId(), err)
+	}
+	types := map[string]*typeState{}
+	send := func(typeURL string, withNode bool) error {
+		t := types[typeURL]
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: t.version, ResponseNonce: t.nonce, ResourceNames: t.names}
+		if withNode {
+			req.Node = sc.node
+		}
+		return stream.Send(req)
+	}
+	// Like the proxy: CDS and LDS wildcard first; EDS and RDS once their names are known.
+	types[xds.ClusterType] = &typeState{}
+	types[xds.ListenerType] = &typeState{}
+	if err := send(xds.ClusterType, true); err != nil {
+		return fmt.Errorf("client %s: send cds: %w", sc.node.GetId(), err)
+	}
+	if err := send(xds.ListenerType, false); err != nil {
+		return fmt.Errorf("client %s: send lds: %w", sc.node.GetId(), err)
+	}
+	readyCalled := false
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("client %s: recv: %w", sc.node.GetId(), err)
+		}
+		now := time.Now().UnixNano()
+		sc.c.lastRecv.Store(now)
+		typeURL := resp.GetTypeUrl()
+		ti, ok := typeIndex[typeURL]
+		if !ok {
+			return fmt.Errorf("client %s: response of unexpected type %q", sc.node.GetId(), typeURL)
+		}
+		sc.c.bytes[ti].Add(int64(proto.Size(resp)))
+		sc.c.responses[ti].Add(1)
+		t := types[typeURL]
+		if t == nil {
+			return fmt.Errorf("client %s: unsolicited %s response", sc.node.GetId(), typeShort[ti])
+		}
+		t.nonce = resp.GetNonce()
+		// Follow-up subscriptions the response implies.
+		var follow string
+		var names []string
+		switch typeURL {
+		case xds.ClusterType:
+			follow = xds.EndpointType
+			names, err = edsNames(resp)
+		case xds.ListenerType:
+			follow = xds.RouteType
+			names, err = rdsNames(resp)
+		}
+		if err != nil {
+			sc.c.nacks.Add(1)
+			return fmt.Errorf("client %s: decode %s: %w", sc.node.GetId(), typeShort[ti], err)
+		}
+		t.version = resp.GetVersionInfo()
+		if err := send(typeURL, false); err != nil { // the ACK
+			return fmt.Errorf("client %s: ack %s: %w", sc.node.GetId(), typeShort[ti], err)
+		}
+		ackAt := time.Now().UnixNano()
+		if follow != "" {
+			ft := types[follow]
+			if ft == nil || !slices.Equal(ft.names, names) {
+				if ft == nil {
+					ft = &typeState{}
+					types[follow] = ft
+				}
+				ft.names = names
+				if err := send(follow, false); err != nil {
+					return fmt.Errorf("client %s: subscribe %s: %w", sc.node.GetId(), typeShort[typeIndex[follow]], err)
+				}
+			}
+		}
+		sc.mu.Lock()
+		sc.acked[ti] = true
+		if typeURL == xds.RouteType {
+			sc.route = t.version
+			if sc.changedAt == 0 && t.version != sc.baseline {
+				sc.changedAt = ackAt
+			}
+		}
+		all := sc.acked[0] && sc.acked[1] && sc.acked[2] && sc.acked[3]
+		sc.mu.Unlock()
+		if all && !readyCalled {
+			readyCalled = true
+			ready()
+		}
+	}
+}
+
+// mark takes the current route version as the baseline of a round.
+func (sc *simClient) mark() {
+	sc.mu.Lock()
+	sc.baseline, sc.changedAt = sc.route, 0
+	sc.mu.Unlock()
+}
+
+// changed returns when the client ACKed a route version other than the baseline (0: not yet).
+func (sc *simClient) changed() int64 {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.changedAt
+}
+
+// edsNames lists the EDS service names of the clusters in a CDS response, sorted.
+func edsNames(resp *discoveryv3.DiscoveryResponse) ([]string, error) {
+	var names []string
+	for _, a := range resp.GetResources() {
+		var c clusterv3.Cluster
+		if err := a.UnmarshalTo(&c); err != nil {
+			return nil, err
+		}
+		if c.GetType() != clusterv3.Cluster_EDS {
+			continue
+		}
+		n := c.GetEdsClusterConfig().GetServiceName()
+		if n == "" {
+			n = c.GetName()
+		}
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// rdsNames lists the route configurations the HTTP connection managers of an LDS response
+// fetch over RDS, sorted.
+func rdsNames(resp *discoveryv3.DiscoveryResponse) ([]string, error) {
+	var names []string
+	for _, a := range resp.GetResources() {
+		var l listenerv3.Listener
+		if err := a.UnmarshalTo(&l); err != nil {
+			return nil, err
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				tc := f.GetTypedConfig()
+				if tc == nil {
+					continue
+				}
+				var h hcmv3.HttpConnectionManager
+				if !tc.MessageIs(&h) {
+					continue
+				}
+				if err := tc.UnmarshalTo(&h); err != nil {
+					return nil, err
+				}
+				if n := h.GetRds().GetRouteConfigName(); n != "" {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}

@@ -1,0 +1,38 @@
+// Command controlplane measures how fast Canton's anchors push a policy change to many
+// connected proxies, and what each connected proxy costs them.
+//
+//	go run ./bench/controlplane                        # 100 and 1,000 clients, about a minute
+//	go run ./bench/controlplane -clients 100,1000,5000 -json
+//	go run ./bench/controlplane -clients 1000,5000 -sidecar-egress 3   # Sidecar-scoped proxies
+//	go run ./bench/controlplane -clients 1000 -cpuprofile cpu.out -memprofile heap.out
+//
+// It starts a real three-anchor mesh in this process (internal/meshtest: Raft, bbolt, mTLS
+// gRPC on 127.0.0.1), creates a scope of realistic size (by default 50 services × 3
+// versions: Services, Workloads, DestinationRules with subsets and traffic policy,
+// VirtualServices with a header match and weighted routes), then, for each client count N:
+//
+//   - starts a child process (this binary, with CANTON_BENCH_CONTROLPLANE_WORKER set) holding N simulated xDS clients,
+//     so that the anchors' process only holds anchor memory. Each client gets a workload
+//     certificate the way `canton proxy` does (CSR → IssueCertificate with the join token
+//     of the bootstrap anchor; one certificate per service account, shared by that
+//     account's clients), opens its own mTLS connection and ADS stream (state of the world)
+//     to one of the three anchors (round robin), subscribes like the proxy (CDS and LDS
+//     wildcard, then EDS and RDS by name) and ACKs every response;
+//   - measures the anchors' process memory (runtime.MemStats, after GC) before and after
+//     the clients are connected, divided by N;
+//   - commits a change (a weight flip in one VirtualService, which every client routes unless Sidecars scope them)
+//     several times and measures, per client, the time from the commit's acknowledgement
+//     (the Apply call returning) to the client sending its ACK of the new route version,
+//     and the bytes of xDS responses pushed because of the change (encoded
+//     DiscoveryResponse sizes, without gRPC, HTTP/2 and TLS framing), and the CPU the
+//     anchors' process spent per change.
+//
+// With -sidecar-egress K every service gets a Sidecar limiting its proxies to K other
+// services; only the proxies routing the flipped service are then measured, and any push to
+// the others is counted as an error of the control plane.
+//
+// Time stamps cross the process boundary as wall-clock Unix nanoseconds (same host).
+// Everything is bounded: per-round and connect timeouts, and the child dies with the parent.
+//
+// It imports internal packages and is not imported by anything.
+package main
