@@ -67,6 +67,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		scopeCmd(e),
 		proxyCmd(e),
 		resolveCmd(e),
+		dnsCmd(e),
 	)
 	return root
 }
