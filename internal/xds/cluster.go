@@ -54,7 +54,7 @@ func (g *gen) clusterKind(s *service) (clusterv3.Cluster_DiscoveryType, bool) {
 		return 0, false
 	}
 	if !g.node.supports(FeatureDNSCluster) {
-		g.skip(s.ref, "resolution", "host "+s.host+" needs a DNS cluster, which proxy "+g.node.ID+" does not support ("+FeatureDNSCluster+"); it is not routed")
+		g.skip(s.ref, "resolution", "host "+s.host+" needs a DNS cluster, which this proxy does not support ("+FeatureDNSCluster+"); it is not routed")
 		return 0, false
 	}
 	return t, true
@@ -290,7 +290,7 @@ func (g *gen) applyConnectionPool(c *clusterv3.Cluster, pol policy, ref string) 
 			if g.node.supports(FeatureMaxRequestsPerConnection) {
 				common.MaxRequestsPerConnection = wrapU32(uint32(n))
 			} else {
-				g.skip(ref, pol.poolPath+".http.maxRequestsPerConnection", "proxy "+g.node.ID+" does not support it ("+FeatureMaxRequestsPerConnection+")")
+				g.skip(ref, pol.poolPath+".http.maxRequestsPerConnection", "this proxy does not support it ("+FeatureMaxRequestsPerConnection+")")
 			}
 		}
 		if h.GetH2UpgradePolicy() != networking.ConnectionPoolSettings_HTTPSettings_DEFAULT || h.GetUseClientProtocol() ||

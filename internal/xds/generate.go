@@ -1,11 +1,13 @@
 package xds
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
+	"sync"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -60,6 +62,24 @@ func Generate(in Input, node Node) (Resources, error) {
 type Snapshot struct {
 	in Input
 	m  *model
+
+	// memo shares generated resources between proxies that differ only in
+	// their ID: every replica of a workload gets the same configuration, so
+	// a change is generated once per distinct node, not once per stream.
+	memo sync.Map // nodeKey -> *memoEntry
+}
+
+type memoEntry struct {
+	once sync.Once
+	res  Resources
+	err  error
+}
+
+// nodeKey identifies what generation depends on: the whole node but its ID.
+func nodeKey(n Node) string {
+	n.ID = ""
+	b, _ := json.Marshal(n) // map keys are sorted: deterministic
+	return string(b)
 }
 
 // NewSnapshot decodes in. The Input must not be modified afterwards.
@@ -74,10 +94,23 @@ func NewSnapshot(in Input) (*Snapshot, error) {
 func (s *Snapshot) Revision() uint64 { return s.in.Revision }
 
 // Generate is the package-level Generate for a decoded snapshot.
+//
+// Proxies with the same node (but for the ID) share one result: callers must
+// not modify the returned maps or messages.
 func (s *Snapshot) Generate(node Node) (Resources, error) {
+	v, _ := s.memo.LoadOrStore(nodeKey(node), &memoEntry{})
+	e := v.(*memoEntry)
+	e.once.Do(func() { e.res, e.err = s.generate(node) })
+	if e.err != nil {
+		return Resources{}, fmt.Errorf("node %q: %w", node.ID, e.err)
+	}
+	return e.res, nil
+}
+
+func (s *Snapshot) generate(node Node) (Resources, error) {
 	g := &gen{in: s.in, node: node, m: s.m, skipped: map[Skip]bool{}, drCache: map[string]*destinationRule{}}
 	if err := g.checkNode(); err != nil {
-		return Resources{}, fmt.Errorf("node %q: %w", node.ID, err)
+		return Resources{}, err
 	}
 	for _, sk := range s.m.skips {
 		g.skipped[sk] = true
@@ -86,7 +119,7 @@ func (s *Snapshot) Generate(node Node) (Resources, error) {
 	out := newResources()
 	for _, gr := range generators {
 		if err := gr.run(g, out); err != nil {
-			return Resources{}, fmt.Errorf("generate %s for node %q: %w", gr.name, node.ID, err)
+			return Resources{}, fmt.Errorf("generate %s: %w", gr.name, err)
 		}
 	}
 	if err := out.computeVersions(); err != nil {

@@ -33,3 +33,27 @@ func TestInboundClusterSpeaksH2ToGRPCApps(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotSharesResourcesBetweenReplicas(t *testing.T) {
+	yaml := "apiVersion: canton.dev/v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  ports: [{name: http, port: 9080, protocol: HTTP}]\n"
+	objs, err := resource.Parse("s.yaml", []byte(yaml), "demo.mesh", "bookinfo.demo.mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := NewSnapshot(Input{Mesh: "demo.mesh", Scope: "demo.mesh", Objects: objs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := Node{ID: "reviews-1", Service: "reviews", Namespace: "bookinfo.demo.mesh", OutboundPort: 15001}
+	a, _ := snap.Generate(n)
+	n.ID = "reviews-2"
+	b, _ := snap.Generate(n)
+	n.Labels = map[string]string{"version": "v2"}
+	c, _ := snap.Generate(n)
+	if fmt.Sprintf("%p", a.Routes) != fmt.Sprintf("%p", b.Routes) {
+		t.Fatal("two replicas of one workload got separately generated resources")
+	}
+	if fmt.Sprintf("%p", a.Routes) == fmt.Sprintf("%p", c.Routes) {
+		t.Fatal("nodes with different labels share resources")
+	}
+}
