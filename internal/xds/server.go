@@ -14,7 +14,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // ServerOptions configure an ADS server.
@@ -185,7 +184,7 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		}
 		resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL, VersionInfo: version, Nonce: s.nextNonce()}
 		for _, n := range names {
-			a, err := anypb.New(all[n])
+			a, err := st.res.Packed(typeURL, n)
 			if err != nil {
 				return fmt.Errorf("pack %s %q: %w", typeURL, n, err)
 			}
@@ -291,7 +290,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			if !wanted(n) || t.known[n] == versions[n] {
 				continue
 			}
-			a, err := anypb.New(all[n])
+			a, err := st.res.Packed(typeURL, n)
 			if err != nil {
 				return fmt.Errorf("pack %s %q: %w", typeURL, n, err)
 			}

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"google.golang.org/protobuf/types/known/anypb"
 	"sort"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -142,6 +144,10 @@ type Resources struct {
 	Versions map[string]map[string]string
 	// Skipped lists config left out, sorted.
 	Skipped []Skip
+
+	// packed caches each resource's Any encoding, shared by every stream
+	// (and every copy of this value) that sends it.
+	packed *sync.Map // typeURL + "\x00" + name -> *anypb.Any
 }
 
 func newResources() *Resources {
@@ -149,7 +155,30 @@ func newResources() *Resources {
 		Listeners: map[string]proto.Message{}, Routes: map[string]proto.Message{},
 		Clusters: map[string]proto.Message{}, Endpoints: map[string]proto.Message{},
 		Secrets: map[string]proto.Message{}, Versions: map[string]map[string]string{},
+		packed: &sync.Map{},
 	}
+}
+
+// Packed returns the Any encoding of one resource, marshalled once and then
+// shared. The result must not be modified.
+func (r *Resources) Packed(typeURL, name string) (*anypb.Any, error) {
+	m := r.ByType(typeURL)[name]
+	if m == nil {
+		return nil, fmt.Errorf("no %s %q", typeURL, name)
+	}
+	if r.packed == nil {
+		return anypb.New(m)
+	}
+	key := typeURL + "\x00" + name
+	if v, ok := r.packed.Load(key); ok {
+		return v.(*anypb.Any), nil
+	}
+	a, err := anypb.New(m)
+	if err != nil {
+		return nil, err
+	}
+	r.packed.Store(key, a)
+	return a, nil
 }
 
 // ByType returns the resources of one type URL (nil for an unknown type).
