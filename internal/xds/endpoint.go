@@ -48,6 +48,9 @@ func (g *gen) loadAssignment(s *service, p servicePort, name string, subsetLabel
 	for _, loc := range sortedKeys(byLocality) {
 		// grpc-go drops localities of weight 0: every locality gets weight 1.
 		lle := &endpointv3.LocalityLbEndpoints{LoadBalancingWeight: wrapU32(1), LbEndpoints: byLocality[loc]}
+		// grpc-go rejects a locality without one: endpoints without a locality
+		// get the empty locality.
+		lle.Locality = &corev3.Locality{}
 		if loc != "" {
 			lle.Locality = parseLocality(loc)
 		}

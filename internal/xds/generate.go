@@ -108,6 +108,9 @@ func (s *Snapshot) Generate(node Node) (Resources, error) {
 }
 
 func (s *Snapshot) generate(node Node) (Resources, error) {
+	if node.kind() == KindProxyless {
+		return s.generateProxyless(node)
+	}
 	g := &gen{in: s.in, node: node, m: s.m, skipped: map[Skip]bool{}, drCache: map[string]*destinationRule{}}
 	if err := g.checkNode(); err != nil {
 		return Resources{}, err
@@ -141,9 +144,9 @@ func (g *gen) checkNode() error {
 		return errors.New("namespace is required")
 	}
 	switch n.kind() {
-	case KindSidecar, KindGateway:
+	case KindSidecar, KindGateway, KindProxyless:
 	default:
-		return fmt.Errorf("kind %q must be %q or %q", n.Kind, KindSidecar, KindGateway)
+		return fmt.Errorf("kind %q must be %q, %q or %q", n.Kind, KindSidecar, KindGateway, KindProxyless)
 	}
 	if err := checkPathNormalization(n.PathNormalization); err != nil {
 		return err

@@ -30,6 +30,9 @@ var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretT
 const (
 	KindSidecar = "sidecar"
 	KindGateway = "gateway"
+	// KindProxyless is a gRPC client using grpc-go's xDS resolver: it gets an
+	// API listener named after every host:port it may dial, no socket listeners.
+	KindProxyless = "proxyless"
 )
 
 // Optional features a proxy may support. A Node whose Capabilities is nil supports all of them
