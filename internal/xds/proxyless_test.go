@@ -26,7 +26,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds" // aliased: this package is also named xds
-	"google.golang.org/protobuf/proto"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -205,44 +204,6 @@ func (e *proxylessEnv) ready(t *testing.T) {
 	}
 }
 
-// asProxyless stands in for the node kind the generator lacks (see
-// TestProxylessNodeKindIsGenerated): it generates the resources of a sidecar with an outbound
-// listener (the port is a placeholder, only so that the outbound route configuration is
-// produced) and replaces the listeners by one API listener named after the dial target whose
-// HttpConnectionManager is the outbound listener's (RDS "outbound", the fault filter when a
-// route uses it, the router). Routes and clusters are the generator's, unchanged; endpoints
-// get an empty Locality where the generator leaves it unset, which grpc-go rejects (see
-// TestProxylessEndpointsHaveLocality).
-func asProxyless(snap *Snapshot, n Node) (Resources, error) {
-	n.Kind, n.OutboundPort = KindSidecar, 15001
-	res, err := snap.Generate(n)
-	if err != nil {
-		return Resources{}, err
-	}
-	out, ok := res.Listeners[OutboundListenerName].(*listenerv3.Listener)
-	if !ok || len(out.GetFilterChains()) != 1 || len(out.GetFilterChains()[0].GetFilters()) != 1 {
-		return Resources{}, fmt.Errorf("outbound listener of unexpected shape: %v", res.Listeners[OutboundListenerName])
-	}
-	hcm := out.GetFilterChains()[0].GetFilters()[0].GetTypedConfig()
-	res.Listeners = map[string]proto.Message{proxylessTarget: &listenerv3.Listener{Name: proxylessTarget,
-		ApiListener: &listenerv3.ApiListener{ApiListener: hcm}}}
-	endpoints := map[string]proto.Message{}
-	for name, m := range res.Endpoints {
-		cla := proto.Clone(m).(*endpointv3.ClusterLoadAssignment)
-		for _, lle := range cla.GetEndpoints() {
-			if lle.Locality == nil {
-				lle.Locality = &corev3.Locality{}
-			}
-		}
-		endpoints[name] = cla
-	}
-	res.Endpoints = endpoints
-	if err := res.computeVersions(); err != nil {
-		return Resources{}, err
-	}
-	return res, nil
-}
-
 // within reports whether got/n is within tol of want.
 func within(got, n int, want, tol float64) bool {
 	return math.Abs(float64(got)/float64(n)-want) <= tol
@@ -252,7 +213,7 @@ func within(got, n int, want, tol float64) bool {
 // generator produces from Istio YAML: a 75/25 weighted split, a header match, fault aborts
 // with a gRPC and an HTTP status, and a pushed change of the split.
 func TestProxylessGRPC(t *testing.T) {
-	e := startProxyless(t, asProxyless, 75, 25)
+	e := startProxyless(t, func(s *Snapshot, n Node) (Resources, error) { return s.Generate(n) }, 75, 25)
 	e.ready(t)
 
 	t.Run("weighted", func(t *testing.T) {
@@ -324,8 +285,8 @@ func TestProxylessEndpointsHaveLocality(t *testing.T) {
 	}
 }
 
-// TestProxylessNodeKindIsGenerated states what the generator must produce for a proxyless
-// gRPC client without the test's asProxyless adapter.
+// TestProxylessNodeKindIsGenerated checks the shape of a proxyless node's resources: an API
+// listener named after the dial target whose HttpConnectionManager ends with the router.
 func TestProxylessNodeKindIsGenerated(t *testing.T) {
 
 	ports := map[string]string{"v1": "1", "v2": "2", "v3": "3"}
