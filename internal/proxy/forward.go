@@ -177,10 +177,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 	idled := func() bool { return cancelCause != nil && errors.Is(context.Cause(ctx), errStreamIdle) }
 	bodyTimedOut := func() bool { return cancelCause != nil && errors.Is(context.Cause(ctx), errRequestTimeout) }
 	hash, hasHash := requestHash(f, r)
-	scheme := "http"
-	if cl.Transport.TLSClientConfig != nil {
-		scheme = "https"
-	}
+	scheme := cl.Scheme
 	retrying := false
 	defer func() {
 		if retrying {
@@ -445,10 +442,7 @@ func (p *Proxy) mirror(s *snapshot, name, method, path, rawPath, query, host str
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		scheme := "http"
-		if cl.Transport.TLSClientConfig != nil {
-			scheme = "https"
-		}
+		scheme := cl.Scheme
 		req := &http.Request{Method: method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: host,
 			URL: &url.URL{Scheme: scheme, Host: ep.Addr, Path: path, RawPath: rawPath, RawQuery: query}, Body: http.NoBody}
 		if len(body) > 0 {

@@ -30,6 +30,10 @@ const (
 	Maglev
 )
 
+// DefaultIdleTimeout is the idle timeout of pooled upstream connections when the cluster sets none
+// (Envoy's default is 1 h; a shorter one frees idle sockets sooner).
+const DefaultIdleTimeout = 90 * time.Second
+
 // ErrOverflow is returned when a circuit breaker trips.
 var ErrOverflow = errors.New("circuit breaker overflow")
 
@@ -84,8 +88,16 @@ type Cluster struct {
 	Outlier *Outlier
 	// Transport is the pooled transport to this cluster's hosts.
 	Transport *http.Transport
+	// Scheme is the URL scheme of upstream requests: "https" when the cluster has an upstream TLS
+	// context, else "http" (plain HTTP/1.1 or h2c). It is fixed at construction; do not derive it from
+	// Transport.TLSClientConfig, which net/http fills in on first use of an HTTP/2 transport (an h2c
+	// cluster would then dial TLS to a plain-text host).
+	Scheme string
 	// ConnectTimeout bounds connection establishment.
 	ConnectTimeout time.Duration
+	// IdleTimeout closes pooled upstream connections idle this long (common_http_protocol_options.
+	// idle_timeout; DefaultIdleTimeout when unset, zero: never).
+	IdleTimeout time.Duration
 
 	set        atomic.Pointer[endpointSet]
 	rr         atomic.Uint64
@@ -230,8 +242,12 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 		}
 	}
 	var err error
-	if cl.HTTP2, err = http2Enabled(c); err != nil {
+	if cl.HTTP2, cl.IdleTimeout, err = httpOptions(c); err != nil {
 		return nil, err
+	}
+	cl.Scheme = "http"
+	if o.TLS != nil {
+		cl.Scheme = "https"
 	}
 	cl.Transport = cl.newTransport(o.TLS)
 	if c.GetType() == clusterv3.Cluster_STATIC {
@@ -247,25 +263,34 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	return cl, nil
 }
 
-func http2Enabled(c *clusterv3.Cluster) (bool, error) {
-	h2 := c.GetHttp2ProtocolOptions() != nil
+// httpOptions reads the upstream protocol (HTTP/2 or not) and the pooled connections' idle timeout
+// from the cluster's protocol options.
+func httpOptions(c *clusterv3.Cluster) (h2 bool, idle time.Duration, err error) {
+	h2 = c.GetHttp2ProtocolOptions() != nil
+	idle = DefaultIdleTimeout
 	for name, a := range c.GetTypedExtensionProtocolOptions() {
 		if name != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
-			return false, fmt.Errorf("typed_extension_protocol_options[%q]: unsupported extension", name)
+			return false, 0, fmt.Errorf("typed_extension_protocol_options[%q]: unsupported extension", name)
 		}
 		po := &upstreamhttpv3.HttpProtocolOptions{}
 		if err := a.UnmarshalTo(po); err != nil {
-			return false, fmt.Errorf("typed_extension_protocol_options[%q]: %w", name, err)
+			return false, 0, fmt.Errorf("typed_extension_protocol_options[%q]: %w", name, err)
 		}
 		switch p := po.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
 			h2 = p.ExplicitHttpConfig.GetHttp2ProtocolOptions() != nil
 		case nil:
 		default:
-			return false, fmt.Errorf("typed_extension_protocol_options[%q].upstream_protocol_options: only explicit_http_config is supported", name)
+			return false, 0, fmt.Errorf("typed_extension_protocol_options[%q].upstream_protocol_options: only explicit_http_config is supported", name)
+		}
+		if d := po.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
+			if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+				return false, 0, fmt.Errorf("typed_extension_protocol_options[%q].common_http_protocol_options.idle_timeout: invalid duration", name)
+			}
+			idle = d.AsDuration() // 0 disables it, as in Envoy
 		}
 	}
-	return h2, nil
+	return h2, idle, nil
 }
 
 func isPrime(n int) bool {
@@ -310,7 +335,7 @@ func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
 		},
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        c.IdleTimeout,
 		DisableCompression:     true,
 		ExpectContinueTimeout:  0,
 		TLSClientConfig:        tc,
