@@ -37,10 +37,10 @@ type runningListener struct {
 func (p *Proxy) prepareListeners(s *snapshot, local *localSecrets) (map[string]net.Listener, error) {
 	starts := map[string]net.Listener{}
 	for name, spec := range s.listeners {
-		if l := p.listeners[name]; (l != nil && l.addr == spec.addr) || !spec.warm(s, local) {
+		if l := p.listeners[name]; (l != nil && l.addr == spec.addr && l.current().virtual == spec.virtual) || !spec.warm(s, local) {
 			continue
 		}
-		ln, err := net.Listen("tcp", spec.addr)
+		ln, err := listen(spec)
 		if err != nil {
 			for _, o := range starts {
 				o.Close()
@@ -84,6 +84,7 @@ func (p *Proxy) commitListeners(s *snapshot, local *localSecrets, starts map[str
 			p.log.Info("listener removed", "listener", name)
 		}
 	}
+	p.publishCapture()
 }
 
 // all returns the filter chains and the default chain (nil entries skipped), in a new slice.
@@ -207,6 +208,13 @@ func (l *runningListener) serve() {
 
 func (l *runningListener) serveConn(c net.Conn) {
 	spec := l.current()
+	if spec.restoreDst {
+		var to *runningListener
+		if c, to = l.restoreOrigDst(c, spec); to != nil {
+			to.serveConn(c) // use_original_dst hand-off
+			return
+		}
+	}
 	var hello *tls.ClientHelloInfo
 	if spec.inspectTLS {
 		var err error

@@ -76,7 +76,8 @@ type Proxy struct {
 
 	mu        sync.Mutex // serializes Apply and listener reconciliation
 	listeners map[string]*runningListener
-	applied   map[string]bool // types received at least once
+	capture   atomic.Pointer[captureIndex] // listeners by address, for use_original_dst
+	applied   map[string]bool              // types received at least once
 	closed    bool
 
 	adminAddr atomic.Value // string

@@ -56,6 +56,9 @@ type listenerSpec struct {
 	inspectTLS     bool
 	inspectTimeout time.Duration
 	inbound        bool
+	restoreDst     bool // original_dst listener filter: the local address is the original destination
+	handOff        bool // use_original_dst: hand connections to the listener at their original destination
+	virtual        bool // bind_to_port false: only receives connections handed off
 }
 
 // chainSpec is a compiled FilterChain. key identifies its content: connections are handed to the
@@ -317,10 +320,16 @@ func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerSpec, error) {
 		ls.inspectTimeout = d.AsDuration()
 	}
 	for i, lf := range l.GetListenerFilters() {
-		if lf.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" {
-			return nil, fmt.Errorf("listener_filters[%d]: only envoy.filters.listener.tls_inspector is supported", i)
+		switch lf.GetTypedConfig().GetTypeUrl() {
+		case "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":
+			ls.inspectTLS = true
+		case origDstFilterType: // compileCapture
+		default:
+			return nil, fmt.Errorf("listener_filters[%d]: only envoy.filters.listener.tls_inspector and original_dst are supported", i)
 		}
-		ls.inspectTLS = true
+	}
+	if err := compileCapture(l, ls); err != nil {
+		return nil, err
 	}
 	for i, fc := range l.GetFilterChains() {
 		c, err := p.compileChain(fc, fmt.Sprintf("filter_chains[%d]", i))

@@ -85,6 +85,7 @@ func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainS
 		}
 		down = pc.Conn
 	}
+	down = rawConn(down) // a restored original destination: back to the *net.TCPConn
 	// Each direction copies with a read deadline one idle period ahead; a copy that moved bytes in
 	// that period goes on, one that did not ends the connection unless the other direction was
 	// active within the last two periods (Envoy's idle_timeout, with that granularity).

@@ -11,6 +11,7 @@ import (
 
 	// Register the extension types Any fields may hold.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -46,7 +47,7 @@ func init() {
 
 	// Listener.
 	allow("envoy.config.listener.v3.Listener", "name", "address", "filter_chains", "default_filter_chain",
-		"listener_filters", "listener_filters_timeout", "traffic_direction",
+		"listener_filters", "listener_filters_timeout", "traffic_direction", "use_original_dst", "bind_to_port",
 		"stat_prefix", "metadata")
 	allow("envoy.config.core.v3.Address", "socket_address")
 	allow("envoy.config.core.v3.SocketAddress", "protocol", "address", "port_value")
@@ -55,6 +56,7 @@ func init() {
 	allow("envoy.config.listener.v3.Filter", "name", "typed_config")
 	allow("envoy.config.listener.v3.ListenerFilter", "name", "typed_config")
 	allow("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")
+	allow("envoy.extensions.filters.listener.original_dst.v3.OriginalDst")
 	allow("envoy.config.core.v3.TransportSocket", "name", "typed_config")
 
 	// HTTP connection manager.
@@ -169,6 +171,7 @@ var extensions = map[protoreflect.FullName]bool{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": true,
 	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":                            true,
 	"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":                   true,
+	"envoy.extensions.filters.listener.original_dst.v3.OriginalDst":                     true,
 	"envoy.extensions.filters.http.router.v3.Router":                                    true,
 	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":                      true,
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext":                    true,
