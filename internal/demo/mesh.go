@@ -119,7 +119,7 @@ func startInstance(ctx context.Context, service, version string, anchors []strin
 	go func() {
 		in.done <- workload.Run(runCtx, workload.Options{
 			Service: service, Namespace: opts.namespace, Version: version, App: appAddr,
-			Anchors: anchors, JoinToken: token, LeaseTTL: opts.leaseTTL, DrainTime: opts.drainTime,
+			Anchors: anchors, JoinToken: token, Admin: "127.0.0.1:0", LeaseTTL: opts.leaseTTL, DrainTime: opts.drainTime,
 			Logger: opts.logger.With("sidecar", strings.Trim(service+"-"+version, "-")),
 			Ready:  func(w *workload.Workload) { ready <- w },
 		})
