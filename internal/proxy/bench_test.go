@@ -91,3 +91,42 @@ func BenchmarkConfig1000Clusters(b *testing.B) {
 		}
 	}
 }
+
+// benchSerial sends requests one after another on one keep-alive connection (1 KiB responses): the
+// per-request cost of a single stream, without the scheduling noise of parallel clients.
+func benchSerial(b *testing.B, url string) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || n != int64(len(kib)) {
+			b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+		}
+	}
+}
+
+// BenchmarkKeepAliveDirect is BenchmarkKeepAliveProxy's baseline: the same client and upstream
+// without the proxy. The difference between the two is the proxy's cost per request.
+func BenchmarkKeepAliveDirect(b *testing.B) {
+	up := startUpstream(b, "a", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, kib) })
+	benchSerial(b, up.URL+"/")
+}
+
+// BenchmarkKeepAliveProxy is one HTTP/1.1 keep-alive client connection through one proxy hop to a
+// local upstream, one request at a time, 1 KiB responses: the proxy's hottest path.
+func BenchmarkKeepAliveProxy(b *testing.B) {
+	up := startUpstream(b, "a", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, kib) })
+	e := startEnv(b)
+	addr := e.basic(up.Addr())
+	benchSerial(b, "http://"+addr+"/")
+}

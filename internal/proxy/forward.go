@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"canton.dev/canton/internal/proxy/cluster"
@@ -21,31 +22,100 @@ import (
 // per_request_buffer_limit_bytes default is 1 MiB; requests above this size are not retried).
 const maxBufferedBody = 1 << 20
 
-var errStreamIdle = errors.New("stream idle timeout")
+var (
+	errStreamIdle     = errors.New("stream idle timeout")
+	errRequestTimeout = errors.New("request timeout")
+)
 
-// idleTimer is a request's stream idle timer: touch pushes it back; when it fires it cancels the
-// request's context with errStreamIdle. A nil idleTimer does nothing.
-type idleTimer struct {
-	d time.Duration
-	t *time.Timer
+// monoEpoch anchors monoNow: durations since it use the monotonic clock.
+var monoEpoch = time.Now()
+
+func monoNow() time.Duration { return time.Since(monoEpoch) }
+
+// reqTimer enforces a request's route timeout and stream idle timeout with one time.Timer that
+// cancels the request's upstream context: with context.DeadlineExceeded as the cause at the route
+// deadline, with errStreamIdle when no body chunk moved for the idle timeout. Activity (touch) only
+// records the time; the timer re-arms itself lazily when it fires early. A reqTimer belongs to a
+// pooled reqState and its time.Timer is reused: a callback that runs late after disarm finds either
+// no request (cancel nil) or the next request's deadlines, which it evaluates correctly, so a stale
+// firing is harmless. A nil *reqTimer's touch does nothing.
+type reqTimer struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	cancel  context.CancelCauseFunc // nil while disarmed
+	routeAt time.Duration           // monoNow deadline of the route timeout, zero: none
+	idle    time.Duration           // stream idle timeout, zero: none
+	last    atomic.Int64            // monoNow of the last activity
 }
 
-func (t *idleTimer) touch() {
+// arm starts timing a request; routeAt is a monoNow deadline or zero, idle zero means none.
+func (t *reqTimer) arm(cancel context.CancelCauseFunc, routeAt, idle time.Duration) {
+	now := monoNow()
+	t.mu.Lock()
+	t.cancel, t.routeAt, t.idle = cancel, routeAt, idle
+	t.last.Store(int64(now))
+	d := t.nextLocked(now) - now
+	if t.t == nil {
+		t.t = time.AfterFunc(d, t.fire)
+	} else {
+		t.t.Reset(d)
+	}
+	t.mu.Unlock()
+}
+
+// disarm ends the request: the timer no longer cancels anything.
+func (t *reqTimer) disarm() {
+	t.mu.Lock()
+	t.cancel = nil
+	t.mu.Unlock()
+	t.t.Stop()
+}
+
+// nextLocked is the earliest deadline (monoNow) to check.
+func (t *reqTimer) nextLocked(now time.Duration) time.Duration {
+	next := t.routeAt
+	if t.idle > 0 {
+		if at := time.Duration(t.last.Load()) + t.idle; next == 0 || at < next {
+			next = at
+		}
+	}
+	return max(next, now)
+}
+
+func (t *reqTimer) fire() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cancel == nil {
+		return
+	}
+	now := monoNow()
+	switch {
+	case t.routeAt > 0 && now >= t.routeAt:
+		t.cancel(context.DeadlineExceeded)
+	case t.idle > 0 && now >= time.Duration(t.last.Load())+t.idle:
+		t.cancel(errStreamIdle)
+	default:
+		t.t.Reset(t.nextLocked(now) - now)
+		return
+	}
+	t.cancel = nil
+}
+
+// touch records activity on the stream (pushes the idle deadline back).
+func (t *reqTimer) touch() {
 	if t != nil {
-		t.t.Reset(t.d)
+		t.last.Store(int64(monoNow()))
 	}
 }
-
-var errRequestTimeout = errors.New("request timeout")
 
 // activityReader is a streamed request body: every read touches the idle timer, and a read that fails
 // once request_timeout has passed cancels the upstream request (errRequestTimeout), so that the
 // upstream never takes the truncated body for a complete one.
 type activityReader struct {
 	io.ReadCloser
-	t        *idleTimer
-	timedOut func() bool
-	cancel   context.CancelCauseFunc
+	t      *reqTimer
+	st     *reqState
+	cancel context.CancelCauseFunc
 }
 
 func (a *activityReader) Read(b []byte) (int, error) {
@@ -53,10 +123,20 @@ func (a *activityReader) Read(b []byte) (int, error) {
 	if n > 0 {
 		a.t.touch()
 	}
-	if err != nil && err != io.EOF && a.timedOut() {
+	if err != nil && err != io.EOF && a.st.requestTimedOut() {
 		a.cancel(errRequestTimeout)
 	}
 	return n, err
+}
+
+// requestTimedOut reports whether request_timeout applies and has passed.
+func (st *reqState) requestTimedOut() bool {
+	return !st.reqDeadline.IsZero() && !time.Now().Before(st.reqDeadline)
+}
+
+// causeIs reports whether ctx, when armed with a cancel cause, was cancelled for err.
+func causeIs(ctx context.Context, armed bool, err error) bool {
+	return armed && errors.Is(context.Cause(ctx), err)
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -85,7 +165,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 	for _, m := range st.rt.RequestHeaders {
 		m.Apply(hdr)
 	}
-	hdr["X-Forwarded-Proto"] = []string{st.rreq.Scheme}
+	if st.rreq.Scheme == "https" {
+		hdr["X-Forwarded-Proto"] = schemeHTTPS
+	} else {
+		hdr["X-Forwarded-Proto"] = schemeHTTP
+	}
 	if st.hcm.remoteAddress {
 		// use_remote_address: this proxy is the edge; append the peer address as Envoy does.
 		hdr["X-Forwarded-For"] = append(hdr["X-Forwarded-For"], netipAddrOf(r.RemoteAddr))
@@ -117,20 +201,19 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 	// request_timeout: the whole request must arrive within it, counted from its start, unless the
 	// response starts first. A read deadline on the downstream stream enforces it for buffered and
 	// streamed bodies alike; it is lifted when the response starts.
-	var reqDeadline time.Time
 	if d := st.hcm.requestTimeout; d > 0 && !buffered && st.upgrade == "" {
-		reqDeadline = st.start.Add(d)
-		if err := http.NewResponseController(w).SetReadDeadline(reqDeadline); err != nil {
-			reqDeadline = time.Time{} // not supported by this connection: no request timeout
+		st.reqDeadline = st.start.Add(d)
+		if err := http.NewResponseController(w).SetReadDeadline(st.reqDeadline); err != nil {
+			st.reqDeadline = time.Time{} // not supported by this connection: no request timeout
 		} else {
 			defer func() { _ = http.NewResponseController(w).SetReadDeadline(time.Time{}) }()
 		}
 	}
-	requestTimedOut := func() bool { return !reqDeadline.IsZero() && !time.Now().Before(reqDeadline) }
+	hasReqDeadline := !st.reqDeadline.IsZero()
 	if !buffered && st.upgrade == "" && (retries > 0 || len(f.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
 		body = make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			if requestTimedOut() {
+			if st.requestTimedOut() {
 				localReply(w, r, st, http.StatusRequestTimeout, "request timeout")
 				return nil
 			}
@@ -153,29 +236,38 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		}
 	}
 
-	ctx, cancel := r.Context(), context.CancelFunc(func() {})
+	// The route timeout and the stream idle timeout (the route's idle_timeout, else the connection
+	// manager's stream_idle_timeout; reset by every body chunk either way) share one cancel-cause
+	// context and one reused timer; request_timeout's body reads cancel the same context.
+	ctx := r.Context()
+	var routeAt time.Duration
 	if f.Timeout > 0 && st.upgrade == "" {
-		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
+		routeAt = monoNow() + f.Timeout
 	}
-	defer cancel()
-	// Stream idle timeout: the route's idle_timeout, else the connection manager's
-	// stream_idle_timeout; reset by every body chunk either way.
 	idle := st.hcm.streamIdle
 	if f.HasIdleTimeout {
 		idle = f.IdleTimeout
 	}
-	var tm *idleTimer
+	if st.upgrade != "" {
+		idle = 0
+	}
+	var tm *reqTimer
 	var cancelCause context.CancelCauseFunc
-	if (idle > 0 || !reqDeadline.IsZero()) && st.upgrade == "" {
+	if routeAt > 0 || idle > 0 || (hasReqDeadline && st.upgrade == "") {
 		ctx, cancelCause = context.WithCancelCause(ctx)
 		defer cancelCause(nil)
-		if idle > 0 {
-			tm = &idleTimer{d: idle, t: time.AfterFunc(idle, func() { cancelCause(errStreamIdle) })}
-			defer tm.t.Stop()
+		if routeAt > 0 || idle > 0 {
+			if st.timer == nil {
+				st.timer = new(reqTimer)
+			}
+			st.timer.arm(cancelCause, routeAt, idle)
+			defer st.timer.disarm()
+			if idle > 0 {
+				tm = st.timer
+			}
 		}
 	}
-	idled := func() bool { return cancelCause != nil && errors.Is(context.Cause(ctx), errStreamIdle) }
-	bodyTimedOut := func() bool { return cancelCause != nil && errors.Is(context.Cause(ctx), errRequestTimeout) }
+	armed := cancelCause != nil
 	hash, hasHash := requestHash(f, r)
 	scheme := cl.Scheme
 	retrying := false
@@ -196,20 +288,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		if f.Retry != nil && f.Retry.PerTry > 0 && st.upgrade == "" {
 			actx, acancel = context.WithTimeout(ctx, f.Retry.PerTry)
 		}
-		out := &http.Request{Method: r.Method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: host,
+		// Built on the stack and copied once by WithContext (the only way to set its context).
+		tmpl := http.Request{Method: r.Method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: host,
 			URL: &url.URL{Scheme: scheme, Host: ep.Addr, Path: upath, RawPath: rawPath, RawQuery: st.rreq.Query}, Trailer: r.Trailer}
 		switch {
 		case len(body) > 0:
-			out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			tmpl.Body, tmpl.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		case buffered:
-			out.Body = http.NoBody
+			tmpl.Body = http.NoBody
 		default:
-			out.Body, out.ContentLength = r.Body, r.ContentLength
+			tmpl.Body, tmpl.ContentLength = r.Body, r.ContentLength
 			if cancelCause != nil {
-				out.Body = &activityReader{ReadCloser: r.Body, t: tm, timedOut: requestTimedOut, cancel: cancelCause}
+				tmpl.Body = &activityReader{ReadCloser: r.Body, t: tm, st: st, cancel: cancelCause}
 			}
 		}
-		out = out.WithContext(actx)
+		out := tmpl.WithContext(actx)
 		t0 := time.Now()
 		cl.Begin(ep)
 		resp, err := cl.Transport.RoundTrip(out)
@@ -227,7 +320,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 			acancel()
 			// request_timeout first: net/http cancels r's context when the body read hits the deadline,
 			// but the client is still there to read the 408.
-			if bodyTimedOut() || requestTimedOut() {
+			if causeIs(ctx, armed, errRequestTimeout) || st.requestTimedOut() {
 				localReply(w, r, st, http.StatusRequestTimeout, "request timeout")
 				return nil
 			}
@@ -235,7 +328,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 				st.flags |= flagDownstreamConn
 				return nil // the client is gone: nobody to answer
 			}
-			if idled() {
+			if causeIs(ctx, armed, errStreamIdle) {
 				st.flags |= flagStreamIdle
 				localReply(w, r, st, http.StatusRequestTimeout, "stream timeout")
 				return nil
@@ -285,25 +378,25 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		if attempt > 0 && attempt >= retries && f.Retry != nil && f.Retry.RetryResponse(status, resp.Header) {
 			st.flags |= flagRetryLimit
 		}
-		if bodyTimedOut() {
+		if causeIs(ctx, armed, errRequestTimeout) {
 			// The upstream answered a request whose body broke off at request_timeout.
 			resp.Body.Close()
 			acancel()
 			localReply(w, r, st, http.StatusRequestTimeout, "request timeout")
 			return nil
 		}
-		if !reqDeadline.IsZero() {
+		if !st.reqDeadline.IsZero() {
 			// The response starts: request_timeout no longer applies (the request body may go on
 			// streaming, as in gRPC bidirectional calls).
 			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-			reqDeadline = time.Time{}
+			st.reqDeadline = time.Time{}
 		}
 		if status == http.StatusSwitchingProtocols && st.upgrade != "" {
 			p.tunnel(w, resp, st)
 			acancel()
 			return nil
 		}
-		p.copyResponse(w, resp, st, tm, idled)
+		p.copyResponse(w, resp, st, tm, ctx, armed)
 		acancel()
 		return nil
 	}
@@ -311,7 +404,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 
 // copyResponse writes the upstream response downstream: headers without hop-by-hop ones, the route's
 // response header mutations, the body (flushed as it comes when streaming) and the trailers.
-func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *reqState, tm *idleTimer, idled func() bool) {
+func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *reqState, tm *reqTimer, ctx context.Context, armed bool) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vv := range resp.Header {
@@ -322,10 +415,10 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 		m.Apply(h)
 	}
 	if st.hcm.serverName != "" {
-		h["Server"] = []string{st.hcm.serverName}
+		h["Server"] = st.hcm.serverHdr
 	}
 	if st.draining {
-		h["Connection"] = []string{"close"}
+		h["Connection"] = connectionClose
 	}
 	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
@@ -358,7 +451,7 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 		if err != nil {
 			// The upstream broke off mid-body: abort the downstream response rather than end it
 			// cleanly, so the client cannot take a truncated body for a complete one.
-			if idled() {
+			if causeIs(ctx, armed, errStreamIdle) {
 				st.flags |= flagStreamIdle
 			} else {
 				st.flags |= flagUpstreamReset

@@ -37,6 +37,9 @@ type reqState struct {
 	draining    bool
 	peer        filter.Peer
 	hasPeer     bool
+	reqDeadline time.Time // request_timeout's deadline while it applies, else zero
+	w           respWriter
+	timer       *reqTimer // kept across uses of the pooled state (its time.Timer is reused)
 }
 
 type stateKey struct{}
@@ -80,21 +83,24 @@ func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
 	st := statePool.Get().(*reqState)
-	*st = reqState{snap: p.snap.Load(), hcm: h.hcm, start: time.Now(), grpc: route.IsGRPC(r.Header), draining: h.draining.Load()}
+	tm := st.timer
+	*st = reqState{snap: p.snap.Load(), hcm: h.hcm, start: time.Now(), grpc: route.IsGRPC(r.Header), draining: h.draining.Load(),
+		timer: tm, w: respWriter{ResponseWriter: w}}
 	st.ci, _ = r.Context().Value(connInfoKey{}).(*connInfo)
 	if r.TLS == nil && st.ci != nil && st.ci.tls != nil {
 		r.TLS = st.ci.tls // HTTP/1.1 over TLS: the proxy did the handshake
 	}
-	cw := &respWriter{ResponseWriter: w}
+	cw := &st.w
 	defer func() {
 		p.report(st, cw, r)
+		st.w = respWriter{} // drop the references to this request's connection
 		statePool.Put(st)
 	}()
 	if h.hcm.serverName != "" {
-		w.Header()["Server"] = []string{h.hcm.serverName}
+		w.Header()["Server"] = h.hcm.serverHdr
 	}
 	if st.draining {
-		w.Header()["Connection"] = []string{"close"}
+		w.Header()["Connection"] = connectionClose
 	}
 
 	// Strictness net/http does not provide on its own.
@@ -292,6 +298,14 @@ func grpcStatusFor(code int) int {
 	}
 	return 2
 }
+
+// Shared header values: http.Header values are replaced or appended to (append copies a full slice),
+// never edited in place, so one slice can serve every request.
+var (
+	connectionClose = []string{"close"}
+	schemeHTTP      = []string{"http"}
+	schemeHTTPS     = []string{"https"}
+)
 
 // hopByHop are the connection-specific headers a proxy must not forward (RFC 9110 7.6.1).
 var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",

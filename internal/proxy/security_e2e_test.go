@@ -25,7 +25,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"canton.dev/canton/internal/identity"
-	"canton.dev/canton/internal/proxy/xdsclient"
 	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/xds"
 )
@@ -269,8 +268,13 @@ func (c *secCase) push(e *env, node xds.Node) {
 		}
 		e.set(typ, res.Version(typ), msgs...)
 	}
-	e.waitACK(xdsclient.ListenerType, res.Version(xds.ListenerType))
-	e.waitACK(xdsclient.ClusterType, res.Version(xds.ClusterType))
+	// Every type the node gets, endpoints included: a request sent before the EDS update is applied
+	// finds its cluster without endpoints ("no healthy upstream").
+	for _, typ := range xds.Types {
+		if len(res.ByType(typ)) > 0 {
+			e.waitACK(typ, res.Version(typ))
+		}
+	}
 }
 
 // call sends a request from a caller's outbound listener to reviews, with header pairs kv.

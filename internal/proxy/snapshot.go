@@ -99,6 +99,7 @@ type hcmSpec struct {
 	maxHeaders     int
 	maxStreams     uint32
 	serverName     string
+	serverHdr      []string // {serverName}, shared by every response: header values are replaced, never edited in place
 	requestID      bool
 	remoteAddress  bool
 }
@@ -461,6 +462,7 @@ func (p *Proxy) compileHCM(h *hcmv3.HttpConnectionManager, field string) (*hcmSp
 	if s.serverName == "" {
 		s.serverName = "canton"
 	}
+	s.serverHdr = []string{s.serverName}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
 		if cs := rs.Rds.GetConfigSource(); cs != nil && cs.GetAds() == nil {
