@@ -154,10 +154,8 @@ func (a *Anchor) parentCA(ctx context.Context, h *hosted) (*identity.CA, error) 
 	if err != nil {
 		return nil, err
 	}
-	var resp *apipb.GetResponse
-	err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-		resp, err = c.Get(ctx, &apipb.GetRequest{Kind: "CertificateAuthority", Namespace: h.parent, Name: caName})
-		return err
+	resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.GetResponse, error) {
+		return c.Get(ctx, &apipb.GetRequest{Kind: "CertificateAuthority", Namespace: h.parent, Name: caName})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("parent CA of %s: %w", h.domain, err)

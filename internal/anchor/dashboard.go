@@ -139,10 +139,8 @@ func (d dashSource) Objects(ctx context.Context, domain string) ([]resource.Obje
 	if h != nil {
 		return h.state.List("", ""), nil
 	}
-	var resp *apipb.GetResponse
-	err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-		resp, err = c.Get(ctx, &apipb.GetRequest{Scope: domain})
-		return err
+	resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.GetResponse, error) {
+		return c.Get(ctx, &apipb.GetRequest{Scope: domain})
 	})
 	if err != nil {
 		return nil, err
@@ -160,10 +158,8 @@ func (d dashSource) Lineage(ctx context.Context, domain string, limit int) ([]sc
 	if h != nil {
 		recs = h.state.Lineage(0, 0)
 	} else {
-		var resp *apipb.LineageResponse
-		err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.Lineage(ctx, &apipb.LineageRequest{Scope: domain})
-			return err
+		resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.LineageResponse, error) {
+			return c.Lineage(ctx, &apipb.LineageRequest{Scope: domain})
 		})
 		if err != nil {
 			return nil, err

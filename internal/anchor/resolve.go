@@ -45,10 +45,8 @@ func (a *Anchor) resolve(ctx context.Context, name string, seen map[string]bool)
 		return nil, err
 	}
 	if h == nil {
-		var resp *apipb.ResolveResponse
-		err := a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.Resolve(ctx, &apipb.ResolveRequest{Name: name})
-			return err
+		resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ResolveResponse, error) {
+			return c.Resolve(ctx, &apipb.ResolveRequest{Name: name})
 		})
 		if err != nil {
 			return nil, err

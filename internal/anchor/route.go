@@ -176,3 +176,14 @@ func statusOf(err error) error {
 	}
 	return status.Error(codes.Internal, err.Error())
 }
+
+// forwardTo makes one unary call on the first reachable anchor of ids (see
+// forward) and returns its answer.
+func forwardTo[Resp any](ctx context.Context, a *Anchor, ids []string, call func(context.Context, apipb.AnchorClient) (Resp, error)) (Resp, error) {
+	var resp Resp
+	err := a.forward(ctx, ids, func(ctx context.Context, c apipb.AnchorClient) (err error) {
+		resp, err = call(ctx, c)
+		return err
+	})
+	return resp, err
+}

@@ -68,12 +68,9 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.ApplyResponse
-		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.Apply(ctx, req)
-			return err
+		return forwardTo(ctx, s.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ApplyResponse, error) {
+			return c.Apply(ctx, req)
 		})
-		return resp, err
 	}
 	for _, o := range objs {
 		if g, _, _ := s.a.governing(o.Namespace); g != h {
@@ -164,12 +161,9 @@ func (s *server) Delete(ctx context.Context, req *apipb.DeleteRequest) (*apipb.D
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.DeleteResponse
-		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.Delete(ctx, req)
-			return err
+		return forwardTo(ctx, s.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.DeleteResponse, error) {
+			return c.Delete(ctx, req)
 		})
-		return resp, err
 	}
 	m := scope.Mutation{Op: scope.OpDelete, Proposer: callerFrom(ctx).principal, Kind: k.Name, Namespace: req.Namespace, Name: req.Name, IfVersion: req.IfVersion}
 	res, err := s.a.propose(ctx, h, m)
@@ -197,12 +191,9 @@ func (s *server) Get(ctx context.Context, req *apipb.GetRequest) (*apipb.GetResp
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.GetResponse
-		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.Get(ctx, req)
-			return err
+		return forwardTo(ctx, s.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.GetResponse, error) {
+			return c.Get(ctx, req)
 		})
-		return resp, err
 	}
 	if err := s.a.readIndex(ctx, h); err != nil {
 		return nil, statusOf(err)
@@ -290,12 +281,9 @@ func (s *server) Lineage(ctx context.Context, req *apipb.LineageRequest) (*apipb
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.LineageResponse
-		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.Lineage(ctx, req)
-			return err
+		return forwardTo(ctx, s.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.LineageResponse, error) {
+			return c.Lineage(ctx, req)
 		})
-		return resp, err
 	}
 	if err := s.a.readIndex(ctx, h); err != nil {
 		return nil, statusOf(err)
@@ -368,12 +356,9 @@ func (s *server) CreateScope(ctx context.Context, req *apipb.CreateScopeRequest)
 		return nil, statusOf(err)
 	}
 	if parent == nil {
-		var resp *apipb.CreateScopeResponse
-		err := a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.CreateScope(ctx, req)
-			return err
+		return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.CreateScopeResponse, error) {
+			return c.CreateScope(ctx, req)
 		})
-		return resp, err
 	}
 	spec, _ := json.Marshal(map[string]any{"domain": domain, "anchors": req.Anchors})
 	obj := resource.Object{Kind: "Delegation", Namespace: parent.domain, Name: domain, Spec: spec}
@@ -429,12 +414,9 @@ func (s *server) ChangeMembership(ctx context.Context, req *apipb.MembershipRequ
 		if err != nil {
 			return nil, statusOf(err)
 		}
-		var resp *apipb.MembershipResponse
-		err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.ChangeMembership(ctx, req)
-			return err
+		return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.MembershipResponse, error) {
+			return c.ChangeMembership(ctx, req)
 		})
-		return resp, err
 	}
 	if _, known := a.book.addr(req.AnchorId); !known {
 		return nil, status.Errorf(codes.InvalidArgument, "anchor %q is unknown", req.AnchorId)
@@ -489,12 +471,9 @@ func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.GrantLeaseResponse
-		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.GrantLease(ctx, req)
-			return err
+		return forwardTo(ctx, s.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.GrantLeaseResponse, error) {
+			return c.GrantLease(ctx, req)
 		})
-		return resp, err
 	}
 	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpGrantLease, Proposer: callerFrom(ctx).principal, Lease: &scope.Lease{TTLSeconds: int64(req.TtlSeconds)}})
 	if err != nil {
@@ -530,12 +509,9 @@ func (s *server) KeepAlive(ctx context.Context, req *apipb.KeepAliveRequest) (*a
 		}
 		remote = []string{a.book.name(leader)}
 	}
-	var resp *apipb.KeepAliveResponse
-	err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-		resp, err = c.KeepAlive(ctx, req)
-		return err
+	return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.KeepAliveResponse, error) {
+		return c.KeepAlive(ctx, req)
 	})
-	return resp, err
 }
 
 func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest) (*apipb.RevokeLeaseResponse, error) {
@@ -547,12 +523,9 @@ func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest)
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.RevokeLeaseResponse
-		err := s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) (err error) {
-			resp, err = c.RevokeLease(ctx, req)
-			return err
+		return forwardTo(ctx, s.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.RevokeLeaseResponse, error) {
+			return c.RevokeLease(ctx, req)
 		})
-		return resp, err
 	}
 	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpRevokeLease, Proposer: callerFrom(ctx).principal, LeaseIDs: []uint64{req.LeaseId}})
 	if err != nil {

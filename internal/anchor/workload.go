@@ -84,12 +84,9 @@ func (s *server) IssueCertificate(ctx context.Context, req *apipb.IssueCertifica
 		return nil, statusOf(err)
 	}
 	if h == nil {
-		var resp *apipb.IssueCertificateResponse
-		ferr := a.forward(ctx, remote, func(ctx context.Context, cl apipb.AnchorClient) (err error) {
-			resp, err = cl.IssueCertificate(ctx, req)
-			return err
+		return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.IssueCertificateResponse, error) {
+			return c.IssueCertificate(ctx, req)
 		})
-		return resp, ferr
 	}
 	if err := a.entitled(callerFrom(ctx), req.Token, want); err != nil {
 		return nil, err
