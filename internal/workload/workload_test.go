@@ -189,27 +189,7 @@ spec:
 func TestMeshTrafficFollowsIstioYAML(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := c.Client(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := cl.CreateScope(ctx, ns, []string{"a1", "a2", "a3"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitScope(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	apply(t, cl, services)
-	apply(t, cl, routeTo("v1"))
+	c, cl := startBookinfo(ctx, t)
 
 	v1 := startSidecar(t, c, "reviews", "v1", app(t, "reviews-v1"))
 	v2 := startSidecar(t, c, "reviews", "v2", app(t, "reviews-v2"))
@@ -326,27 +306,7 @@ func testLogger() *slog.Logger {
 func TestSidecarsSurviveAnchorLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := c.Client(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := cl.CreateScope(ctx, ns, []string{"a1", "a2", "a3"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitScope(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	apply(t, cl, services)
-	apply(t, cl, routeTo("v1"))
+	c, _ := startBookinfo(ctx, t)
 	startSidecar(t, c, "reviews", "v1", app(t, "reviews-v1"))
 	startSidecar(t, c, "reviews", "v2", app(t, "reviews-v2"))
 	pp := startSidecar(t, c, "productpage", "v1", app(t, "productpage"))
@@ -497,4 +457,32 @@ spec:
 		}
 		time.Sleep(200 * time.Millisecond) // web's importer retries meanwhile
 	}
+}
+
+// startBookinfo starts three anchors, delegates the bookinfo scope to them
+// and applies the services, the reviews subsets and route-all-v1.
+func startBookinfo(ctx context.Context, t *testing.T) (*meshtest.Cluster, *api.Client) {
+	t.Helper()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	if _, err := cl.CreateScope(ctx, ns, []string{"a1", "a2", "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitScope(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, cl, services)
+	apply(t, cl, routeTo("v1"))
+	return c, cl
 }
