@@ -219,16 +219,11 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		case req := <-reqs:
 			s.requests.Add(1)
 			if st == nil {
-				n, err := s.opts.NodeFromProto(stream.Context(), req.GetNode())
-				if err != nil {
+				var err error
+				if st, live, err = s.open(stream.Context(), req.GetNode(), false); err != nil {
 					return fmt.Errorf("xds stream: %w", err)
 				}
-				st = &nodeState{node: n}
-				if err := s.refresh(st); err != nil {
-					return err
-				}
 				changed = st.changed
-				live = s.streams.add(n, false)
 			}
 			live.skipped(st.res.Skipped)
 			typeURL := req.GetTypeUrl()
@@ -340,16 +335,11 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		case req := <-reqs:
 			s.requests.Add(1)
 			if st == nil {
-				n, err := s.opts.NodeFromProto(stream.Context(), req.GetNode())
-				if err != nil {
+				var err error
+				if st, live, err = s.open(stream.Context(), req.GetNode(), true); err != nil {
 					return fmt.Errorf("xds delta stream: %w", err)
 				}
-				st = &nodeState{node: n}
-				if err := s.refresh(st); err != nil {
-					return err
-				}
 				changed = st.changed
-				live = s.streams.add(n, true)
 			}
 			live.skipped(st.res.Skipped)
 			typeURL := req.GetTypeUrl()
@@ -396,6 +386,20 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			}
 		}
 	}
+}
+
+// open admits a stream's node (the first request names it), generates its
+// resources and registers the stream for Streams.
+func (s *Server) open(ctx context.Context, pn *corev3.Node, delta bool) (*nodeState, *liveStream, error) {
+	n, err := s.opts.NodeFromProto(ctx, pn)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := &nodeState{node: n}
+	if err := s.refresh(st); err != nil {
+		return nil, nil, err
+	}
+	return st, s.streams.add(n, delta), nil
 }
 
 func ignoreEOF(err error) error {
