@@ -46,6 +46,13 @@ type Config struct {
 	Peers     []Peer // the root scope's initial voters at bootstrap; default: this anchor alone
 	Join      string // address of an existing anchor to join
 	JoinToken string // the join token text (contents of join.token)
+	// CACert and CAKey, at bootstrap, name PEM files of a mesh root supplied
+	// by the user (an offline root; the key file is PKCS #8). Its key is used
+	// once, to sign the root scope's CA (an intermediate name-constrained to
+	// the mesh), and is never written to DataDir nor sealed into a scope:
+	// only its certificate stays, as the trust anchor. Both or neither.
+	CACert string
+	CAKey  string
 
 	TickInterval    time.Duration // Raft tick; default 100ms
 	SnapshotEntries uint64        // Raft snapshot interval in entries; default 10000

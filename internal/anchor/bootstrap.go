@@ -53,7 +53,7 @@ func bootstrap(cfg Config, listenAddr string) (*meta, error) {
 		return nil, err
 	}
 	now := time.Now()
-	ca, err := identity.NewRootCA(cfg.Mesh, now)
+	ca, err := bootstrapCA(cfg, now)
 	if err != nil {
 		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
 	}
@@ -69,7 +69,7 @@ func bootstrap(cfg Config, listenAddr string) (*meta, error) {
 		if err != nil {
 			return err
 		}
-		c := &identity.Credentials{Chain: []*x509.Certificate{cert}, Key: key, Bundle: []*x509.Certificate{ca.Cert}}
+		c := &identity.Credentials{Chain: append([]*x509.Certificate{cert}, ca.Chain()...), Key: key, Bundle: []*x509.Certificate{ca.Root()}}
 		return c.Save(path)
 	}
 	if err := issue(identity.AnchorID(cfg.Mesh, cfg.ID), anchorCertTTL, filepath.Join(cfg.DataDir, credentialsFile)); err != nil {
@@ -85,7 +85,7 @@ func bootstrap(cfg Config, listenAddr string) (*meta, error) {
 	if err := writeFileAtomic(filepath.Join(cfg.DataDir, kekFile), kek, 0o600); err != nil {
 		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
 	}
-	tok, err := identity.NewJoinToken(ca.Cert)
+	tok, err := identity.NewJoinToken(ca.Root())
 	if err != nil {
 		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
 	}
@@ -97,6 +97,29 @@ func bootstrap(cfg Config, listenAddr string) (*meta, error) {
 		return nil, fmt.Errorf("anchor: bootstrap: %w", err)
 	}
 	return m, nil
+}
+
+// bootstrapCA returns the CA the root scope will seal, which bootstrap keeps
+// in the data dir (ca.crt, ca.key) until it is sealed: a new self-signed mesh
+// root, or, with --ca-cert/--ca-key, an intermediate signed by the user's
+// offline root and name-constrained to the mesh. The offline root's key is
+// only used here, in memory.
+func bootstrapCA(cfg Config, now time.Time) (*identity.CA, error) {
+	if (cfg.CACert == "") != (cfg.CAKey == "") {
+		return nil, errors.New("--ca-cert and --ca-key go together")
+	}
+	if cfg.CACert == "" {
+		return identity.NewRootCA(cfg.Mesh, now)
+	}
+	root, err := identity.LoadCAFiles(cfg.CACert, cfg.CAKey)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert/--ca-key: %w", err)
+	}
+	ca, err := root.NewIntermediate(cfg.Mesh, scopeCATTL, now)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert/--ca-key: the supplied CA cannot sign the mesh's CA: %w", err)
+	}
+	return ca, nil
 }
 
 // join asks an existing anchor for credentials, proving itself with the join

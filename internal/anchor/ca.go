@@ -1,6 +1,7 @@
 package anchor
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
@@ -9,8 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/identity"
@@ -28,6 +33,8 @@ const (
 	kekFile    = "kek"
 	caName     = "ca"
 	scopeCATTL = 365 * 24 * time.Hour
+	// minScopeCATTL bounds how short-lived a rotated scope CA may be.
+	minScopeCATTL = time.Hour
 )
 
 func loadKEK(dir string) ([]byte, error) {
@@ -124,21 +131,111 @@ func (a *Anchor) createCA(ctx context.Context, h *hosted) error {
 			return err
 		}
 	}
-	sealed, err := identity.SealCA(ca, a.kek)
-	if err != nil {
-		return err
-	}
-	spec, err := json.Marshal(resource.CertificateAuthoritySpec{Certificates: string(sealed.Certificates), SealedKey: base64.StdEncoding.EncodeToString(sealed.SealedKey)})
+	obj, err := caObject(h.domain, ca, a.kek)
 	if err != nil {
 		return err
 	}
 	zero := uint64(0)
-	obj := resource.Object{Kind: "CertificateAuthority", Namespace: h.domain, Name: caName, Spec: spec}
 	_, err = a.propose(ctx, h, scope.Mutation{Op: scope.OpPut, Proposer: a.proposer(), Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}})
 	if err == nil {
 		a.log.Info("scope CA created", "scope", h.domain, "subject", ca.Cert.Subject.CommonName)
 	}
 	return err
+}
+
+// RotateCA replaces a scope's CA with a new intermediate under the same root
+// (see rotateCA). It runs on an anchor of the scope; others forward.
+func (s *server) RotateCA(ctx context.Context, req *apipb.RotateCARequest) (*apipb.RotateCAResponse, error) {
+	a := s.a
+	if c := callerFrom(ctx); c.role != roleAdmin && c.role != roleAnchor {
+		return nil, status.Error(codes.PermissionDenied, "rotate CA: admin only")
+	}
+	domain := strings.TrimSuffix(strings.ToLower(req.Scope), ".")
+	ttl := scopeCATTL
+	if req.TtlSeconds != 0 {
+		ttl = time.Duration(req.TtlSeconds) * time.Second
+	}
+	if ttl < minScopeCATTL {
+		return nil, status.Errorf(codes.InvalidArgument, "rotate CA of %s: ttl %s is shorter than %s", domain, ttl, minScopeCATTL)
+	}
+	h, remote, err := a.governing(domain)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if h == nil {
+		return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.RotateCAResponse, error) {
+			return c.RotateCA(ctx, req)
+		})
+	}
+	if h.domain != domain {
+		return nil, status.Errorf(codes.InvalidArgument, "rotate CA: %s is a namespace of scope %s, not a scope; rotate the CA of %s", domain, h.domain, h.domain)
+	}
+	return a.rotateCA(ctx, h, ttl)
+}
+
+// rotateCA creates a new CA for scope h, signed by the CA of its parent scope
+// (for the root scope: by the CA sealed in it, the mesh root or the offline
+// root's intermediate), and replaces the scope's CertificateAuthority with it
+// if nobody changed it meanwhile. The root stays the same, so every
+// certificate the old CA issued stays valid until it expires; new
+// certificates come from the new CA.
+func (a *Anchor) rotateCA(ctx context.Context, h *hosted, ttl time.Duration) (*apipb.RotateCAResponse, error) {
+	if err := a.readIndex(ctx, h); err != nil {
+		return nil, statusOf(err)
+	}
+	cur, ok := h.state.Get("CertificateAuthority", h.domain, caName)
+	if !ok {
+		return nil, statusOf(&unavailableError{fmt.Sprintf("scope %s has no CA yet; retry in a moment", h.domain)})
+	}
+	old, err := a.scopeCA(h)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "rotate CA: %v", err)
+	}
+	signer := old
+	if h.domain != a.meta.Mesh {
+		if signer, err = a.parentCA(ctx, h); err != nil {
+			return nil, statusOf(err)
+		}
+	}
+	ca, err := signer.NewIntermediate(h.domain, ttl, time.Now())
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "rotate CA of %s: %v", h.domain, err)
+	}
+	if !bytes.Equal(ca.Root().Raw, old.Root().Raw) {
+		return nil, status.Errorf(codes.FailedPrecondition, "rotate CA of %s: the new CA would chain to another root than the current one (%q); rotating the root is not supported", h.domain, old.Root().Subject.CommonName)
+	}
+	obj, err := caObject(h.domain, ca, a.kek)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "rotate CA of %s: %v", h.domain, err)
+	}
+	version := cur.Version
+	res, err := a.propose(ctx, h, scope.Mutation{Op: scope.OpPut, Proposer: a.proposer(), Objects: []resource.Object{obj}, IfVersions: []*uint64{&version}})
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	a.log.Info("scope CA rotated", "scope", h.domain, "previous_serial", old.Cert.SerialNumber.Text(16),
+		"serial", ca.Cert.SerialNumber.Text(16), "issuer", signer.Cert.Subject.CommonName, "not_after", ca.Cert.NotAfter)
+	return &apipb.RotateCAResponse{
+		Revision:       res.Revision,
+		Scope:          h.domain,
+		PreviousSerial: old.Cert.SerialNumber.Text(16),
+		Serial:         ca.Cert.SerialNumber.Text(16),
+		Issuer:         signer.Cert.Subject.CommonName,
+		NotAfterUnix:   ca.Cert.NotAfter.Unix(),
+	}, nil
+}
+
+// caObject seals ca under kek as the CertificateAuthority of scope domain.
+func caObject(domain string, ca *identity.CA, kek []byte) (resource.Object, error) {
+	sealed, err := identity.SealCA(ca, kek)
+	if err != nil {
+		return resource.Object{}, err
+	}
+	spec, err := json.Marshal(resource.CertificateAuthoritySpec{Certificates: string(sealed.Certificates), SealedKey: base64.StdEncoding.EncodeToString(sealed.SealedKey)})
+	if err != nil {
+		return resource.Object{}, err
+	}
+	return resource.Object{Kind: "CertificateAuthority", Namespace: domain, Name: caName, Spec: spec}, nil
 }
 
 // parentCA opens the CA of the scope that delegated h: locally when this

@@ -14,7 +14,11 @@
 //	anchor.json         who this anchor is: ID, mesh, address book, root voters
 //	anchor.credentials  this anchor's certificate chain, key and trust bundle
 //	raft.db             the Raft log, hard state and snapshots of every scope
-//	ca.crt, ca.key      the mesh root CA (only on the anchor that bootstrapped)
+//	ca.crt, ca.key      the CA the root scope seals (only on the anchor that
+//	                    bootstrapped): the mesh root, or with --ca-cert/--ca-key
+//	                    an intermediate of the user's offline root (ca.crt then
+//	                    holds it and the root; the root's key is never written)
+//	kek                 the mesh key-encryption key that seals scope CA keys
 //	admin.credentials   the admin's credentials (written at bootstrap)
 //	join.token          what other anchors and proxies present to join
 //

@@ -1,9 +1,11 @@
 package anchor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +22,10 @@ import (
 // the owning scope. When the owner cannot be reached the last answer is kept,
 // marked stale, for up to Config.MaxStale: traffic keeps flowing to the last
 // known endpoints and outlier detection handles dead ones.
+//
+// Imports are per importing scope: each resolves as that scope, so the owner
+// answers with what it exports to that scope (see resolve.go), and a change
+// of the owner's Exports is followed like a change of the service.
 
 // defaultMaxStale bounds how long an unreachable scope's last answer is served.
 const defaultMaxStale = time.Hour
@@ -28,12 +34,16 @@ type importer struct {
 	a *Anchor
 
 	mu      sync.Mutex
-	entries map[string]*importEntry // by fully qualified name
-	users   map[string][]string     // importing scope -> names it imports
+	entries map[importKey]*importEntry
+	users   map[string][]string // importing scope -> names it imports
 }
+
+// importKey is one name imported by one scope.
+type importKey struct{ from, name string }
 
 type importEntry struct {
 	name    string
+	from    string            // the importing scope: resolution asks as it
 	objects []resource.Object // the Service and its Workloads; nil before the first answer
 	scope   string            // the scope that answered
 	stale   bool
@@ -42,7 +52,7 @@ type importEntry struct {
 }
 
 func newImporter(a *Anchor) *importer {
-	return &importer{a: a, entries: map[string]*importEntry{}, users: map[string][]string{}}
+	return &importer{a: a, entries: map[importKey]*importEntry{}, users: map[string][]string{}}
 }
 
 // sync makes the imports of scope h match the remote names its policies use.
@@ -57,24 +67,24 @@ func (im *importer) sync(h *hosted) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	im.users[h.domain] = remote
-	wanted := map[string]bool{}
-	for _, names := range im.users {
+	wanted := map[importKey]bool{}
+	for from, names := range im.users {
 		for _, n := range names {
-			wanted[n] = true
+			wanted[importKey{from, n}] = true
 		}
 	}
-	for n := range wanted {
-		if _, ok := im.entries[n]; !ok {
+	for k := range wanted {
+		if _, ok := im.entries[k]; !ok {
 			ctx, cancel := context.WithCancel(im.a.ctx)
-			e := &importEntry{name: n, cancel: cancel}
-			im.entries[n] = e
+			e := &importEntry{name: k.name, from: k.from, cancel: cancel}
+			im.entries[k] = e
 			go im.follow(ctx, e)
 		}
 	}
-	for n, e := range im.entries {
-		if !wanted[n] {
+	for k, e := range im.entries {
+		if !wanted[k] {
 			e.cancel()
-			delete(im.entries, n)
+			delete(im.entries, k)
 		}
 	}
 }
@@ -86,7 +96,7 @@ func (im *importer) objects(h *hosted) []resource.Object {
 	defer im.mu.Unlock()
 	var out []resource.Object
 	for _, n := range im.users[h.domain] {
-		if e := im.entries[n]; e != nil {
+		if e := im.entries[importKey{h.domain, n}]; e != nil {
 			out = append(out, e.objects...)
 		}
 	}
@@ -108,7 +118,7 @@ func (im *importer) objects(h *hosted) []resource.Object {
 func (im *importer) follow(ctx context.Context, e *importEntry) {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		resp, err := im.a.resolve(ctx, e.name, map[string]bool{})
+		resp, err := im.a.resolve(ctx, e.name, e.from, map[string]bool{})
 		if err == nil {
 			im.update(e, resp)
 			backoff = 200 * time.Millisecond
@@ -129,7 +139,8 @@ func (im *importer) follow(ctx context.Context, e *importEntry) {
 }
 
 // watch streams the owning scope's changes and re-resolves when one concerns
-// the imported service. It returns when the stream breaks.
+// the imported service (the service, its workloads or the namespace's
+// Exports). It returns when the stream breaks.
 func (im *importer) watch(ctx context.Context, e *importEntry, scopeDomain string) error {
 	svc, ns, _ := strings.Cut(e.name, ".")
 	_, remote, err := im.a.governing(ns)
@@ -167,8 +178,8 @@ func (im *importer) watch(ctx context.Context, e *importEntry, scopeDomain strin
 			if json.Unmarshal(ev.Object, &o) != nil || o.Namespace != ns {
 				continue
 			}
-			if (o.Kind == "Service" && o.Name == svc) || o.Kind == "Workload" {
-				resp, err := im.a.resolve(ctx, e.name, map[string]bool{})
+			if (o.Kind == "Service" && o.Name == svc) || o.Kind == "Workload" || o.Kind == "Export" {
+				resp, err := im.a.resolve(ctx, e.name, e.from, map[string]bool{})
 				if err != nil {
 					return err
 				}
@@ -216,7 +227,8 @@ func sameObjects(a, b []resource.Object) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Kind != b[i].Kind || a[i].Namespace != b[i].Namespace || a[i].Name != b[i].Name || a[i].Version != b[i].Version {
+		if a[i].Kind != b[i].Kind || a[i].Namespace != b[i].Namespace || a[i].Name != b[i].Name || a[i].Version != b[i].Version ||
+			!bytes.Equal(a[i].Spec, b[i].Spec) { // the same version narrowed to other exported ports
 			return false
 		}
 	}
@@ -227,7 +239,9 @@ func sameObjects(a, b []resource.Object) bool {
 func (im *importer) fingerprint(h *hosted) string {
 	var sb strings.Builder
 	for _, o := range im.objects(h) {
-		fmt.Fprintf(&sb, "%s/%s/%s@%d;", o.Kind, o.Namespace, o.Name, o.Version)
+		h := fnv.New64a()
+		h.Write(o.Spec)
+		fmt.Fprintf(&sb, "%s/%s/%s@%d#%x;", o.Kind, o.Namespace, o.Name, o.Version, h.Sum64())
 	}
 	return sb.String()
 }

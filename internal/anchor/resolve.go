@@ -3,7 +3,7 @@ package anchor
 import (
 	"context"
 	"encoding/json"
-
+	"fmt"
 	"strings"
 	"time"
 
@@ -19,6 +19,14 @@ import (
 // hosts answers or refers to the delegated child (forwarding to its anchors),
 // aliases are followed with a loop guard, and a missing name is a negative
 // answer with its own short TTL.
+//
+// Across scopes a service is visible only where it is exported: a request
+// carries the scope that asks (ResolveRequest.from_scope, set by the
+// importing scope's anchors, and forced to the caller's own scope when a
+// workload asks directly), and the owning scope answers it only if an Export
+// in the service's namespace covers the service and that scope, limited to
+// the exported ports; otherwise the answer is negative ("not exported to
+// <scope>"). Requests without a scope (the admin) see every service.
 const (
 	answerTTL    = 30 * time.Second
 	negativeTTL  = 5 * time.Second
@@ -27,7 +35,12 @@ const (
 
 func (s *server) Resolve(ctx context.Context, req *apipb.ResolveRequest) (*apipb.ResolveResponse, error) {
 	name := strings.TrimSuffix(strings.ToLower(req.Name), ".")
-	resp, err := s.a.resolve(ctx, name, map[string]bool{})
+	from := strings.TrimSuffix(strings.ToLower(req.FromScope), ".")
+	if c := callerFrom(ctx); c.role == roleWorkload {
+		// A workload sees what its scope may see, whatever it claims.
+		from = s.a.scopeOf(c.id.TrustDomain)
+	}
+	resp, err := s.a.resolve(ctx, name, from, map[string]bool{})
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -35,7 +48,8 @@ func (s *server) Resolve(ctx context.Context, req *apipb.ResolveRequest) (*apipb
 	return resp, nil
 }
 
-func (a *Anchor) resolve(ctx context.Context, name string, seen map[string]bool) (*apipb.ResolveResponse, error) {
+// resolve answers name for scope from ("" for the admin: no export check).
+func (a *Anchor) resolve(ctx context.Context, name, from string, seen map[string]bool) (*apipb.ResolveResponse, error) {
 	svc, ns, ok := strings.Cut(name, ".")
 	if !ok || svc == "" || !inZone(ns, a.meta.Mesh) {
 		return nil, status.Errorf(codes.InvalidArgument, "resolve %q: want <service>.<namespace> inside mesh %s", name, a.meta.Mesh)
@@ -46,7 +60,7 @@ func (a *Anchor) resolve(ctx context.Context, name string, seen map[string]bool)
 	}
 	if h == nil {
 		resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ResolveResponse, error) {
-			return c.Resolve(ctx, &apipb.ResolveRequest{Name: name})
+			return c.Resolve(ctx, &apipb.ResolveRequest{Name: name, FromScope: from})
 		})
 		if err != nil {
 			return nil, err
@@ -60,7 +74,7 @@ func (a *Anchor) resolve(ctx context.Context, name string, seen map[string]bool)
 		return nil, err
 	}
 	if o, ok := h.state.Get("Service", ns, svc); ok {
-		return a.answer(h, o)
+		return a.answer(h, o, from)
 	}
 	if al, ok := h.state.Get("Alias", ns, svc); ok {
 		if seen[name] || len(seen) >= maxAliasHops {
@@ -75,14 +89,78 @@ func (a *Anchor) resolve(ctx context.Context, name string, seen map[string]bool)
 		if o, ok := serviceByUID(h, target); ok {
 			target = o.Name + "." + o.Namespace
 		}
-		resp, err := a.resolve(ctx, target, seen)
+		resp, err := a.resolve(ctx, target, from, seen)
 		if err != nil {
 			return nil, err
 		}
 		resp.Aliases = append([]string{name}, resp.Aliases...)
 		return resp, nil
 	}
-	return &apipb.ResolveResponse{Canonical: name, Scope: h.domain, Found: false, TtlSeconds: uint32(negativeTTL / time.Second)}, nil
+	return negative(name, h.domain, ""), nil
+}
+
+func negative(canonical, scope, reason string) *apipb.ResolveResponse {
+	return &apipb.ResolveResponse{Canonical: canonical, Scope: scope, Found: false, Reason: reason, TtlSeconds: uint32(negativeTTL / time.Second)}
+}
+
+// scopeOf is the domain of the scope governing namespace ns as far as this
+// anchor knows: the deepest hosted scope or zone cut containing it, else ns
+// itself (then only exports to "*" cover it).
+func (a *Anchor) scopeOf(ns string) string {
+	best := a.cutFor(ns)
+	for _, h := range a.hostedScopes() {
+		if inZone(ns, h.domain) && len(h.domain) > len(best) {
+			best = h.domain
+		}
+	}
+	if best == "" {
+		return ns
+	}
+	return best
+}
+
+// exportedPorts decides whether scope from may see svc, a Service of scope h:
+// always within h, else only through an Export of svc's namespace covering
+// it. It returns the ports from may use (nil: the answer is negative) and
+// the reason of a negative answer.
+func exportedPorts(h *hosted, svc resource.Object, spec *resource.ServiceSpec, from string, governedBy func(string) *hosted) ([]resource.ServicePort, string) {
+	if from == "" || from == h.domain || governedBy(from) == h {
+		return spec.Ports, ""
+	}
+	covered, allPorts := false, false
+	var exports []*resource.ExportSpec
+	for _, o := range h.state.List("Export", svc.Namespace) {
+		t, err := resource.Typed(o)
+		if err != nil {
+			continue
+		}
+		e := t.(*resource.ExportSpec)
+		if !e.Covers(svc.Name, from) {
+			continue
+		}
+		covered = true
+		allPorts = allPorts || len(e.Ports) == 0
+		exports = append(exports, e)
+	}
+	if !covered {
+		return nil, fmt.Sprintf("not exported to %s", from)
+	}
+	if allPorts {
+		return spec.Ports, ""
+	}
+	var ports []resource.ServicePort
+	for _, p := range spec.Ports {
+		for _, e := range exports {
+			if e.ExportsPort(p) {
+				ports = append(ports, p)
+				break
+			}
+		}
+	}
+	if len(ports) == 0 {
+		return nil, fmt.Sprintf("no port of the service is exported to %s", from)
+	}
+	return ports, ""
 }
 
 // cutFor is the delegation this anchor follows for ns (the child zone), or "".
@@ -110,8 +188,38 @@ func serviceByUID(h *hosted, uid string) (resource.Object, bool) {
 	return resource.Object{}, false
 }
 
-// answer builds a positive answer: the service, its workloads and identity.
-func (a *Anchor) answer(h *hosted, svc resource.Object) (*apipb.ResolveResponse, error) {
+// answer builds a positive answer for scope from: the service (with the ports
+// exported to from), its workloads and identity; or a negative answer when
+// the service is not exported to from.
+func (a *Anchor) answer(h *hosted, svc resource.Object, from string) (*apipb.ResolveResponse, error) {
+	canonical := svc.Name + "." + svc.Namespace
+	t, err := resource.Typed(svc)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: service in scope %s: %w", canonical, h.domain, err)
+	}
+	spec := t.(*resource.ServiceSpec)
+	governedBy := func(d string) *hosted {
+		g, _, err := a.governing(d)
+		if err != nil {
+			return nil
+		}
+		return g
+	}
+	ports, reason := exportedPorts(h, svc, spec, from, governedBy)
+	if ports == nil {
+		return negative(canonical, h.domain, reason), nil
+	}
+	if len(ports) != len(spec.Ports) {
+		narrowed := *spec
+		narrowed.Ports = ports
+		b, err := json.Marshal(&narrowed)
+		if err != nil {
+			return nil, err
+		}
+		if svc.Spec, err = resource.Canonical("Service", b); err != nil {
+			return nil, fmt.Errorf("resolve %s: exported ports: %w", canonical, err)
+		}
+	}
 	var wls []resource.Object
 	for _, o := range h.state.List("Workload", svc.Namespace) {
 		if t, err := resource.Typed(o); err == nil && t.(*resource.WorkloadSpec).Service == svc.Name {
@@ -130,7 +238,7 @@ func (a *Anchor) answer(h *hosted, svc resource.Object) (*apipb.ResolveResponse,
 		return nil, err
 	}
 	return &apipb.ResolveResponse{
-		Canonical:  svc.Name + "." + svc.Namespace,
+		Canonical:  canonical,
 		Scope:      h.domain,
 		Found:      true,
 		Service:    sb,

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
 )
 
 // maxHops bounds how often one request may be forwarded between anchors.
@@ -64,7 +65,11 @@ func (e *invalidError) Error() string { return e.msg }
 
 // forward runs call against the first reachable anchor of ids, passing on the
 // original caller and a hop count. Only errors that say the anchor could not
-// be reached move on to the next one.
+// be reached move on to the next one. Each connection accepts exactly the
+// anchor it was opened for (spiffe://<mesh>/anchor/<id>): an address book
+// entry that points at another anchor, or a server impersonating one, is
+// refused during the handshake and counts as unreachable, so a scope's
+// answers come only from the anchors its delegation names.
 func (a *Anchor) forward(ctx context.Context, ids []string, call func(ctx context.Context, c apipb.AnchorClient) error) error {
 	hops := 0
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -88,7 +93,7 @@ func (a *Anchor) forward(ctx context.Context, ids []string, call func(ctx contex
 			errs = append(errs, fmt.Sprintf("%s: address unknown", id))
 			continue
 		}
-		conn, err := a.peers.get(addr)
+		conn, err := a.peers.getAs(identity.AnchorID(a.meta.Mesh, id), addr)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", id, err))
 			continue
@@ -106,29 +111,82 @@ func (a *Anchor) forward(ctx context.Context, ids []string, call func(ctx contex
 	return status.Errorf(codes.Unavailable, "no anchor could be reached: %s", strings.Join(errs, "; "))
 }
 
-// peerPool keeps one client connection per anchor address.
+// peerPool keeps one client connection per anchor address and expected
+// identity.
 type peerPool struct {
-	tls   *tls.Config
+	tls   *tls.Config // accepts any anchor of the mesh
 	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns map[peerKey]*grpc.ClientConn
 }
+
+// peerKey is an address and the identity the server there must have ("":
+// any anchor the base configuration accepts).
+type peerKey struct{ addr, want string }
 
 func newPeerPool(cfg *tls.Config) *peerPool {
-	return &peerPool{tls: cfg, conns: map[string]*grpc.ClientConn{}}
+	return &peerPool{tls: cfg, conns: map[peerKey]*grpc.ClientConn{}}
 }
 
+// get returns a connection to addr accepting any anchor of the mesh.
 func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
+	return p.dial(peerKey{addr: addr}, p.tls)
+}
+
+// getAs returns a connection to addr that accepts only a server whose
+// verified SPIFFE ID is want (on top of the base configuration's checks).
+func (p *peerPool) getAs(want identity.ID, addr string) (*grpc.ClientConn, error) {
+	k := peerKey{addr: addr, want: want.String()}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[addr]; ok {
+	c, ok := p.conns[k]
+	p.mu.Unlock()
+	if ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.tls)))
-	if err != nil {
-		return nil, err
+	return p.dial(k, acceptOnly(p.tls, want, addr))
+}
+
+func (p *peerPool) dial(k peerKey, cfg *tls.Config) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[k]; ok {
+		return c, nil
 	}
-	p.conns[addr] = c
+	c, err := grpc.NewClient(k.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to anchor at %s: %w", k.addr, err)
+	}
+	p.conns[k] = c
 	return c, nil
+}
+
+// acceptOnly narrows base to servers whose identity is exactly want. The
+// base's VerifyConnection verifies the chain first; without one (and with
+// the standard verification skipped) nothing would vouch for the leaf, so
+// every server is refused.
+func acceptOnly(base *tls.Config, want identity.ID, addr string) *tls.Config {
+	cfg := base.Clone()
+	verify := base.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if verify != nil {
+			if err := verify(cs); err != nil {
+				return err
+			}
+		} else if base.InsecureSkipVerify {
+			return fmt.Errorf("anchor at %s: no certificate verification configured", addr)
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("anchor at %s presented no certificate", addr)
+		}
+		got, err := identity.LeafID(cs.PeerCertificates[0])
+		if err != nil {
+			return fmt.Errorf("anchor at %s: %w", addr, err)
+		}
+		if got.String() != want.String() {
+			return fmt.Errorf("server at %s is %s, not %s: refusing it (the address book entry is wrong or the server impersonates the anchor)", addr, got, want)
+		}
+		return nil
+	}
+	return cfg
 }
 
 func (p *peerPool) close() {
@@ -137,7 +195,7 @@ func (p *peerPool) close() {
 	for _, c := range p.conns {
 		c.Close()
 	}
-	p.conns = map[string]*grpc.ClientConn{}
+	p.conns = map[peerKey]*grpc.ClientConn{}
 }
 
 // statusOf maps an anchor-side error to a gRPC status with a clear message.

@@ -572,7 +572,10 @@ func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinR
 		return nil, status.Errorf(codes.Internal, "join token: %v", err)
 	}
 	resp.Chain = [][]byte{cert.Raw}
-	resp.Bundle = [][]byte{ca.Cert.Raw}
+	for _, c := range ca.Chain() {
+		resp.Chain = append(resp.Chain, c.Raw)
+	}
+	resp.Bundle = [][]byte{ca.Root().Raw}
 	resp.Kek = a.kek
 	resp.JoinToken = strings.TrimSpace(string(tokText))
 	book := a.book.snapshot()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -202,6 +203,13 @@ func (c *Client) CreateScope(ctx context.Context, domain string, anchors []strin
 // ChangeMembership adds, promotes or removes an anchor of a scope.
 func (c *Client) ChangeMembership(ctx context.Context, scope, anchorID string, change apipb.MembershipRequest_Change) (*apipb.MembershipResponse, error) {
 	resp, err := c.pb.ChangeMembership(ctx, &apipb.MembershipRequest{Scope: scope, AnchorId: anchorID, Change: change})
+	return resp, Err(err)
+}
+
+// RotateCA replaces the CA of scope with a new intermediate under the same
+// root; ttl 0 is the anchors' default validity.
+func (c *Client) RotateCA(ctx context.Context, scope string, ttl time.Duration) (*apipb.RotateCAResponse, error) {
+	resp, err := c.pb.RotateCA(ctx, &apipb.RotateCARequest{Scope: scope, TtlSeconds: uint32(ttl / time.Second)})
 	return resp, Err(err)
 }
 

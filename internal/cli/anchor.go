@@ -18,11 +18,14 @@ func anchorCmd(e *env) *cobra.Command {
 		tokenFile string
 	)
 	cmd := &cobra.Command{
-		Use:   "anchor --id ID --data DIR --listen HOST:PORT [--bootstrap --peers ID=HOST:PORT,...] | [--join HOST:PORT --join-token FILE]",
+		Use:   "anchor --id ID --data DIR --listen HOST:PORT [--bootstrap --peers ID=HOST:PORT,... [--ca-cert FILE --ca-key FILE]] | [--join HOST:PORT --join-token FILE]",
 		Short: "Run an anchor: replicas of scopes, the anchor API, replication and xDS on one port",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
+			if (cfg.CACert != "" || cfg.CAKey != "") && !cfg.Bootstrap {
+				return fmt.Errorf("--ca-cert and --ca-key are for --bootstrap only")
+			}
 			if cfg.Peers, err = parsePeers(peers); err != nil {
 				return err
 			}
@@ -54,6 +57,8 @@ func anchorCmd(e *env) *cobra.Command {
 	f.StringVar(&cfg.Mesh, "mesh", "demo.mesh", "mesh domain (at bootstrap)")
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "create the mesh (a no-op when --data already holds an anchor)")
 	f.StringVar(&peers, "peers", "", "root scope voters at bootstrap: ID=HOST:PORT,... (default: this anchor alone)")
+	f.StringVar(&cfg.CACert, "ca-cert", "", "at bootstrap: PEM certificate of an offline root CA to sign the mesh's CA (with --ca-key)")
+	f.StringVar(&cfg.CAKey, "ca-key", "", "at bootstrap: PEM PKCS #8 key of --ca-cert; used once, never stored")
 	f.StringVar(&cfg.Join, "join", "", "join the mesh through this anchor, HOST:PORT")
 	f.StringVar(&tokenFile, "join-token", "", "join token file (join.token in the bootstrap anchor's data dir)")
 	cmd.MarkFlagRequired("id")

@@ -49,7 +49,11 @@ func printResolve(e *env, r *apipb.ResolveResponse) error {
 	}
 	fmt.Fprintf(w, "answered by:\tscope %s\n", r.Scope)
 	if !r.Found {
-		fmt.Fprintf(w, "answer:\tdoes not exist (negative answer, ttl %ds)\n", r.TtlSeconds)
+		why := "does not exist"
+		if r.Reason != "" {
+			why = r.Reason
+		}
+		fmt.Fprintf(w, "answer:\t%s (negative answer, ttl %ds)\n", why, r.TtlSeconds)
 		return fmt.Errorf("resolve: %s does not exist", r.Name)
 	}
 	var svc resource.Object

@@ -40,6 +40,7 @@ func scopeCmd(e *env) *cobra.Command {
 		memberCmd(e, "add-anchor", "Add an anchor to a scope as a learner (it catches up, then can be promoted)", apipb.MembershipRequest_ADD_LEARNER),
 		memberCmd(e, "promote", "Promote a learner of a scope to voter", apipb.MembershipRequest_PROMOTE),
 		memberCmd(e, "remove-anchor", "Remove an anchor from a scope", apipb.MembershipRequest_REMOVE),
+		rotateCACmd(e),
 	)
 	return cmd
 }

@@ -192,7 +192,14 @@ func SaveCA(dir string, ca *CA) error {
 // certificate, the certificate is a CA allowed to sign certificates, and
 // each certificate of the chain is signed by the next.
 func LoadCA(dir string) (*CA, error) {
-	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	return LoadCAFiles(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+}
+
+// LoadCAFiles reads a CA from a PEM certificate file (the CA certificate,
+// optionally followed by its parents up to a root) and a PEM PKCS #8 key
+// file, with the checks of LoadCA. It is how a user-supplied (offline) root
+// is read.
+func LoadCAFiles(certPath, keyPath string) (*CA, error) {
 	certPEM, err := readFileLimited(certPath)
 	if err != nil {
 		return nil, fmt.Errorf("identity: load CA: %w", err)

@@ -23,7 +23,7 @@ type Options struct {
 	Dir             string        // required: each anchor gets Dir/a<N>; existing anchors resume
 	TickInterval    time.Duration // Raft tick; default 20ms (tests want fast elections)
 	SnapshotEntries uint64        // default: the anchor's default
-	RequestTimeout  time.Duration // default 3s
+	RequestTimeout  time.Duration // default 8s (loaded CI machines)
 	Logger          *slog.Logger  // default: discard
 	HTTP            string        // anchor a1's HTTP side (dashboard, /metrics, /healthz), host:port; empty: none
 	RootVoters      int           // how many anchors (a1..) replicate the root scope; default all
@@ -54,7 +54,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.TickInterval = 20 * time.Millisecond
 	}
 	if opts.RequestTimeout == 0 {
-		opts.RequestTimeout = 3 * time.Second
+		opts.RequestTimeout = 8 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

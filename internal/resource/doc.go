@@ -1,6 +1,6 @@
 // Package resource is Canton's typed, strict resource model: the Istio kinds users write
 // unchanged (networking.istio.io, security.istio.io) and the Canton-native kinds
-// (apiVersion canton.dev/v1: Service, Workload, Alias, Delegation, Anchor).
+// (apiVersion canton.dev/v1: Service, Workload, Alias, Delegation, Anchor, Export, ...).
 //
 // It parses YAML/JSON manifests (Parse), validates objects (Validate), produces the canonical
 // JSON of a spec (Canonical) and renders objects back to manifests (Manifest, ToYAML).

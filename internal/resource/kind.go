@@ -94,6 +94,8 @@ var kinds = []Kind{
 		newNative: func() nativeSpec { return &AnchorSpec{} }},
 	{Name: "CertificateAuthority", Plural: "certificateauthorities", Short: []string{"ca"}, APIGroup: GroupCanton, Versions: cantonVersions, Namespaced: true, Native: true,
 		newNative: func() nativeSpec { return &CertificateAuthoritySpec{} }},
+	{Name: "Export", Plural: "exports", APIGroup: GroupCanton, Versions: cantonVersions, Namespaced: true, Native: true,
+		newNative: func() nativeSpec { return &ExportSpec{} }},
 }
 
 // lookupTable maps every lower-case spelling (singular, plural, short) to its index in kinds.

@@ -124,6 +124,9 @@ func checkGo(path string, v any, t reflect.Type) error {
 	if v == nil {
 		return nil
 	}
+	if t.Implements(genericCheckerType) {
+		return reflect.Zero(t).Interface().(genericChecker).checkGeneric(path, v)
+	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		return checkGo(path, v, t.Elem())

@@ -17,7 +17,7 @@ func TestLookup(t *testing.T) {
 		{"dr", "DestinationRule"}, {"se", "ServiceEntry"}, {"gw", "Gateway"}, {"pa", "PeerAuthentication"},
 		{"ra", "RequestAuthentication"}, {"ap", "AuthorizationPolicy"}, {"we", "WorkloadEntry"}, {"sidecars", "Sidecar"},
 		{"svc", "Service"}, {"services", "Service"}, {"wl", "Workload"}, {"aliases", "Alias"}, {"delegation", "Delegation"}, {"anchors", "Anchor"},
-		{" Service ", "Service"},
+		{"exports", "Export"}, {" Service ", "Service"},
 	}
 	for _, tt := range tests {
 		k, ok := Lookup(tt.in)
@@ -31,8 +31,8 @@ func TestLookup(t *testing.T) {
 		}
 	}
 	ks := Kinds()
-	if len(ks) != 15 {
-		t.Fatalf("Kinds() has %d kinds, want 15", len(ks))
+	if len(ks) != 16 {
+		t.Fatalf("Kinds() has %d kinds, want 16", len(ks))
 	}
 	for i := 1; i < len(ks); i++ {
 		if ks[i-1].Name >= ks[i].Name {
@@ -244,6 +244,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(vsDoc(okVS)))
 	f.Add([]byte("---\n...\n--- {}\n"))
 	f.Add([]byte(`{"apiVersion":"canton.dev/v1","kind":"Alias","metadata":{"name":"a"},"spec":{"target":"t","actions":["admin"]}}`))
+	f.Add([]byte("apiVersion: canton.dev/v1\nkind: Export\nmetadata: {name: e}\nspec: {services: [cart], to: [web.demo.mesh], ports: [http, \"08080\", 9090]}\n"))
 	f.Add([]byte("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: d}\nspec: {selector: {matchLabels: {a: b}}, portLevelMtls: {80: {mode: STRICT}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, err := Parse("fuzz.yaml", data, testMesh, testNS)

@@ -60,10 +60,15 @@ type Workload struct {
 	inbound  string
 	outbound string
 
-	mu    sync.Mutex
-	creds *identity.Credentials
-	lease uint64
+	mu     sync.Mutex
+	creds  *identity.Credentials
+	issued time.Time // when creds were received; rotation is due at half their remaining life
+	lease  uint64
 }
+
+// Credentials are the workload's current SVID, its chain, key and bundle.
+// The caller must not modify them.
+func (w *Workload) Credentials() *identity.Credentials { return w.credentials() }
 
 // Outbound is the address of the outbound HTTP listener.
 func (w *Workload) Outbound() string { return w.outbound }
@@ -313,7 +318,7 @@ func (w *Workload) issue(ctx context.Context, c apipb.AnchorClient, token string
 	w.secrets.Set(proxy.CertificateSecret(xds.CertSecretName, chainPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
 	w.secrets.Set(proxy.ValidationSecret(xds.RootSecretName, bundlePEM))
 	w.mu.Lock()
-	w.creds = creds
+	w.creds, w.issued = creds, time.Now()
 	if resp.Mesh != "" {
 		w.mesh = resp.Mesh
 	}
@@ -323,12 +328,17 @@ func (w *Workload) issue(ctx context.Context, c apipb.AnchorClient, token string
 }
 
 // rotate renews the SVID at half its lifetime, authenticating with the
-// current one. Failures retry every few seconds; the old certificate keeps
-// serving until it expires (then handshakes fail: never plaintext).
+// current one. The lifetime counts from when the SVID arrived, not from its
+// NotBefore, which the CA backdates for clock skew. Failures retry every few
+// seconds (sooner for short-lived SVIDs); the old certificate keeps serving
+// until it expires (then handshakes fail: never plaintext).
 func (w *Workload) rotate(ctx context.Context) {
+	retry := min(5*time.Second, max(w.opts.CertTTL/10, 100*time.Millisecond))
 	for {
-		c := w.credentials()
-		wait := time.Until(c.Chain[0].NotBefore.Add(c.NotAfter().Sub(c.Chain[0].NotBefore) / 2))
+		w.mu.Lock()
+		c, issued := w.creds, w.issued
+		w.mu.Unlock()
+		wait := time.Until(issued.Add(c.NotAfter().Sub(issued) / 2))
 		select {
 		case <-ctx.Done():
 			return
@@ -344,7 +354,7 @@ func (w *Workload) rotate(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(5 * time.Second):
+			case <-time.After(retry):
 			}
 		}
 	}

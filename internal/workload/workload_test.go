@@ -2,6 +2,7 @@ package workload_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"canton.dev/canton/internal/api"
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/meshtest"
 	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/workload"
@@ -55,6 +60,13 @@ func startSidecar(t *testing.T, c *meshtest.Cluster, service, version, appAddr s
 // startSidecarIn starts a sidecar in namespace ns talking to the given anchors.
 func startSidecarIn(t *testing.T, c *meshtest.Cluster, ns string, anchorIdx []int, service, version, appAddr string) *sidecar {
 	t.Helper()
+	return startSidecarWith(t, c, ns, anchorIdx, service, version, appAddr, nil)
+}
+
+// startSidecarWith is startSidecarIn with the workload's options adjusted by
+// adjust (when not nil) before it starts.
+func startSidecarWith(t *testing.T, c *meshtest.Cluster, ns string, anchorIdx []int, service, version, appAddr string, adjust func(*workload.Options)) *sidecar {
+	t.Helper()
 	tok, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -66,13 +78,15 @@ func startSidecarIn(t *testing.T, c *meshtest.Cluster, ns string, anchorIdx []in
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *workload.Workload, 1)
 	s := &sidecar{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		s.done <- workload.Run(ctx, workload.Options{
-			Service: service, Namespace: ns, Version: version, App: appAddr,
-			Anchors: anchors, JoinToken: string(tok), LeaseTTL: 2 * time.Second, DrainTime: 200 * time.Millisecond,
-			Ready: func(w *workload.Workload) { ready <- w }, Logger: testLogger(),
-		})
-	}()
+	opts := workload.Options{
+		Service: service, Namespace: ns, Version: version, App: appAddr,
+		Anchors: anchors, JoinToken: string(tok), LeaseTTL: 2 * time.Second, DrainTime: 200 * time.Millisecond,
+		Ready: func(w *workload.Workload) { ready <- w }, Logger: testLogger(),
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	go func() { s.done <- workload.Run(ctx, opts) }()
 	select {
 	case s.w = <-ready:
 	case err := <-s.done:
@@ -417,7 +431,17 @@ func TestCrossScopeTrafficSurvivesRootAndCalleeLoss(t *testing.T) {
 		}
 		eventually(t, 10*time.Second, func() error { _, err := cl.Apply(ctx, objs, false, nil); return err })
 	}
-	applyIn(shop, "apiVersion: canton.dev/v1\nkind: Service\nmetadata: {name: cart}\nspec:\n  ports: [{name: http, port: 8080, protocol: HTTP}]\n")
+	applyIn(shop, `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: cart}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: canton.dev/v1
+kind: Export
+metadata: {name: cart-to-web}
+spec: {services: [cart], to: [web.demo.mesh]}
+`)
 	applyIn(web, `apiVersion: canton.dev/v1
 kind: Service
 metadata: {name: frontend}
@@ -457,6 +481,193 @@ spec:
 		}
 		time.Sleep(200 * time.Millisecond) // web's importer retries meanwhile
 	}
+}
+
+// TestCrossScopeImportNeedsAnExport: scope shop exports orders to web but not
+// cart. web's anchors resolve cart as web and get a negative answer, so
+// web's proxies get no route to it, while orders flows; the admin (no
+// importing scope) still resolves cart. Exporting cart (one of its two
+// ports) lets traffic through with only that port in the answer; deleting
+// the Export takes the route away again.
+func TestCrossScopeImportNeedsAnExport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir(), Anchors: 3, RootVoters: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const web, shop = "web.demo.mesh", "shop.demo.mesh"
+	for scope, anchor := range map[string]string{web: "a2", shop: "a3"} {
+		if _, err := cl.CreateScope(ctx, scope, []string{anchor}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitScope(ctx, scope); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyIn := func(namespace, yaml string) {
+		t.Helper()
+		objs, err := resource.Parse("x.yaml", []byte(yaml), "demo.mesh", namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error { _, err := cl.Apply(ctx, objs, false, nil); return err })
+	}
+	applyIn(shop, `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: cart}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}, {name: admin, port: 9090, protocol: HTTP}]
+---
+apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: orders}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: canton.dev/v1
+kind: Export
+metadata: {name: orders}
+spec: {services: [orders], to: [web.demo.mesh]}
+`)
+	applyIn(web, `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart}
+spec:
+  hosts: [cart.shop.demo.mesh]
+  http:
+  - route:
+    - destination: {host: cart.shop.demo.mesh}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: orders}
+spec:
+  hosts: [orders.shop.demo.mesh]
+  http:
+  - route:
+    - destination: {host: orders.shop.demo.mesh}
+`)
+	startSidecarIn(t, c, shop, []int{2}, "cart", "v1", app(t, "cart"))
+	startSidecarIn(t, c, shop, []int{2}, "orders", "v1", app(t, "orders"))
+	front := startSidecarIn(t, c, web, []int{1}, "frontend", "v1", app(t, "frontend"))
+
+	resolveAs := func(from, name string) *apipb.ResolveResponse {
+		t.Helper()
+		resp, err := cl.Raw().Resolve(ctx, &apipb.ResolveRequest{Name: name, FromScope: from})
+		if err != nil {
+			t.Fatalf("resolve %s from %q: %v", name, from, err)
+		}
+		return resp
+	}
+	if r := resolveAs(web, "cart.shop.demo.mesh"); r.Found || r.Scope != shop || r.Reason != "not exported to web.demo.mesh" {
+		t.Fatalf("cart resolved from web without an Export: found %v, scope %s, reason %q", r.Found, r.Scope, r.Reason)
+	}
+	if r := resolveAs("", "cart.shop.demo.mesh"); !r.Found {
+		t.Fatalf("the admin does not see cart: %+v", r)
+	}
+	if r := resolveAs(shop, "cart.shop.demo.mesh"); !r.Found {
+		t.Fatalf("cart's own scope does not see it: %+v", r)
+	}
+	// A workload asking directly resolves as its own scope, whatever it claims.
+	for _, tc := range []struct {
+		ns, claim string
+		anchor    int
+		found     bool
+	}{
+		{web, "", 1, false}, {web, shop, 1, false}, {web, "", 0, false}, {shop, web, 2, true},
+	} {
+		r := resolveAsWorkload(ctx, t, c, tc.anchor, tc.ns, tc.claim, "cart.shop.demo.mesh")
+		if r.Found != tc.found {
+			t.Fatalf("a workload of %s claiming %q asks %s: found %v (%s), want %v", tc.ns, tc.claim, c.Name(tc.anchor), r.Found, r.Reason, tc.found)
+		}
+	}
+
+	// orders (exported) flows; both names were imported by the same sync,
+	// and cart still has no route.
+	eventually(t, 20*time.Second, func() error {
+		if got := fetch(t, front, "orders.shop.demo.mesh:8080", 3); got["orders"] != 3 {
+			return fmt.Errorf("web -> orders: %v", got)
+		}
+		return nil
+	})
+	for range 3 {
+		if got := fetch(t, front, "cart.shop.demo.mesh:8080", 3); got["cart"] != 0 {
+			r := resolveAs(web, "cart.shop.demo.mesh")
+			t.Fatalf("web reached cart, which shop does not export to it: %v (cart resolved from web now: found %v, reason %q)", got, r.Found, r.Reason)
+		}
+	}
+
+	// Export cart's http port only.
+	applyIn(shop, `apiVersion: canton.dev/v1
+kind: Export
+metadata: {name: cart}
+spec: {services: [cart], to: [web.demo.mesh], ports: [http]}
+`)
+	r := resolveAs(web, "cart.shop.demo.mesh")
+	var svc resource.Object
+	if err := json.Unmarshal(r.Service, &svc); err != nil || !r.Found {
+		t.Fatalf("cart from web after the Export: found %v, %v", r.Found, err)
+	}
+	if got := string(svc.Spec); strings.Contains(got, "admin") || !strings.Contains(got, `"name":"http"`) {
+		t.Fatalf("cart's answer to web shows ports %s, want only http", got)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if got := fetch(t, front, "cart.shop.demo.mesh:8080", 3); got["cart"] != 3 {
+			return fmt.Errorf("web -> cart after the Export: %v", got)
+		}
+		return nil
+	})
+
+	// Withdraw the export: web's proxies lose the route.
+	if _, err := cl.Delete(ctx, "Export", shop, "cart", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if got := fetch(t, front, "cart.shop.demo.mesh:8080", 3); got["cart"] != 0 {
+			return fmt.Errorf("web still reaches cart after the Export was deleted: %v", got)
+		}
+		return nil
+	})
+}
+
+// resolveAsWorkload resolves name on anchor i with the credentials of a
+// workload of namespace ns, claiming to ask from scope claim.
+func resolveAsWorkload(ctx context.Context, t *testing.T, c *meshtest.Cluster, i int, ns, claim, name string) *apipb.ResolveResponse {
+	t.Helper()
+	ca, err := identity.LoadCA(c.DataDir(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := ca.NewCredentials(identity.WorkloadID(ns, "probe"), time.Hour, time.Now(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(c.Addr(i), grpc.WithTransportCredentials(credentials.NewTLS(identity.ClientTLS(creds, identity.AcceptAnchors(c.Mesh())))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := apipb.NewAnchorClient(conn).Resolve(ctx, &apipb.ResolveRequest{Name: name, FromScope: claim})
+	if err != nil {
+		t.Fatalf("resolve %s as a workload of %s on %s: %v", name, ns, c.Name(i), err)
+	}
+	return resp
 }
 
 // startBookinfo starts three anchors, delegates the bookinfo scope to them

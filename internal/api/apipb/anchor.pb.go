@@ -77,12 +77,18 @@ func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipRequest_Change.Descriptor instead.
 func (MembershipRequest_Change) EnumDescriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{25, 0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type ResolveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// from_scope is the scope that asks (the importing scope, set by its
+	// anchors): the owning scope answers only for services an Export in their
+	// namespace exports to it. Empty (the admin): every service is visible.
+	// A workload calling directly is always treated as asking from its own
+	// scope, whatever it sets here.
+	FromScope     string `protobuf:"bytes,2,opt,name=from_scope,json=fromScope,proto3" json:"from_scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -124,6 +130,13 @@ func (x *ResolveRequest) GetName() string {
 	return ""
 }
 
+func (x *ResolveRequest) GetFromScope() string {
+	if x != nil {
+		return x.FromScope
+	}
+	return ""
+}
+
 type ResolveResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`           // as asked
@@ -136,6 +149,7 @@ type ResolveResponse struct {
 	Referrals     []string               `protobuf:"bytes,8,rep,name=referrals,proto3" json:"referrals,omitempty"` // zone cuts followed, outermost first
 	Aliases       []string               `protobuf:"bytes,9,rep,name=aliases,proto3" json:"aliases,omitempty"`     // aliases followed, in order
 	TtlSeconds    uint32                 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	Reason        string                 `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"` // why a negative answer is negative, e.g. "not exported to web.demo.mesh"
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,6 +252,13 @@ func (x *ResolveResponse) GetTtlSeconds() uint32 {
 		return x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *ResolveResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type IssueCertificateRequest struct {
@@ -360,6 +381,142 @@ func (x *IssueCertificateResponse) GetMesh() string {
 	return ""
 }
 
+type RotateCARequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`                              // the scope's domain (its apex)
+	TtlSeconds    uint32                 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // validity of the new CA; 0: the default (365 days)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCARequest) Reset() {
+	*x = RotateCARequest{}
+	mi := &file_apipb_anchor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCARequest) ProtoMessage() {}
+
+func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCARequest.ProtoReflect.Descriptor instead.
+func (*RotateCARequest) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RotateCARequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *RotateCARequest) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type RotateCAResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Revision       uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"` // the scope revision that committed the new CA
+	Scope          string                 `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	PreviousSerial string                 `protobuf:"bytes,3,opt,name=previous_serial,json=previousSerial,proto3" json:"previous_serial,omitempty"` // hex serial of the replaced CA certificate
+	Serial         string                 `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`                                       // hex serial of the new CA certificate
+	Issuer         string                 `protobuf:"bytes,5,opt,name=issuer,proto3" json:"issuer,omitempty"`                                       // common name of the CA that signed it
+	NotAfterUnix   int64                  `protobuf:"varint,6,opt,name=not_after_unix,json=notAfterUnix,proto3" json:"not_after_unix,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RotateCAResponse) Reset() {
+	*x = RotateCAResponse{}
+	mi := &file_apipb_anchor_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCAResponse) ProtoMessage() {}
+
+func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCAResponse.ProtoReflect.Descriptor instead.
+func (*RotateCAResponse) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RotateCAResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RotateCAResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *RotateCAResponse) GetPreviousSerial() string {
+	if x != nil {
+		return x.PreviousSerial
+	}
+	return ""
+}
+
+func (x *RotateCAResponse) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RotateCAResponse) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *RotateCAResponse) GetNotAfterUnix() int64 {
+	if x != nil {
+		return x.NotAfterUnix
+	}
+	return 0
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`                       // the join token's secret part, as printed in join.token
@@ -372,7 +529,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[4]
+	mi := &file_apipb_anchor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +541,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[4]
+	mi := &file_apipb_anchor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +554,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{4}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -443,7 +600,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[5]
+	mi := &file_apipb_anchor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +612,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[5]
+	mi := &file_apipb_anchor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +625,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{5}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinResponse) GetMesh() string {
@@ -531,7 +688,7 @@ type AnchorAddress struct {
 
 func (x *AnchorAddress) Reset() {
 	*x = AnchorAddress{}
-	mi := &file_apipb_anchor_proto_msgTypes[6]
+	mi := &file_apipb_anchor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +700,7 @@ func (x *AnchorAddress) String() string {
 func (*AnchorAddress) ProtoMessage() {}
 
 func (x *AnchorAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[6]
+	mi := &file_apipb_anchor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +713,7 @@ func (x *AnchorAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnchorAddress.ProtoReflect.Descriptor instead.
 func (*AnchorAddress) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{6}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AnchorAddress) GetId() string {
@@ -593,7 +750,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[7]
+	mi := &file_apipb_anchor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +762,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[7]
+	mi := &file_apipb_anchor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +775,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{7}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyRequest) GetScope() string {
@@ -669,7 +826,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[8]
+	mi := &file_apipb_anchor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +838,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[8]
+	mi := &file_apipb_anchor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +851,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{8}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyResponse) GetRevision() uint64 {
@@ -728,7 +885,7 @@ type ProxyDiff struct {
 
 func (x *ProxyDiff) Reset() {
 	*x = ProxyDiff{}
-	mi := &file_apipb_anchor_proto_msgTypes[9]
+	mi := &file_apipb_anchor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +897,7 @@ func (x *ProxyDiff) String() string {
 func (*ProxyDiff) ProtoMessage() {}
 
 func (x *ProxyDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[9]
+	mi := &file_apipb_anchor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +910,7 @@ func (x *ProxyDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyDiff.ProtoReflect.Descriptor instead.
 func (*ProxyDiff) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{9}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProxyDiff) GetProxy() string {
@@ -782,7 +939,7 @@ type ResourceChange struct {
 
 func (x *ResourceChange) Reset() {
 	*x = ResourceChange{}
-	mi := &file_apipb_anchor_proto_msgTypes[10]
+	mi := &file_apipb_anchor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +951,7 @@ func (x *ResourceChange) String() string {
 func (*ResourceChange) ProtoMessage() {}
 
 func (x *ResourceChange) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[10]
+	mi := &file_apipb_anchor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +964,7 @@ func (x *ResourceChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceChange.ProtoReflect.Descriptor instead.
 func (*ResourceChange) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{10}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResourceChange) GetType() string {
@@ -850,7 +1007,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[11]
+	mi := &file_apipb_anchor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1019,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[11]
+	mi := &file_apipb_anchor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1032,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{11}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -915,7 +1072,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[12]
+	mi := &file_apipb_anchor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1084,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[12]
+	mi := &file_apipb_anchor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1097,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{12}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteResponse) GetRevision() uint64 {
@@ -962,7 +1119,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[13]
+	mi := &file_apipb_anchor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1131,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[13]
+	mi := &file_apipb_anchor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1144,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{13}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -1029,7 +1186,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[14]
+	mi := &file_apipb_anchor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1198,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[14]
+	mi := &file_apipb_anchor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1211,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{14}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetResponse) GetRevision() uint64 {
@@ -1088,7 +1245,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1257,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1270,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchRequest) GetScope() string {
@@ -1141,7 +1298,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_apipb_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1310,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1323,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchEvent) GetRevision() uint64 {
@@ -1201,7 +1358,7 @@ type LineageRequest struct {
 
 func (x *LineageRequest) Reset() {
 	*x = LineageRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1370,7 @@ func (x *LineageRequest) String() string {
 func (*LineageRequest) ProtoMessage() {}
 
 func (x *LineageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1383,7 @@ func (x *LineageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageRequest.ProtoReflect.Descriptor instead.
 func (*LineageRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LineageRequest) GetScope() string {
@@ -1262,7 +1419,7 @@ type LineageResponse struct {
 
 func (x *LineageResponse) Reset() {
 	*x = LineageResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1431,7 @@ func (x *LineageResponse) String() string {
 func (*LineageResponse) ProtoMessage() {}
 
 func (x *LineageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1444,7 @@ func (x *LineageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageResponse.ProtoReflect.Descriptor instead.
 func (*LineageResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LineageResponse) GetRecords() []byte {
@@ -1326,7 +1483,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1495,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1508,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
 }
 
 type StatusResponse struct {
@@ -1368,7 +1525,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1537,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1550,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatusResponse) GetAnchorId() string {
@@ -1458,7 +1615,7 @@ type ProxyStatus struct {
 
 func (x *ProxyStatus) Reset() {
 	*x = ProxyStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1627,7 @@ func (x *ProxyStatus) String() string {
 func (*ProxyStatus) ProtoMessage() {}
 
 func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1640,7 @@ func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyStatus.ProtoReflect.Descriptor instead.
 func (*ProxyStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ProxyStatus) GetId() string {
@@ -1588,7 +1745,7 @@ type ScopeStatus struct {
 
 func (x *ScopeStatus) Reset() {
 	*x = ScopeStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1757,7 @@ func (x *ScopeStatus) String() string {
 func (*ScopeStatus) ProtoMessage() {}
 
 func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1770,7 @@ func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeStatus.ProtoReflect.Descriptor instead.
 func (*ScopeStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ScopeStatus) GetDomain() string {
@@ -1696,7 +1853,7 @@ type CreateScopeRequest struct {
 
 func (x *CreateScopeRequest) Reset() {
 	*x = CreateScopeRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1865,7 @@ func (x *CreateScopeRequest) String() string {
 func (*CreateScopeRequest) ProtoMessage() {}
 
 func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1878,7 @@ func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScopeRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateScopeRequest) GetDomain() string {
@@ -1748,7 +1905,7 @@ type CreateScopeResponse struct {
 
 func (x *CreateScopeResponse) Reset() {
 	*x = CreateScopeResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1917,7 @@ func (x *CreateScopeResponse) String() string {
 func (*CreateScopeResponse) ProtoMessage() {}
 
 func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1930,7 @@ func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScopeResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateScopeResponse) GetRevision() uint64 {
@@ -1801,7 +1958,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1970,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1983,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MembershipRequest) GetScope() string {
@@ -1860,7 +2017,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2029,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2042,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MembershipResponse) GetVoters() []string {
@@ -1913,7 +2070,7 @@ type StartReplicaRequest struct {
 
 func (x *StartReplicaRequest) Reset() {
 	*x = StartReplicaRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2082,7 @@ func (x *StartReplicaRequest) String() string {
 func (*StartReplicaRequest) ProtoMessage() {}
 
 func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2095,7 @@ func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaRequest.ProtoReflect.Descriptor instead.
 func (*StartReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StartReplicaRequest) GetScope() string {
@@ -1970,7 +2127,7 @@ type StartReplicaResponse struct {
 
 func (x *StartReplicaResponse) Reset() {
 	*x = StartReplicaResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2139,7 @@ func (x *StartReplicaResponse) String() string {
 func (*StartReplicaResponse) ProtoMessage() {}
 
 func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2152,7 @@ func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaResponse.ProtoReflect.Descriptor instead.
 func (*StartReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
 }
 
 type GrantLeaseRequest struct {
@@ -2008,7 +2165,7 @@ type GrantLeaseRequest struct {
 
 func (x *GrantLeaseRequest) Reset() {
 	*x = GrantLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2177,7 @@ func (x *GrantLeaseRequest) String() string {
 func (*GrantLeaseRequest) ProtoMessage() {}
 
 func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2190,7 @@ func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GrantLeaseRequest) GetScope() string {
@@ -2060,7 +2217,7 @@ type GrantLeaseResponse struct {
 
 func (x *GrantLeaseResponse) Reset() {
 	*x = GrantLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2229,7 @@ func (x *GrantLeaseResponse) String() string {
 func (*GrantLeaseResponse) ProtoMessage() {}
 
 func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2242,7 @@ func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GrantLeaseResponse) GetLeaseId() uint64 {
@@ -2112,7 +2269,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2281,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2294,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KeepAliveRequest) GetScope() string {
@@ -2163,7 +2320,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2332,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2345,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KeepAliveResponse) GetTtlSeconds() uint32 {
@@ -2208,7 +2365,7 @@ type RevokeLeaseRequest struct {
 
 func (x *RevokeLeaseRequest) Reset() {
 	*x = RevokeLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[33]
+	mi := &file_apipb_anchor_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2377,7 @@ func (x *RevokeLeaseRequest) String() string {
 func (*RevokeLeaseRequest) ProtoMessage() {}
 
 func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[33]
+	mi := &file_apipb_anchor_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2390,7 @@ func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RevokeLeaseRequest) GetScope() string {
@@ -2259,7 +2416,7 @@ type RevokeLeaseResponse struct {
 
 func (x *RevokeLeaseResponse) Reset() {
 	*x = RevokeLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[34]
+	mi := &file_apipb_anchor_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2428,7 @@ func (x *RevokeLeaseResponse) String() string {
 func (*RevokeLeaseResponse) ProtoMessage() {}
 
 func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[34]
+	mi := &file_apipb_anchor_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2441,7 @@ func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeLeaseResponse) GetRevision() uint64 {
@@ -2298,9 +2455,11 @@ var File_apipb_anchor_proto protoreflect.FileDescriptor
 
 const file_apipb_anchor_proto_rawDesc = "" +
 	"\n" +
-	"\x12apipb/anchor.proto\x12\rcanton.api.v1\"$\n" +
+	"\x12apipb/anchor.proto\x12\rcanton.api.v1\"C\n" +
 	"\x0eResolveRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x9c\x02\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"from_scope\x18\x02 \x01(\tR\tfromScope\"\xb4\x02\n" +
 	"\x0fResolveResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tcanonical\x18\x02 \x01(\tR\tcanonical\x12\x14\n" +
@@ -2313,7 +2472,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\aaliases\x18\t \x03(\tR\aaliases\x12\x1f\n" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
-	"ttlSeconds\"b\n" +
+	"ttlSeconds\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\"b\n" +
 	"\x17IssueCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1f\n" +
@@ -2322,7 +2482,18 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x18IssueCertificateResponse\x12\x14\n" +
 	"\x05chain\x18\x01 \x03(\fR\x05chain\x12\x16\n" +
 	"\x06bundle\x18\x02 \x03(\fR\x06bundle\x12\x12\n" +
-	"\x04mesh\x18\x03 \x01(\tR\x04mesh\"l\n" +
+	"\x04mesh\x18\x03 \x01(\tR\x04mesh\"H\n" +
+	"\x0fRotateCARequest\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\rR\n" +
+	"ttlSeconds\"\xc3\x01\n" +
+	"\x10RotateCAResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\x12'\n" +
+	"\x0fprevious_serial\x18\x03 \x01(\tR\x0epreviousSerial\x12\x16\n" +
+	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06issuer\x18\x05 \x01(\tR\x06issuer\x12$\n" +
+	"\x0enot_after_unix\x18\x06 \x01(\x03R\fnotAfterUnix\"l\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tanchor_id\x18\x02 \x01(\tR\banchorId\x12\x18\n" +
@@ -2482,7 +2653,7 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"1\n" +
 	"\x13RevokeLeaseResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\x96\t\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\xe3\t\n" +
 	"\x06Anchor\x12?\n" +
 	"\x04Join\x12\x1a.canton.api.v1.JoinRequest\x1a\x1b.canton.api.v1.JoinResponse\x12B\n" +
 	"\x05Apply\x12\x1b.canton.api.v1.ApplyRequest\x1a\x1c.canton.api.v1.ApplyResponse\x12E\n" +
@@ -2498,7 +2669,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"GrantLease\x12 .canton.api.v1.GrantLeaseRequest\x1a!.canton.api.v1.GrantLeaseResponse\x12N\n" +
 	"\tKeepAlive\x12\x1f.canton.api.v1.KeepAliveRequest\x1a .canton.api.v1.KeepAliveResponse\x12T\n" +
 	"\vRevokeLease\x12!.canton.api.v1.RevokeLeaseRequest\x1a\".canton.api.v1.RevokeLeaseResponse\x12c\n" +
-	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponse\x12H\n" +
+	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponse\x12K\n" +
+	"\bRotateCA\x12\x1e.canton.api.v1.RotateCARequest\x1a\x1f.canton.api.v1.RotateCAResponse\x12H\n" +
 	"\aResolve\x12\x1d.canton.api.v1.ResolveRequest\x1a\x1e.canton.api.v1.ResolveResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
 
 var (
@@ -2514,89 +2686,93 @@ func file_apipb_anchor_proto_rawDescGZIP() []byte {
 }
 
 var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_apipb_anchor_proto_goTypes = []any{
 	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
 	(*ResolveRequest)(nil),           // 1: canton.api.v1.ResolveRequest
 	(*ResolveResponse)(nil),          // 2: canton.api.v1.ResolveResponse
 	(*IssueCertificateRequest)(nil),  // 3: canton.api.v1.IssueCertificateRequest
 	(*IssueCertificateResponse)(nil), // 4: canton.api.v1.IssueCertificateResponse
-	(*JoinRequest)(nil),              // 5: canton.api.v1.JoinRequest
-	(*JoinResponse)(nil),             // 6: canton.api.v1.JoinResponse
-	(*AnchorAddress)(nil),            // 7: canton.api.v1.AnchorAddress
-	(*ApplyRequest)(nil),             // 8: canton.api.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 9: canton.api.v1.ApplyResponse
-	(*ProxyDiff)(nil),                // 10: canton.api.v1.ProxyDiff
-	(*ResourceChange)(nil),           // 11: canton.api.v1.ResourceChange
-	(*DeleteRequest)(nil),            // 12: canton.api.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 13: canton.api.v1.DeleteResponse
-	(*GetRequest)(nil),               // 14: canton.api.v1.GetRequest
-	(*GetResponse)(nil),              // 15: canton.api.v1.GetResponse
-	(*WatchRequest)(nil),             // 16: canton.api.v1.WatchRequest
-	(*WatchEvent)(nil),               // 17: canton.api.v1.WatchEvent
-	(*LineageRequest)(nil),           // 18: canton.api.v1.LineageRequest
-	(*LineageResponse)(nil),          // 19: canton.api.v1.LineageResponse
-	(*StatusRequest)(nil),            // 20: canton.api.v1.StatusRequest
-	(*StatusResponse)(nil),           // 21: canton.api.v1.StatusResponse
-	(*ProxyStatus)(nil),              // 22: canton.api.v1.ProxyStatus
-	(*ScopeStatus)(nil),              // 23: canton.api.v1.ScopeStatus
-	(*CreateScopeRequest)(nil),       // 24: canton.api.v1.CreateScopeRequest
-	(*CreateScopeResponse)(nil),      // 25: canton.api.v1.CreateScopeResponse
-	(*MembershipRequest)(nil),        // 26: canton.api.v1.MembershipRequest
-	(*MembershipResponse)(nil),       // 27: canton.api.v1.MembershipResponse
-	(*StartReplicaRequest)(nil),      // 28: canton.api.v1.StartReplicaRequest
-	(*StartReplicaResponse)(nil),     // 29: canton.api.v1.StartReplicaResponse
-	(*GrantLeaseRequest)(nil),        // 30: canton.api.v1.GrantLeaseRequest
-	(*GrantLeaseResponse)(nil),       // 31: canton.api.v1.GrantLeaseResponse
-	(*KeepAliveRequest)(nil),         // 32: canton.api.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 33: canton.api.v1.KeepAliveResponse
-	(*RevokeLeaseRequest)(nil),       // 34: canton.api.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),      // 35: canton.api.v1.RevokeLeaseResponse
-	nil,                              // 36: canton.api.v1.ProxyStatus.LabelsEntry
-	nil,                              // 37: canton.api.v1.ProxyStatus.AckedEntry
+	(*RotateCARequest)(nil),          // 5: canton.api.v1.RotateCARequest
+	(*RotateCAResponse)(nil),         // 6: canton.api.v1.RotateCAResponse
+	(*JoinRequest)(nil),              // 7: canton.api.v1.JoinRequest
+	(*JoinResponse)(nil),             // 8: canton.api.v1.JoinResponse
+	(*AnchorAddress)(nil),            // 9: canton.api.v1.AnchorAddress
+	(*ApplyRequest)(nil),             // 10: canton.api.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 11: canton.api.v1.ApplyResponse
+	(*ProxyDiff)(nil),                // 12: canton.api.v1.ProxyDiff
+	(*ResourceChange)(nil),           // 13: canton.api.v1.ResourceChange
+	(*DeleteRequest)(nil),            // 14: canton.api.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 15: canton.api.v1.DeleteResponse
+	(*GetRequest)(nil),               // 16: canton.api.v1.GetRequest
+	(*GetResponse)(nil),              // 17: canton.api.v1.GetResponse
+	(*WatchRequest)(nil),             // 18: canton.api.v1.WatchRequest
+	(*WatchEvent)(nil),               // 19: canton.api.v1.WatchEvent
+	(*LineageRequest)(nil),           // 20: canton.api.v1.LineageRequest
+	(*LineageResponse)(nil),          // 21: canton.api.v1.LineageResponse
+	(*StatusRequest)(nil),            // 22: canton.api.v1.StatusRequest
+	(*StatusResponse)(nil),           // 23: canton.api.v1.StatusResponse
+	(*ProxyStatus)(nil),              // 24: canton.api.v1.ProxyStatus
+	(*ScopeStatus)(nil),              // 25: canton.api.v1.ScopeStatus
+	(*CreateScopeRequest)(nil),       // 26: canton.api.v1.CreateScopeRequest
+	(*CreateScopeResponse)(nil),      // 27: canton.api.v1.CreateScopeResponse
+	(*MembershipRequest)(nil),        // 28: canton.api.v1.MembershipRequest
+	(*MembershipResponse)(nil),       // 29: canton.api.v1.MembershipResponse
+	(*StartReplicaRequest)(nil),      // 30: canton.api.v1.StartReplicaRequest
+	(*StartReplicaResponse)(nil),     // 31: canton.api.v1.StartReplicaResponse
+	(*GrantLeaseRequest)(nil),        // 32: canton.api.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),       // 33: canton.api.v1.GrantLeaseResponse
+	(*KeepAliveRequest)(nil),         // 34: canton.api.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 35: canton.api.v1.KeepAliveResponse
+	(*RevokeLeaseRequest)(nil),       // 36: canton.api.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),      // 37: canton.api.v1.RevokeLeaseResponse
+	nil,                              // 38: canton.api.v1.ProxyStatus.LabelsEntry
+	nil,                              // 39: canton.api.v1.ProxyStatus.AckedEntry
 }
 var file_apipb_anchor_proto_depIdxs = []int32{
-	7,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	10, // 1: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
-	11, // 2: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
-	23, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
-	7,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	22, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
-	36, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
-	37, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
+	9,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	12, // 1: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
+	13, // 2: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
+	25, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
+	9,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	24, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
+	38, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
+	39, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
 	0,  // 8: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
-	5,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
-	8,  // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
-	12, // 11: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	14, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	16, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	18, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	20, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	24, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	26, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	28, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	30, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	32, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	34, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	7,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
+	10, // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
+	14, // 11: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
+	16, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	18, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	20, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	22, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	26, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	28, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	30, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	32, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	34, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	36, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
 	3,  // 22: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
-	1,  // 23: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
-	6,  // 24: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	9,  // 25: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	13, // 26: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	15, // 27: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	17, // 28: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	19, // 29: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	21, // 30: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	25, // 31: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	27, // 32: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	29, // 33: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	31, // 34: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	33, // 35: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	35, // 36: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	4,  // 37: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	2,  // 38: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
-	24, // [24:39] is the sub-list for method output_type
-	9,  // [9:24] is the sub-list for method input_type
+	5,  // 23: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
+	1,  // 24: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
+	8,  // 25: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	11, // 26: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	15, // 27: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	17, // 28: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	19, // 29: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	21, // 30: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	23, // 31: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	27, // 32: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	29, // 33: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	31, // 34: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	33, // 35: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	35, // 36: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	37, // 37: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	4,  // 38: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	6,  // 39: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
+	2,  // 40: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
+	25, // [25:41] is the sub-list for method output_type
+	9,  // [9:25] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2607,14 +2783,14 @@ func file_apipb_anchor_proto_init() {
 	if File_apipb_anchor_proto != nil {
 		return
 	}
-	file_apipb_anchor_proto_msgTypes[11].OneofWrappers = []any{}
+	file_apipb_anchor_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

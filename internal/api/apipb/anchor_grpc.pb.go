@@ -40,6 +40,7 @@ const (
 	Anchor_KeepAlive_FullMethodName        = "/canton.api.v1.Anchor/KeepAlive"
 	Anchor_RevokeLease_FullMethodName      = "/canton.api.v1.Anchor/RevokeLease"
 	Anchor_IssueCertificate_FullMethodName = "/canton.api.v1.Anchor/IssueCertificate"
+	Anchor_RotateCA_FullMethodName         = "/canton.api.v1.Anchor/RotateCA"
 	Anchor_Resolve_FullMethodName          = "/canton.api.v1.Anchor/Resolve"
 )
 
@@ -78,6 +79,12 @@ type AnchorClient interface {
 	// with a valid certificate for the same identity (rotation). The private key
 	// never leaves the workload.
 	IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error)
+	// RotateCA replaces a scope's CA (the CertificateAuthority "ca" of its
+	// apex) with a new intermediate under the same root: signed by the parent
+	// scope's CA, or for the root scope by the CA sealed in it. Leaves issued
+	// by the old CA stay valid until they expire; workloads get the new CA at
+	// their next rotation. Admin only.
+	RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error)
 	// Resolve answers a mesh name (<service>.<namespace-domain>) the way DNS
 	// does: walking delegations from the deepest scope this anchor knows,
 	// following aliases, with a negative answer for names that do not exist.
@@ -241,6 +248,16 @@ func (c *anchorClient) IssueCertificate(ctx context.Context, in *IssueCertificat
 	return out, nil
 }
 
+func (c *anchorClient) RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateCAResponse)
+	err := c.cc.Invoke(ctx, Anchor_RotateCA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *anchorClient) Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResolveResponse)
@@ -286,6 +303,12 @@ type AnchorServer interface {
 	// with a valid certificate for the same identity (rotation). The private key
 	// never leaves the workload.
 	IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error)
+	// RotateCA replaces a scope's CA (the CertificateAuthority "ca" of its
+	// apex) with a new intermediate under the same root: signed by the parent
+	// scope's CA, or for the root scope by the CA sealed in it. Leaves issued
+	// by the old CA stay valid until they expire; workloads get the new CA at
+	// their next rotation. Admin only.
+	RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error)
 	// Resolve answers a mesh name (<service>.<namespace-domain>) the way DNS
 	// does: walking delegations from the deepest scope this anchor knows,
 	// following aliases, with a negative answer for names that do not exist.
@@ -341,6 +364,9 @@ func (UnimplementedAnchorServer) RevokeLease(context.Context, *RevokeLeaseReques
 }
 func (UnimplementedAnchorServer) IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
+}
+func (UnimplementedAnchorServer) RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateCA not implemented")
 }
 func (UnimplementedAnchorServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resolve not implemented")
@@ -611,6 +637,24 @@ func _Anchor_IssueCertificate_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Anchor_RotateCA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateCARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).RotateCA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_RotateCA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).RotateCA(ctx, req.(*RotateCARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Anchor_Resolve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResolveRequest)
 	if err := dec(in); err != nil {
@@ -687,6 +731,10 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueCertificate",
 			Handler:    _Anchor_IssueCertificate_Handler,
+		},
+		{
+			MethodName: "RotateCA",
+			Handler:    _Anchor_RotateCA_Handler,
 		},
 		{
 			MethodName: "Resolve",
