@@ -167,7 +167,7 @@ func createScopes(ctx context.Context, cl *api.Client, c *meshtest.Cluster, n in
 	// Wait until the last one has a leader.
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	_, err := c.WaitLeader(wctx, fmt.Sprintf("s%d.%s", n-1, c.Mesh()))
+	err := c.WaitScope(wctx, fmt.Sprintf("s%d.%s", n-1, c.Mesh()))
 	return err
 }
 

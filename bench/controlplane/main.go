@@ -135,7 +135,7 @@ func run(o options) (*report, error) {
 
 // setup creates the scope and its content.
 func (b *bench) setup(ctx context.Context) error {
-	if _, err := b.c.WaitLeader(ctx, b.c.Mesh()); err != nil {
+	if err := b.c.WaitScope(ctx, b.c.Mesh()); err != nil {
 		return err
 	}
 	for i := range b.c.Len() {
