@@ -68,6 +68,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		proxyCmd(e),
 		resolveCmd(e),
 		dnsCmd(e),
+		renameCmd(e),
 	)
 	return root
 }

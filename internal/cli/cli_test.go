@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,5 +269,67 @@ spec: {target: loop1.default.demo.mesh, actions: [resolve]}
 	}
 	if _, stderr, code = run(t, c, "", "resolve", "loop1.default"); code == 0 || !strings.Contains(stderr, "alias loop") {
 		t.Fatalf("alias loop: %d %s", code, stderr)
+	}
+}
+
+func TestRenameKeepsUIDAndLeavesAlias(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitScope(ctx, c.Mesh()); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := run(t, c, "", "scope", "create", "shop", "--anchors", "a2,a3"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if err := c.WaitScope(ctx, "shop.demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	manifest := `apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: cart, namespace: payments.shop}
+spec:
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+`
+	if _, stderr, code := run(t, c, manifest, "apply", "-f", "-"); code != 0 {
+		t.Fatal(stderr)
+	}
+	out, stderr, code := run(t, c, "", "get", "service", "cart", "-n", "payments.shop", "-o", "json")
+	if code != 0 {
+		t.Fatalf("get: %s", stderr)
+	}
+	var before struct {
+		Metadata struct{ UID string } `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(out), &before); err != nil || before.Metadata.UID == "" {
+		t.Fatalf("get output %q: %v", out, err)
+	}
+	// a1 hosts only the root: the rename is forwarded to shop's anchors.
+	out, stderr, code = run(t, c, "", "rename", "service", "cart", "basket", "-n", "payments.shop")
+	if code != 0 || !strings.Contains(out, "uid "+before.Metadata.UID) {
+		t.Fatalf("rename: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = run(t, c, "", "resolve", "cart.payments.shop")
+	if code != 0 || !strings.Contains(out, "cart.payments.shop.demo.mesh -> basket.payments.shop.demo.mesh") ||
+		!strings.Contains(out, "service:      basket.payments.shop.demo.mesh (uid "+before.Metadata.UID+")") {
+		t.Fatalf("resolve the old name: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = run(t, c, "", "resolve", "basket.payments.shop")
+	if code != 0 || !strings.Contains(out, "(uid "+before.Metadata.UID+")") {
+		t.Fatalf("resolve the new name: %d %s %s", code, out, stderr)
+	}
+	// The new name is taken now; the old one is an alias.
+	if _, stderr, code = run(t, c, "", "rename", "service", "basket", "cart", "-n", "payments.shop"); code == 0 || !strings.Contains(stderr, "Alias") {
+		t.Fatalf("rename onto the alias: %d %s", code, stderr)
+	}
+	if _, stderr, code = run(t, c, "", "rename", "service", "nope", "x", "-n", "payments.shop"); code == 0 || !strings.Contains(stderr, "does not exist") {
+		t.Fatalf("rename a missing service: %d %s", code, stderr)
+	}
+	if _, stderr, code = run(t, c, "", "rename", "dr", "a", "b"); code == 0 || !strings.Contains(stderr, "only services") {
+		t.Fatalf("rename a DestinationRule: %d %s", code, stderr)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ func proxyCmd(e *env) *cobra.Command {
 		labels    string
 		tokenFile string
 		upstreams string
+		dnsUp     string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --service NAME --scope NAMESPACE --app HOST:PORT --anchors HOST:PORT,... --join-token FILE",
@@ -57,9 +59,13 @@ func proxyCmd(e *env) *cobra.Command {
 				return fmt.Errorf("proxy: --join-token: %w", err)
 			}
 			opts.JoinToken = strings.TrimSpace(string(b))
+			opts.DNSUpstream = splitList(dnsUp)
 			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			opts.Ready = func(w *workload.Workload) {
 				fmt.Fprintf(e.stdout, "proxy for %s.%s: inbound %s (mTLS) -> app %s; outbound %s\n", opts.Service, opts.Namespace, w.Inbound(), opts.App, w.Outbound())
+				if d := w.DNS(); d != "" {
+					fmt.Fprintf(e.stdout, "dns for mesh names on %s (udp and tcp); other names -> %s\n", d, dash(dnsUp))
+				}
 			}
 			return workload.Run(cmd.Context(), opts)
 		},
@@ -77,6 +83,9 @@ func proxyCmd(e *env) *cobra.Command {
 	f.StringVar(&opts.Admin, "admin", "", "HOST:PORT for /ready, /stats/prometheus, /config_dump")
 	f.StringVar(&tokenFile, "join-token", "", "join token file, for the first identity")
 	f.StringVar(&opts.NodeID, "id", "", "proxy ID (default <service>-<version>-<random>)")
+	f.StringVar(&opts.DNS, "dns", "", "HOST:PORT to serve DNS for mesh names on, e.g. 127.0.0.1:15053 (empty: no DNS)")
+	f.StringVar(&dnsUp, "dns-upstream", "", "resolvers for names outside the mesh, HOST:PORT,... (empty: SERVFAIL)")
+	f.DurationVar(&opts.DNSMaxStale, "dns-max-stale", time.Hour, "how long DNS serves the last answer while no anchor answers")
 	f.DurationVar(&opts.LeaseTTL, "lease-ttl", 0, "registration lease TTL (default 10s)")
 	cmd.MarkFlagRequired("service")
 	cmd.MarkFlagRequired("scope")

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
@@ -39,6 +40,7 @@ var registry = []kind{
 	{name: "envoy.filters.http.rbac", typeURL: typeURL(&rbacv3.RBACPerRoute{}), build: perRouteOnly, perRoute: checkRBACPerRoute},
 	{name: "envoy.filters.http.jwt_authn", typeURL: typeURL(&jwtv3.JwtAuthentication{}), build: buildJWTAuthn},
 	{name: "envoy.filters.http.jwt_authn", typeURL: typeURL(&jwtv3.PerRouteConfig{}), build: perRouteOnly, perRoute: checkJWTPerRoute},
+	{name: "envoy.filters.http.ext_authz", typeURL: typeURL(&extauthzv3.ExtAuthz{}), build: buildExtAuthz},
 	{name: "envoy.filters.http.router", typeURL: typeURL(&routerv3.Router{}), terminal: true, build: buildRouter},
 }
 

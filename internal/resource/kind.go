@@ -96,6 +96,8 @@ var kinds = []Kind{
 		newNative: func() nativeSpec { return &CertificateAuthoritySpec{} }},
 	{Name: "Export", Plural: "exports", APIGroup: GroupCanton, Versions: cantonVersions, Namespaced: true, Native: true,
 		newNative: func() nativeSpec { return &ExportSpec{} }},
+	{Name: "ExtensionProvider", Plural: "extensionproviders", APIGroup: GroupCanton, Versions: cantonVersions, Namespaced: false, Native: true,
+		newNative: func() nativeSpec { return &ExtensionProviderSpec{} }},
 }
 
 // lookupTable maps every lower-case spelling (singular, plural, short) to its index in kinds.

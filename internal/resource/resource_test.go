@@ -31,8 +31,8 @@ func TestLookup(t *testing.T) {
 		}
 	}
 	ks := Kinds()
-	if len(ks) != 16 {
-		t.Fatalf("Kinds() has %d kinds, want 16", len(ks))
+	if len(ks) != 17 {
+		t.Fatalf("Kinds() has %d kinds, want 17", len(ks))
 	}
 	for i := 1; i < len(ks); i++ {
 		if ks[i-1].Name >= ks[i].Name {

@@ -123,6 +123,8 @@ func (s *State) prepare(index uint64, m Mutation) (*outcome, *Error) {
 		return s.preparePut(index, m)
 	case OpDelete:
 		return s.prepareDelete(m)
+	case OpRename:
+		return s.prepareRename(index, m)
 	case OpGrantLease:
 		return s.prepareGrantLease(index, m)
 	case OpRevokeLease, OpExpireLeases:

@@ -16,7 +16,9 @@
 // iteration order. The same log applied to two States gives byte-identical Snapshots. Every
 // put is validated with resource.Normalize (a replica never trusts the proposer) and stored
 // in its normalised form. Lease expiry is decided outside (by the leader's lessor, which reads
-// Leases()) and committed as an "expire-leases" mutation.
+// Leases()) and committed as an "expire-leases" mutation. A "rename" moves a Service to a new
+// name keeping its UID and Created, leaves an Alias (resolve, invoke) with the old name
+// pointing at the UID and moves the old name's Workloads, all in one entry.
 //
 // Apply calls come from one goroutine; all read methods are safe for concurrent use.
 //

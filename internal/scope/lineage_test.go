@@ -55,6 +55,7 @@ func fixedLog() []Mutation {
 		{Op: OpDelete, Proposer: admin, Kind: "svc", Namespace: bk, Name: "ratings", IfVersion: u64(2)},
 		{Op: OpSetGovernance, Proposer: admin, Governance: &Governance{Anchors: []AnchorRef{{ID: "a1", NodeID: 1, Voter: true}, {ID: "a2", NodeID: 2, Voter: true}, {ID: "a3", NodeID: 3, Voter: true}}}},
 		{Op: OpNoop, Proposer: "anchor/a1"},
+		{Op: OpRename, Proposer: admin, Kind: "svc", Namespace: bk, Name: "reviews", NewName: "critiques", IfVersion: u64(6)},
 	}
 }
 
@@ -99,8 +100,8 @@ func TestGoldenLineage(t *testing.T) {
 	if err := VerifyLineage(recs); err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 10 { // 12 mutations, minus one rejected delete and the noop
-		t.Errorf("%d lineage records, want 10", len(recs))
+	if len(recs) != 11 { // 13 mutations, minus one rejected delete and the noop
+		t.Errorf("%d lineage records, want 11", len(recs))
 	}
 	var buf bytes.Buffer
 	for _, r := range recs {
@@ -108,13 +109,13 @@ func TestGoldenLineage(t *testing.T) {
 	}
 	checkGolden(t, "lineage.golden", buf.Bytes())
 	idx, head := s.LineageHead()
-	if idx != 11 || head != recs[len(recs)-1].Hash {
+	if idx != 13 || head != recs[len(recs)-1].Hash {
 		t.Errorf("LineageHead = %d %s", idx, head)
 	}
 	if got := s.Lineage(5, 2); len(got) != 2 || got[0].Index != 5 || got[1].Index != 6 {
 		t.Errorf("Lineage(5, 2) = %+v", got)
 	}
-	if got := s.Lineage(9, 0); len(got) != 2 || got[0].Index != 10 {
+	if got := s.Lineage(9, 0); len(got) != 3 || got[0].Index != 10 || got[2].Index != 13 {
 		t.Errorf("Lineage(9, 0) starts at %d with %d records", got[0].Index, len(got))
 	}
 }
@@ -194,7 +195,7 @@ func randomLog(t testing.TB, n int, seed uint64) [][]byte {
 	for i := 0; len(ms) < n; i++ {
 		ns := nss[rng.IntN(len(nss))]
 		name := fmt.Sprintf("o%d", rng.IntN(12))
-		switch rng.IntN(9) {
+		switch rng.IntN(10) {
 		case 0, 1:
 			var objs []resource.Object
 			for j := rng.IntN(4); j >= 0; j-- {
@@ -217,6 +218,12 @@ func randomLog(t testing.TB, n int, seed uint64) [][]byte {
 			o := svc(ns, "v", 80)
 			o.Labels = map[string]string{"k" + name: "v", "a": "b", "z": name}
 			ms = append(ms, Mutation{Op: OpPut, Proposer: admin, Objects: []resource.Object{o}, IfVersion: u64(uint64(rng.IntN(3)))})
+		case 9:
+			from := fmt.Sprintf("s%d", rng.IntN(12))
+			if rng.IntN(4) == 0 {
+				from = "web" // the Service the random Workloads name
+			}
+			ms = append(ms, Mutation{Op: OpRename, Proposer: admin, Namespace: ns, Name: from, NewName: fmt.Sprintf("s%d", rng.IntN(12))})
 		}
 	}
 	return encodeLog(t, ms)

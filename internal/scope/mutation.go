@@ -22,6 +22,7 @@ const (
 	OpGenesis       Op = "genesis"
 	OpSetGovernance Op = "set-governance"
 	OpNoop          Op = "noop"
+	OpRename        Op = "rename"
 )
 
 // Limits on one mutation.
@@ -58,6 +59,10 @@ type Mutation struct {
 	// 0 is invalid) or of a put of exactly one object (same meaning as an IfVersions entry;
 	// do not set both).
 	IfVersion *uint64 `json:"ifVersion,omitempty"`
+	// NewName (rename) is the Service's new name in the same namespace. A rename keeps the
+	// Service's UID and Created, leaves an Alias with the old name pointing at the UID and
+	// moves the Workloads of the old name to the new one, all in one mutation.
+	NewName string `json:"newName,omitempty"`
 
 	// Lease (grant-lease) gives the TTL; its ID must be zero, the scope assigns the index.
 	Lease *Lease `json:"lease,omitempty"`
@@ -170,6 +175,7 @@ func checkShape(m Mutation) error {
 		"kind":       m.Kind != "",
 		"namespace":  m.Namespace != "",
 		"name":       m.Name != "",
+		"newName":    m.NewName != "",
 		"ifVersion":  m.IfVersion != nil,
 		"lease":      m.Lease != nil,
 		"leaseIds":   len(m.LeaseIDs) > 0,
@@ -182,6 +188,8 @@ func checkShape(m Mutation) error {
 		allowed = []string{"objects", "ifVersions", "ifVersion"}
 	case OpDelete:
 		allowed = []string{"kind", "namespace", "name", "ifVersion"}
+	case OpRename:
+		allowed = []string{"kind", "namespace", "name", "newName", "ifVersion"}
 	case OpGrantLease:
 		allowed = []string{"lease"}
 	case OpRevokeLease, OpExpireLeases:
@@ -201,7 +209,7 @@ func checkShape(m Mutation) error {
 		ok[f] = true
 	}
 	// Fixed order, so the message is deterministic.
-	for _, f := range []string{"objects", "ifVersions", "kind", "namespace", "name", "ifVersion", "lease", "leaseIds", "genesis", "governance"} {
+	for _, f := range []string{"objects", "ifVersions", "kind", "namespace", "name", "newName", "ifVersion", "lease", "leaseIds", "genesis", "governance"} {
 		if present[f] && !ok[f] {
 			return fmt.Errorf("%s: not allowed with op %q", f, m.Op)
 		}

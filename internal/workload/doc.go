@@ -4,7 +4,8 @@
 // it rotated, registers the workload in its scope under a lease kept alive
 // by heartbeats, runs the data plane (internal/proxy) against the scope's
 // anchors with the identity served as local secrets, and deregisters at
-// once on a clean shutdown.
+// once on a clean shutdown. With Options.DNS it also serves DNS for mesh names
+// (internal/dns over internal/resolve's cache, asking with the workload's identity).
 //
 // Only internal/cli and tests import this package.
 package workload

@@ -22,8 +22,10 @@ import (
 
 	"canton.dev/canton/internal/api"
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/dns"
 	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/proxy"
+	"canton.dev/canton/internal/resolve"
 	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/xds"
 )
@@ -45,6 +47,17 @@ type Options struct {
 	CertTTL   time.Duration     // default 24h; rotated at half-life
 	DrainTime time.Duration     // how long connections may finish at shutdown; default 5s
 	Logger    *slog.Logger
+	// DNS, if set, is where the sidecar serves DNS for mesh names (UDP and TCP, e.g.
+	// 127.0.0.1:15053; port 0 picks one, see Workload.DNS): answers come from the anchors
+	// through a cache over the workload's own API client, short names are tried in the
+	// workload's namespace, then in the mesh. Empty: no DNS.
+	DNS string
+	// DNSUpstream are the resolvers (host:port) for names outside the mesh; empty: such
+	// names get SERVFAIL. Mesh names are never sent there.
+	DNSUpstream []string
+	// DNSMaxStale bounds how long the last answer is served while no anchor answers;
+	// default 1h.
+	DNSMaxStale time.Duration
 	// Ready, if set, is called once the workload is registered and its proxy runs.
 	Ready func(w *Workload)
 }
@@ -59,6 +72,7 @@ type Workload struct {
 	proxy    *proxy.Proxy
 	inbound  string
 	outbound string
+	dns      *dns.Server
 
 	mu     sync.Mutex
 	creds  *identity.Credentials
@@ -75,6 +89,14 @@ func (w *Workload) Outbound() string { return w.outbound }
 
 // Inbound is the address other proxies reach this workload on.
 func (w *Workload) Inbound() string { return w.inbound }
+
+// DNS is the address of the sidecar's DNS server; empty without Options.DNS.
+func (w *Workload) DNS() string {
+	if w.dns == nil {
+		return ""
+	}
+	return w.dns.Addr()
+}
 
 // Proxy is the running data plane.
 func (w *Workload) Proxy() *proxy.Proxy { return w.proxy }
@@ -145,6 +167,12 @@ func Run(ctx context.Context, opts Options) error {
 		w.deregister(client)
 		return err
 	}
+	if opts.DNS != "" {
+		if w.dns, err = w.newDNS(client); err != nil {
+			w.deregister(client)
+			return err
+		}
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	proxyDone := make(chan error, 1)
@@ -153,6 +181,15 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); w.keepAlive(runCtx, client) }()
 	go func() { defer wg.Done(); w.rotate(runCtx) }()
+	if w.dns != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.dns.Serve(runCtx); err != nil {
+				w.log.Error("dns server failed", "addr", w.dns.Addr(), "err", err)
+			}
+		}()
+	}
 	if opts.Ready != nil {
 		opts.Ready(w)
 	}
@@ -358,6 +395,31 @@ func (w *Workload) rotate(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// newDNS binds the sidecar's DNS server: the anchors answer through a cache over client
+// (the workload's identity, so it sees what its scope may see), short names expand in
+// the workload's namespace, then in the mesh.
+func (w *Workload) newDNS(client *api.Client) (*dns.Server, error) {
+	if w.mesh == "" {
+		return nil, errors.New("proxy: --dns: the anchors did not name the mesh in the certificate response")
+	}
+	search := []string{w.opts.Namespace}
+	if w.opts.Namespace != w.mesh {
+		search = append(search, w.mesh)
+	}
+	srv, err := dns.New(resolve.New(resolve.FromClient(client), w.opts.DNSMaxStale), dns.Options{
+		Listen:        w.opts.DNS,
+		Mesh:          w.mesh,
+		SearchDomains: search,
+		Upstream:      w.opts.DNSUpstream,
+		Logger:        w.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: --dns %s: %w", w.opts.DNS, err)
+	}
+	w.log.Info("serving dns", "addr", srv.Addr(), "search", strings.Join(search, ","))
+	return srv, nil
 }
 
 // dial connects to the scope's anchors with the workload's identity.

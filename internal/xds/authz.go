@@ -76,9 +76,10 @@ func (g *gen) authorizationPolicies() []*authorizationPolicy {
 	return out
 }
 
-// authzFilters translates the AuthorizationPolicies of the node into RBAC filters, in Envoy's
-// evaluation order: CUSTOM (not implemented: enforced as DENY, fail closed), DENY, ALLOW and
-// AUDIT (LOG). Without any policy no filter is added (allow all). With at least one ALLOW
+// authzFilters translates the AuthorizationPolicies of the node into HTTP filters, in Envoy's
+// evaluation order: CUSTOM, DENY, ALLOW and AUDIT (LOG). A CUSTOM policy whose provider is an
+// ExtensionProvider and that selects every request becomes the ext_authz filter (see
+// customAuthz.take); any other CUSTOM policy is enforced as DENY (fail closed) and reported. Without any policy no filter is added (allow all). With at least one ALLOW
 // policy the ALLOW filter is present even if it has no rule left (deny all).
 func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 	aps := g.authorizationPolicies()
@@ -98,12 +99,15 @@ func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 		{name: RBACAllowFilterName, action: rbacconfigv3.RBAC_ALLOW, mode: modeAllow},
 		{name: RBACAuditFilterName, action: rbacconfigv3.RBAC_LOG, mode: modeAudit},
 	}
+	var custom customAuthz
 	for _, ap := range aps {
 		var gr *group
 		switch ap.spec.GetAction() {
 		case security.AuthorizationPolicy_CUSTOM:
+			if custom.take(g, ap) {
+				continue
+			}
 			gr = groups[0]
-			g.skip(ap.ref, "action", fmt.Sprintf(customProviderMissing, ap.spec.GetProvider().GetName()))
 		case security.AuthorizationPolicy_DENY:
 			gr = groups[1]
 		case security.AuthorizationPolicy_ALLOW:
@@ -126,6 +130,9 @@ func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 		}
 	}
 	var out []*hcmv3.HttpFilter
+	if f := custom.filter(); f != nil {
+		out = append(out, f)
+	}
 	for _, gr := range groups {
 		// An ALLOW filter with no policy denies everything, which is what an ALLOW policy
 		// without (usable) rules means; DENY, CUSTOM and AUDIT filters without policies do nothing.

@@ -77,7 +77,7 @@ func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipRequest_Change.Descriptor instead.
 func (MembershipRequest_Change) EnumDescriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{27, 0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type ResolveRequest struct {
@@ -1107,6 +1107,134 @@ func (x *DeleteResponse) GetRevision() uint64 {
 	return 0
 }
 
+type RenameRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"` // absolute
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`           // "Service" (or empty, meaning Service)
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	NewName       string                 `protobuf:"bytes,4,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	IfVersion     *uint64                `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"` // expected version of the Service
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameRequest) Reset() {
+	*x = RenameRequest{}
+	mi := &file_apipb_anchor_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameRequest) ProtoMessage() {}
+
+func (x *RenameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
+func (*RenameRequest) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RenameRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetNewName() string {
+	if x != nil {
+		return x.NewName
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetIfVersion() uint64 {
+	if x != nil && x.IfVersion != nil {
+		return *x.IfVersion
+	}
+	return 0
+}
+
+type RenameResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Uid           string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"` // the Service's UID, unchanged
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameResponse) Reset() {
+	*x = RenameResponse{}
+	mi := &file_apipb_anchor_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameResponse) ProtoMessage() {}
+
+func (x *RenameResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
+func (*RenameResponse) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RenameResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RenameResponse) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`           // canonical kind; empty: all kinds
@@ -1119,7 +1247,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1259,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[15]
+	mi := &file_apipb_anchor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1272,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{15}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -1186,7 +1314,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1326,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[16]
+	mi := &file_apipb_anchor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1339,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{16}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetResponse) GetRevision() uint64 {
@@ -1245,7 +1373,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1385,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[17]
+	mi := &file_apipb_anchor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1398,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{17}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRequest) GetScope() string {
@@ -1298,7 +1426,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1438,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[18]
+	mi := &file_apipb_anchor_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1451,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{18}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchEvent) GetRevision() uint64 {
@@ -1358,7 +1486,7 @@ type LineageRequest struct {
 
 func (x *LineageRequest) Reset() {
 	*x = LineageRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1498,7 @@ func (x *LineageRequest) String() string {
 func (*LineageRequest) ProtoMessage() {}
 
 func (x *LineageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[19]
+	mi := &file_apipb_anchor_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1511,7 @@ func (x *LineageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageRequest.ProtoReflect.Descriptor instead.
 func (*LineageRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{19}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LineageRequest) GetScope() string {
@@ -1419,7 +1547,7 @@ type LineageResponse struct {
 
 func (x *LineageResponse) Reset() {
 	*x = LineageResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1559,7 @@ func (x *LineageResponse) String() string {
 func (*LineageResponse) ProtoMessage() {}
 
 func (x *LineageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[20]
+	mi := &file_apipb_anchor_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1572,7 @@ func (x *LineageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LineageResponse.ProtoReflect.Descriptor instead.
 func (*LineageResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{20}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LineageResponse) GetRecords() []byte {
@@ -1483,7 +1611,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1623,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[21]
+	mi := &file_apipb_anchor_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1636,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{21}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
 }
 
 type StatusResponse struct {
@@ -1525,7 +1653,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1665,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[22]
+	mi := &file_apipb_anchor_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1678,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{22}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatusResponse) GetAnchorId() string {
@@ -1615,7 +1743,7 @@ type ProxyStatus struct {
 
 func (x *ProxyStatus) Reset() {
 	*x = ProxyStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1755,7 @@ func (x *ProxyStatus) String() string {
 func (*ProxyStatus) ProtoMessage() {}
 
 func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[23]
+	mi := &file_apipb_anchor_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1768,7 @@ func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyStatus.ProtoReflect.Descriptor instead.
 func (*ProxyStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{23}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ProxyStatus) GetId() string {
@@ -1745,7 +1873,7 @@ type ScopeStatus struct {
 
 func (x *ScopeStatus) Reset() {
 	*x = ScopeStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1885,7 @@ func (x *ScopeStatus) String() string {
 func (*ScopeStatus) ProtoMessage() {}
 
 func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[24]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1898,7 @@ func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeStatus.ProtoReflect.Descriptor instead.
 func (*ScopeStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{24}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ScopeStatus) GetDomain() string {
@@ -1853,7 +1981,7 @@ type CreateScopeRequest struct {
 
 func (x *CreateScopeRequest) Reset() {
 	*x = CreateScopeRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1993,7 @@ func (x *CreateScopeRequest) String() string {
 func (*CreateScopeRequest) ProtoMessage() {}
 
 func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +2006,7 @@ func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScopeRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateScopeRequest) GetDomain() string {
@@ -1905,7 +2033,7 @@ type CreateScopeResponse struct {
 
 func (x *CreateScopeResponse) Reset() {
 	*x = CreateScopeResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2045,7 @@ func (x *CreateScopeResponse) String() string {
 func (*CreateScopeResponse) ProtoMessage() {}
 
 func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2058,7 @@ func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScopeResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateScopeResponse) GetRevision() uint64 {
@@ -1958,7 +2086,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2098,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2111,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MembershipRequest) GetScope() string {
@@ -2017,7 +2145,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2157,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2170,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MembershipResponse) GetVoters() []string {
@@ -2070,7 +2198,7 @@ type StartReplicaRequest struct {
 
 func (x *StartReplicaRequest) Reset() {
 	*x = StartReplicaRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2210,7 @@ func (x *StartReplicaRequest) String() string {
 func (*StartReplicaRequest) ProtoMessage() {}
 
 func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2223,7 @@ func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaRequest.ProtoReflect.Descriptor instead.
 func (*StartReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StartReplicaRequest) GetScope() string {
@@ -2127,7 +2255,7 @@ type StartReplicaResponse struct {
 
 func (x *StartReplicaResponse) Reset() {
 	*x = StartReplicaResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2267,7 @@ func (x *StartReplicaResponse) String() string {
 func (*StartReplicaResponse) ProtoMessage() {}
 
 func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2280,7 @@ func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaResponse.ProtoReflect.Descriptor instead.
 func (*StartReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
 }
 
 type GrantLeaseRequest struct {
@@ -2165,7 +2293,7 @@ type GrantLeaseRequest struct {
 
 func (x *GrantLeaseRequest) Reset() {
 	*x = GrantLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2305,7 @@ func (x *GrantLeaseRequest) String() string {
 func (*GrantLeaseRequest) ProtoMessage() {}
 
 func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2318,7 @@ func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GrantLeaseRequest) GetScope() string {
@@ -2217,7 +2345,7 @@ type GrantLeaseResponse struct {
 
 func (x *GrantLeaseResponse) Reset() {
 	*x = GrantLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2357,7 @@ func (x *GrantLeaseResponse) String() string {
 func (*GrantLeaseResponse) ProtoMessage() {}
 
 func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2370,7 @@ func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GrantLeaseResponse) GetLeaseId() uint64 {
@@ -2269,7 +2397,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[33]
+	mi := &file_apipb_anchor_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2409,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[33]
+	mi := &file_apipb_anchor_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2422,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KeepAliveRequest) GetScope() string {
@@ -2320,7 +2448,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[34]
+	mi := &file_apipb_anchor_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2460,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[34]
+	mi := &file_apipb_anchor_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2473,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KeepAliveResponse) GetTtlSeconds() uint32 {
@@ -2365,7 +2493,7 @@ type RevokeLeaseRequest struct {
 
 func (x *RevokeLeaseRequest) Reset() {
 	*x = RevokeLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[35]
+	mi := &file_apipb_anchor_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2505,7 @@ func (x *RevokeLeaseRequest) String() string {
 func (*RevokeLeaseRequest) ProtoMessage() {}
 
 func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[35]
+	mi := &file_apipb_anchor_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2518,7 @@ func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{35}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeLeaseRequest) GetScope() string {
@@ -2416,7 +2544,7 @@ type RevokeLeaseResponse struct {
 
 func (x *RevokeLeaseResponse) Reset() {
 	*x = RevokeLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[36]
+	mi := &file_apipb_anchor_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2556,7 @@ func (x *RevokeLeaseResponse) String() string {
 func (*RevokeLeaseResponse) ProtoMessage() {}
 
 func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[36]
+	mi := &file_apipb_anchor_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2569,7 @@ func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{36}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RevokeLeaseResponse) GetRevision() uint64 {
@@ -2541,7 +2669,18 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"if_version\x18\x04 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
 	"\v_if_version\",\n" +
 	"\x0eDeleteResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"h\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\xa3\x01\n" +
+	"\rRenameRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x19\n" +
+	"\bnew_name\x18\x04 \x01(\tR\anewName\x12\"\n" +
+	"\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
+	"\v_if_version\">\n" +
+	"\x0eRenameResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\"h\n" +
 	"\n" +
 	"GetRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
@@ -2653,7 +2792,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"1\n" +
 	"\x13RevokeLeaseResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\xe3\t\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\xaa\n" +
+	"\n" +
 	"\x06Anchor\x12?\n" +
 	"\x04Join\x12\x1a.canton.api.v1.JoinRequest\x1a\x1b.canton.api.v1.JoinResponse\x12B\n" +
 	"\x05Apply\x12\x1b.canton.api.v1.ApplyRequest\x1a\x1c.canton.api.v1.ApplyResponse\x12E\n" +
@@ -2671,7 +2811,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\vRevokeLease\x12!.canton.api.v1.RevokeLeaseRequest\x1a\".canton.api.v1.RevokeLeaseResponse\x12c\n" +
 	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponse\x12K\n" +
 	"\bRotateCA\x12\x1e.canton.api.v1.RotateCARequest\x1a\x1f.canton.api.v1.RotateCAResponse\x12H\n" +
-	"\aResolve\x12\x1d.canton.api.v1.ResolveRequest\x1a\x1e.canton.api.v1.ResolveResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
+	"\aResolve\x12\x1d.canton.api.v1.ResolveRequest\x1a\x1e.canton.api.v1.ResolveResponse\x12E\n" +
+	"\x06Rename\x12\x1c.canton.api.v1.RenameRequest\x1a\x1d.canton.api.v1.RenameResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
 
 var (
 	file_apipb_anchor_proto_rawDescOnce sync.Once
@@ -2686,7 +2827,7 @@ func file_apipb_anchor_proto_rawDescGZIP() []byte {
 }
 
 var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_apipb_anchor_proto_goTypes = []any{
 	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
 	(*ResolveRequest)(nil),           // 1: canton.api.v1.ResolveRequest
@@ -2704,75 +2845,79 @@ var file_apipb_anchor_proto_goTypes = []any{
 	(*ResourceChange)(nil),           // 13: canton.api.v1.ResourceChange
 	(*DeleteRequest)(nil),            // 14: canton.api.v1.DeleteRequest
 	(*DeleteResponse)(nil),           // 15: canton.api.v1.DeleteResponse
-	(*GetRequest)(nil),               // 16: canton.api.v1.GetRequest
-	(*GetResponse)(nil),              // 17: canton.api.v1.GetResponse
-	(*WatchRequest)(nil),             // 18: canton.api.v1.WatchRequest
-	(*WatchEvent)(nil),               // 19: canton.api.v1.WatchEvent
-	(*LineageRequest)(nil),           // 20: canton.api.v1.LineageRequest
-	(*LineageResponse)(nil),          // 21: canton.api.v1.LineageResponse
-	(*StatusRequest)(nil),            // 22: canton.api.v1.StatusRequest
-	(*StatusResponse)(nil),           // 23: canton.api.v1.StatusResponse
-	(*ProxyStatus)(nil),              // 24: canton.api.v1.ProxyStatus
-	(*ScopeStatus)(nil),              // 25: canton.api.v1.ScopeStatus
-	(*CreateScopeRequest)(nil),       // 26: canton.api.v1.CreateScopeRequest
-	(*CreateScopeResponse)(nil),      // 27: canton.api.v1.CreateScopeResponse
-	(*MembershipRequest)(nil),        // 28: canton.api.v1.MembershipRequest
-	(*MembershipResponse)(nil),       // 29: canton.api.v1.MembershipResponse
-	(*StartReplicaRequest)(nil),      // 30: canton.api.v1.StartReplicaRequest
-	(*StartReplicaResponse)(nil),     // 31: canton.api.v1.StartReplicaResponse
-	(*GrantLeaseRequest)(nil),        // 32: canton.api.v1.GrantLeaseRequest
-	(*GrantLeaseResponse)(nil),       // 33: canton.api.v1.GrantLeaseResponse
-	(*KeepAliveRequest)(nil),         // 34: canton.api.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 35: canton.api.v1.KeepAliveResponse
-	(*RevokeLeaseRequest)(nil),       // 36: canton.api.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),      // 37: canton.api.v1.RevokeLeaseResponse
-	nil,                              // 38: canton.api.v1.ProxyStatus.LabelsEntry
-	nil,                              // 39: canton.api.v1.ProxyStatus.AckedEntry
+	(*RenameRequest)(nil),            // 16: canton.api.v1.RenameRequest
+	(*RenameResponse)(nil),           // 17: canton.api.v1.RenameResponse
+	(*GetRequest)(nil),               // 18: canton.api.v1.GetRequest
+	(*GetResponse)(nil),              // 19: canton.api.v1.GetResponse
+	(*WatchRequest)(nil),             // 20: canton.api.v1.WatchRequest
+	(*WatchEvent)(nil),               // 21: canton.api.v1.WatchEvent
+	(*LineageRequest)(nil),           // 22: canton.api.v1.LineageRequest
+	(*LineageResponse)(nil),          // 23: canton.api.v1.LineageResponse
+	(*StatusRequest)(nil),            // 24: canton.api.v1.StatusRequest
+	(*StatusResponse)(nil),           // 25: canton.api.v1.StatusResponse
+	(*ProxyStatus)(nil),              // 26: canton.api.v1.ProxyStatus
+	(*ScopeStatus)(nil),              // 27: canton.api.v1.ScopeStatus
+	(*CreateScopeRequest)(nil),       // 28: canton.api.v1.CreateScopeRequest
+	(*CreateScopeResponse)(nil),      // 29: canton.api.v1.CreateScopeResponse
+	(*MembershipRequest)(nil),        // 30: canton.api.v1.MembershipRequest
+	(*MembershipResponse)(nil),       // 31: canton.api.v1.MembershipResponse
+	(*StartReplicaRequest)(nil),      // 32: canton.api.v1.StartReplicaRequest
+	(*StartReplicaResponse)(nil),     // 33: canton.api.v1.StartReplicaResponse
+	(*GrantLeaseRequest)(nil),        // 34: canton.api.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),       // 35: canton.api.v1.GrantLeaseResponse
+	(*KeepAliveRequest)(nil),         // 36: canton.api.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 37: canton.api.v1.KeepAliveResponse
+	(*RevokeLeaseRequest)(nil),       // 38: canton.api.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),      // 39: canton.api.v1.RevokeLeaseResponse
+	nil,                              // 40: canton.api.v1.ProxyStatus.LabelsEntry
+	nil,                              // 41: canton.api.v1.ProxyStatus.AckedEntry
 }
 var file_apipb_anchor_proto_depIdxs = []int32{
 	9,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
 	12, // 1: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
 	13, // 2: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
-	25, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
+	27, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
 	9,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	24, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
-	38, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
-	39, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
+	26, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
+	40, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
+	41, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
 	0,  // 8: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
 	7,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
 	10, // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
 	14, // 11: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	16, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	18, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	20, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	22, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	26, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	28, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	30, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	32, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	34, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	36, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	18, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	20, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	22, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	24, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	28, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	30, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	32, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	34, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	36, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	38, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
 	3,  // 22: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
 	5,  // 23: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
 	1,  // 24: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
-	8,  // 25: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	11, // 26: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	15, // 27: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	17, // 28: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	19, // 29: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	21, // 30: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	23, // 31: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	27, // 32: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	29, // 33: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	31, // 34: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	33, // 35: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	35, // 36: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	37, // 37: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	4,  // 38: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	6,  // 39: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
-	2,  // 40: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
-	25, // [25:41] is the sub-list for method output_type
-	9,  // [9:25] is the sub-list for method input_type
+	16, // 25: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
+	8,  // 26: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	11, // 27: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	15, // 28: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	19, // 29: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	21, // 30: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	23, // 31: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	25, // 32: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	29, // 33: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	31, // 34: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	33, // 35: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	35, // 36: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	37, // 37: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	39, // 38: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	4,  // 39: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	6,  // 40: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
+	2,  // 41: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
+	17, // 42: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
+	26, // [26:43] is the sub-list for method output_type
+	9,  // [9:26] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2784,13 +2929,14 @@ func file_apipb_anchor_proto_init() {
 		return
 	}
 	file_apipb_anchor_proto_msgTypes[13].OneofWrappers = []any{}
+	file_apipb_anchor_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,7 @@ const (
 	Anchor_IssueCertificate_FullMethodName = "/canton.api.v1.Anchor/IssueCertificate"
 	Anchor_RotateCA_FullMethodName         = "/canton.api.v1.Anchor/RotateCA"
 	Anchor_Resolve_FullMethodName          = "/canton.api.v1.Anchor/Resolve"
+	Anchor_Rename_FullMethodName           = "/canton.api.v1.Anchor/Rename"
 )
 
 // AnchorClient is the client API for Anchor service.
@@ -89,6 +90,10 @@ type AnchorClient interface {
 	// does: walking delegations from the deepest scope this anchor knows,
 	// following aliases, with a negative answer for names that do not exist.
 	Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error)
+	// Rename moves a Service to a new name in its namespace, atomically: it
+	// keeps its UID, the old name becomes an Alias of the UID (resolve, invoke)
+	// and the Workloads of the old name move to the new one. Admin only.
+	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error)
 }
 
 type anchorClient struct {
@@ -268,6 +273,16 @@ func (c *anchorClient) Resolve(ctx context.Context, in *ResolveRequest, opts ...
 	return out, nil
 }
 
+func (c *anchorClient) Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenameResponse)
+	err := c.cc.Invoke(ctx, Anchor_Rename_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AnchorServer is the server API for Anchor service.
 // All implementations must embed UnimplementedAnchorServer
 // for forward compatibility.
@@ -313,6 +328,10 @@ type AnchorServer interface {
 	// does: walking delegations from the deepest scope this anchor knows,
 	// following aliases, with a negative answer for names that do not exist.
 	Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error)
+	// Rename moves a Service to a new name in its namespace, atomically: it
+	// keeps its UID, the old name becomes an Alias of the UID (resolve, invoke)
+	// and the Workloads of the old name move to the new one. Admin only.
+	Rename(context.Context, *RenameRequest) (*RenameResponse, error)
 	mustEmbedUnimplementedAnchorServer()
 }
 
@@ -370,6 +389,9 @@ func (UnimplementedAnchorServer) RotateCA(context.Context, *RotateCARequest) (*R
 }
 func (UnimplementedAnchorServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resolve not implemented")
+}
+func (UnimplementedAnchorServer) Rename(context.Context, *RenameRequest) (*RenameResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rename not implemented")
 }
 func (UnimplementedAnchorServer) mustEmbedUnimplementedAnchorServer() {}
 func (UnimplementedAnchorServer) testEmbeddedByValue()                {}
@@ -673,6 +695,24 @@ func _Anchor_Resolve_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Anchor_Rename_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).Rename(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_Rename_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).Rename(ctx, req.(*RenameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Anchor_ServiceDesc is the grpc.ServiceDesc for Anchor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -739,6 +779,10 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Resolve",
 			Handler:    _Anchor_Resolve_Handler,
+		},
+		{
+			MethodName: "Rename",
+			Handler:    _Anchor_Rename_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
