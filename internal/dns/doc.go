@@ -26,7 +26,7 @@
 //
 // This package imports only the standard library and github.com/miekg/dns (which
 // it names mdns, because the two packages share a name). It may be imported by
-// cmd/canton (canton dns), internal/proxy (DNS built into the proxy) and
+// internal/cli (canton dns), internal/workload (DNS built into the sidecar) and
 // internal/anchor; it must not import any other Canton package, so that the
 // data plane can embed it without pulling in the control plane.
 package dns

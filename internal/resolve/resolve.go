@@ -4,7 +4,7 @@
 // can answer, the last answer is served, marked stale, for up to MaxStale.
 //
 // It implements internal/dns's Resolver, so `canton dns` answers from it.
-// Only internal/cli imports this package.
+// Only internal/cli (canton dns) and internal/workload (the sidecar's DNS) import it.
 package resolve
 
 import (
