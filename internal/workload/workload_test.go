@@ -401,36 +401,8 @@ func statusOf(ctx context.Context, c *meshtest.Cluster, i int) (*apipb.StatusRes
 func TestCrossScopeTrafficSurvivesRootAndCalleeLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir(), Anchors: 5, RootVoters: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := c.Client(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	const web, shop = "web.demo.mesh", "shop.demo.mesh"
-	for scope, anchor := range map[string]string{web: "a4", shop: "a5"} {
-		if _, err := cl.CreateScope(ctx, scope, []string{anchor}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.WaitScope(ctx, scope); err != nil {
-			t.Fatal(err)
-		}
-	}
-	applyIn := func(namespace, yaml string) {
-		t.Helper()
-		objs, err := resource.Parse("x.yaml", []byte(yaml), "demo.mesh", namespace)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 10*time.Second, func() error { _, err := cl.Apply(ctx, objs, false, nil); return err })
-	}
+	c, _, applyIn := startScopes(ctx, t, meshtest.Options{Anchors: 5, RootVoters: 3}, map[string]string{web: "a4", shop: "a5"})
 	applyIn(shop, `apiVersion: canton.dev/v1
 kind: Service
 metadata: {name: cart}
@@ -492,36 +464,8 @@ spec:
 func TestCrossScopeImportNeedsAnExport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := meshtest.Start(ctx, meshtest.Options{Dir: t.TempDir(), Anchors: 3, RootVoters: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := c.Client(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	const web, shop = "web.demo.mesh", "shop.demo.mesh"
-	for scope, anchor := range map[string]string{web: "a2", shop: "a3"} {
-		if _, err := cl.CreateScope(ctx, scope, []string{anchor}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.WaitScope(ctx, scope); err != nil {
-			t.Fatal(err)
-		}
-	}
-	applyIn := func(namespace, yaml string) {
-		t.Helper()
-		objs, err := resource.Parse("x.yaml", []byte(yaml), "demo.mesh", namespace)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 10*time.Second, func() error { _, err := cl.Apply(ctx, objs, false, nil); return err })
-	}
+	c, cl, applyIn := startScopes(ctx, t, meshtest.Options{Anchors: 3, RootVoters: 1}, map[string]string{web: "a2", shop: "a3"})
 	applyIn(shop, `apiVersion: canton.dev/v1
 kind: Service
 metadata: {name: cart}
@@ -696,4 +640,42 @@ func startBookinfo(ctx context.Context, t *testing.T) (*meshtest.Cluster, *api.C
 	apply(t, cl, services)
 	apply(t, cl, routeTo("v1"))
 	return c, cl
+}
+
+// startScopes starts a mesh with opts, delegates each scope to its one
+// anchor, and returns an admin client and a function that applies YAML in a
+// namespace (retrying while scopes settle).
+func startScopes(ctx context.Context, t *testing.T, opts meshtest.Options, scopes map[string]string) (*meshtest.Cluster, *api.Client, func(namespace, yaml string)) {
+	t.Helper()
+	opts.Dir = t.TempDir()
+	c, err := meshtest.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitScope(ctx, "demo.mesh"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	for scope, anchor := range scopes {
+		if _, err := cl.CreateScope(ctx, scope, []string{anchor}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitScope(ctx, scope); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyIn := func(namespace, yaml string) {
+		t.Helper()
+		objs, err := resource.Parse("x.yaml", []byte(yaml), "demo.mesh", namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error { _, err := cl.Apply(ctx, objs, false, nil); return err })
+	}
+	return c, cl, applyIn
 }
