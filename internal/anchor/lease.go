@@ -98,20 +98,13 @@ func (l *lessor) sync(now time.Time) (expired []uint64, live int) {
 // keepAlive renews a lease. ok is false when this replica is not leading or
 // the lease does not exist.
 func (l *lessor) keepAlive(id uint64) (ttl uint32, leading, found bool) {
-	var ls *scope.Lease
-	for _, x := range l.h.state.Leases() {
-		if x.ID == id {
-			x := x
-			ls = &x
-			break
-		}
-	}
+	ls, exists := l.h.state.Lease(id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active {
 		return 0, false, false
 	}
-	if ls == nil {
+	if !exists {
 		return 0, true, false
 	}
 	l.deadlines[id] = time.Now().Add(time.Duration(ls.TTLSeconds) * time.Second)

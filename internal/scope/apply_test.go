@@ -201,6 +201,12 @@ func TestApply(t *testing.T) {
 					if ls := s.Leases(); len(ls) != 1 || ls[0].ID != 4 {
 						t.Errorf("Leases() = %v", ls)
 					}
+					if l, ok := s.Lease(4); !ok || l.ID != 4 {
+						t.Errorf("Lease(4) = %v, %v", l, ok)
+					}
+					if _, ok := s.Lease(3); ok {
+						t.Error("Lease(3) still found after its expiry")
+					}
 					recs := s.Lineage(r.Revision, 1)
 					if len(recs) != 1 || !strings.Contains(string(recs[0].Mutation), `"leaseIds":[3]`) {
 						t.Errorf("lineage records %s, want only the expired lease 3", recs[0].Mutation)

@@ -172,6 +172,14 @@ func (s *State) Leases() []Lease {
 	return out
 }
 
+// Lease returns one lease by ID.
+func (s *State) Lease(id uint64) (Lease, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.leases[id]
+	return l, ok
+}
+
 // Owns reports whether namespace ns is in the scope's zone: the domain itself or a name
 // below it that no Delegation cuts away.
 func (s *State) Owns(ns string) bool {
