@@ -7,7 +7,12 @@
 // request to the scope that governs its namespace — locally when this anchor
 // hosts a replica, otherwise by forwarding to an anchor that does; the lessor
 // expires workload leases while this anchor leads a scope; the reconciler
-// starts replicas of child scopes delegated to this anchor.
+// starts replicas of child scopes delegated to this anchor. Every replica
+// also serves xDS for its scope's proxies from its applied state (xds.go),
+// imports the remote services its policies name (imports.go), gives its
+// scope a sealed, name-constrained CA that signs workload CSRs (ca.go,
+// workload.go), answers resolution like DNS (resolve.go) and, with --http,
+// serves the dashboard (dashboard.go).
 //
 // Data directory layout:
 //
@@ -22,5 +27,5 @@
 //	admin.credentials   the admin's credentials (written at bootstrap)
 //	join.token          what other anchors and proxies present to join
 //
-// Only cmd/canton and internal/meshtest import this package.
+// Only internal/cli and internal/meshtest import this package.
 package anchor
