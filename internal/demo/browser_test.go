@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -191,10 +192,11 @@ func TestDashboardInChromium(t *testing.T) {
 func startDemo(t *testing.T, opts Options) (*Mesh, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out, logs syncBuffer
 	ready := make(chan *Mesh, 1)
 	done := make(chan error, 1)
 	opts.Data, opts.Out = t.TempDir(), &out
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts.Ready = func(m *Mesh) { ready <- m }
 	go func() { done <- Run(ctx, opts) }()
 	stopped := false
@@ -221,7 +223,7 @@ func startDemo(t *testing.T, opts Options) (*Mesh, func()) {
 		t.Fatalf("demo stopped: %v\n%s", err, out.String())
 	case <-time.After(30 * time.Second):
 		stop()
-		t.Fatalf("demo not ready:\n%s", out.String())
+		t.Fatalf("demo not ready:\n%s\nwarnings and errors:\n%s", out.String(), logs.String())
 	}
 	return nil, nil
 }

@@ -229,6 +229,9 @@ func (m *Mesh) waitServing(ctx context.Context) error {
 	defer probe.http.CloseIdleConnections()
 	var last error
 	for {
+		if err := m.fleet.exited(); err != nil {
+			return fmt.Errorf("demo: the sample does not serve: %w", err)
+		}
 		last = m.fleet.ready()
 		if last == nil {
 			r := probe.fetch(ctx, "")

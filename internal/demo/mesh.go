@@ -172,6 +172,20 @@ func (f *fleet) ready() error {
 	return nil
 }
 
+// exited returns why a sidecar of the fleet stopped on its own, nil while
+// every one runs.
+func (f *fleet) exited() error {
+	for _, in := range f.instances {
+		select {
+		case err := <-in.done:
+			in.done <- err // stop receives it again
+			return fmt.Errorf("sidecar %s stopped: %v", in.name(), err)
+		default:
+		}
+	}
+	return nil
+}
+
 // stop shuts the fleet down: each sidecar deregisters (its lease is revoked,
 // so callers stop picking it) and drains, then its application stops.
 func (f *fleet) stop(log *slog.Logger) {

@@ -40,10 +40,14 @@ func (p *Proxy) prepareListeners(s *snapshot, local *localSecrets) (map[string]n
 		if l := p.listeners[name]; (l != nil && l.addr == spec.addr && l.current().virtual == spec.virtual) || !spec.warm(s, local) {
 			continue
 		}
-		ln, err := listen(spec)
+		ln, err := p.listen(spec)
 		if err != nil {
-			for _, o := range starts {
-				o.Close()
+			for n, o := range starts {
+				if a := s.listeners[n].addr; p.opts.Bound[a] == o {
+					p.bound[a] = o // not used after all: keep it for the next attempt
+				} else {
+					o.Close()
+				}
 			}
 			return nil, fmt.Errorf("listener %q: address: %w", name, err)
 		}

@@ -170,8 +170,8 @@ func parseOrigDst(b []byte) (netip.AddrPort, error) {
 }
 
 // listen binds spec's address, or, for a listener with bind_to_port false, returns a listener that
-// only ever reports its address and its close: connections reach it by hand-off.
-func listen(spec *listenerSpec) (net.Listener, error) {
+// only ever reports its address and its close: connections reach it by hand-off. Call with mu held.
+func (p *Proxy) listen(spec *listenerSpec) (net.Listener, error) {
 	if spec.virtual {
 		ap, err := netip.ParseAddrPort(spec.addr)
 		if err != nil {
@@ -179,5 +179,5 @@ func listen(spec *listenerSpec) (net.Listener, error) {
 		}
 		return newChanListener(net.TCPAddrFromAddrPort(ap)), nil
 	}
-	return net.Listen("tcp", spec.addr)
+	return p.bind(spec.addr)
 }

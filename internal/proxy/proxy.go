@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -62,6 +63,11 @@ type Options struct {
 	// never requested from the control plane, so the workload's private key never leaves it. Nil means
 	// every secret comes from SDS.
 	LocalSecrets SecretSource
+	// Bound are sockets the caller already bound, by address (host:port): a listener (or the
+	// admin endpoint) configured with that address serves on the socket instead of binding its
+	// own, so a port chosen in advance cannot be taken by someone else in between. The proxy owns
+	// them and closes those it never used when Run returns.
+	Bound map[string]net.Listener
 }
 
 // Proxy is a running data plane. Create it with New, run it with Run.
@@ -80,7 +86,8 @@ type Proxy struct {
 	applied   map[string]bool              // types received at least once
 	closed    bool
 
-	adminAddr atomic.Value // string
+	bound     map[string]net.Listener // Options.Bound not yet in use; under mu
+	adminAddr atomic.Value            // string
 	ready     atomic.Bool
 	labels    sync.Map // labelKey -> *telemetry.Labels
 	wg        sync.WaitGroup
@@ -100,7 +107,8 @@ func New(o Options) (*Proxy, error) {
 	if o.DrainTime <= 0 {
 		o.DrainTime = 5 * time.Second
 	}
-	p := &Proxy{opts: o, log: o.Logger, metrics: o.Reporter, listeners: map[string]*runningListener{}, applied: map[string]bool{}}
+	p := &Proxy{opts: o, log: o.Logger, metrics: o.Reporter, listeners: map[string]*runningListener{}, applied: map[string]bool{},
+		bound: maps.Clone(o.Bound)}
 	p.snap.Store(emptySnapshot())
 	p.local.Store(emptyLocalSecrets())
 	node := &corev3.Node{Id: o.NodeID, Cluster: o.NodeCluster, UserAgentName: "canton-proxy"}
@@ -147,7 +155,9 @@ func Run(ctx context.Context, o Options) error {
 func (p *Proxy) Run(ctx context.Context) error {
 	var admin *http.Server
 	if p.opts.AdminAddr != "" {
-		ln, err := net.Listen("tcp", p.opts.AdminAddr)
+		p.mu.Lock()
+		ln, err := p.bind(p.opts.AdminAddr)
+		p.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("proxy: admin listener %s: %w", p.opts.AdminAddr, err)
 		}
@@ -196,6 +206,22 @@ func (p *Proxy) shutdown() {
 	for _, c := range p.snap.Load().clusters {
 		c.Close(0)
 	}
+	p.mu.Lock()
+	for addr, ln := range p.bound {
+		ln.Close()
+		delete(p.bound, addr)
+	}
+	p.mu.Unlock()
+}
+
+// bind returns the socket the caller bound for addr (Options.Bound), or binds one. Call with mu
+// held.
+func (p *Proxy) bind(addr string) (net.Listener, error) {
+	if ln, ok := p.bound[addr]; ok {
+		delete(p.bound, addr)
+		return ln, nil
+	}
+	return net.Listen("tcp", addr)
 }
 
 // AdminAddr returns the bound admin address, empty before Run or without one.
@@ -292,6 +318,9 @@ func subscriptions(s *snapshot) xdsclient.Subscriptions {
 func (p *Proxy) Ready() (bool, string) {
 	st := p.xds.Status()
 	if !p.ready.Load() {
+		if st.LastError != "" {
+			return false, "waiting for the first configuration (listeners and clusters); last error: " + st.LastError
+		}
 		return false, "waiting for the first configuration (listeners and clusters)"
 	}
 	if !st.Connected {

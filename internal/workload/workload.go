@@ -122,16 +122,40 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	w := &Workload{opts: opts, log: opts.Logger.With("workload", opts.NodeID), secrets: proxy.NewStaticSecrets()}
 	w.id = identity.WorkloadID(opts.Namespace, opts.Service)
-	var err error
-	if w.inbound, err = pickAddr(opts.Inbound); err != nil {
-		return fmt.Errorf("proxy: --inbound: %w", err)
+	// The proxy's sockets are bound now, before the addresses go into the
+	// workload's registration and node metadata; until the proxy owns them
+	// (proxy.New), they are closed on every way out.
+	bound := map[string]net.Listener{}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			for _, ln := range bound {
+				ln.Close()
+			}
+		}
+	}()
+	bind := func(flag, addr string) (string, error) {
+		a, ln, err := bindAddr(addr)
+		if err != nil {
+			return "", fmt.Errorf("proxy: %s: %w", flag, err)
+		}
+		bound[a] = ln
+		return a, nil
 	}
-	if w.outbound, err = pickAddr(opts.Outbound); err != nil {
-		return fmt.Errorf("proxy: --outbound: %w", err)
+	var err error
+	if w.inbound, err = bind("--inbound", opts.Inbound); err != nil {
+		return err
+	}
+	if opts.App == "" { // client only: the address is registered, nothing listens on it
+		bound[w.inbound].Close()
+		delete(bound, w.inbound)
+	}
+	if w.outbound, err = bind("--outbound", opts.Outbound); err != nil {
+		return err
 	}
 	if opts.Admin != "" {
-		if w.opts.Admin, err = pickAddr(opts.Admin); err != nil {
-			return fmt.Errorf("proxy: --admin: %w", err)
+		if w.opts.Admin, err = bind("--admin", opts.Admin); err != nil {
+			return err
 		}
 	}
 	if err := w.obtainIdentity(ctx); err != nil {
@@ -162,11 +186,13 @@ func Run(ctx context.Context, opts Options) error {
 		LocalSecrets: w.secrets,
 		DrainTime:    opts.DrainTime,
 		Delta:        true, // anchors serve incremental xDS; only changed resources travel
+		Bound:        bound,
 	})
 	if err != nil {
 		w.deregister(client)
 		return err
 	}
+	handedOver = true
 	if opts.DNS != "" {
 		if w.dns, err = w.newDNS(client); err != nil {
 			w.deregister(client)
@@ -209,23 +235,18 @@ func Run(ctx context.Context, opts Options) error {
 	return <-proxyDone
 }
 
-func pickAddr(addr string) (string, error) {
+// bindAddr binds addr (default 127.0.0.1:0) and returns the socket with its
+// address; the proxy serves on that very socket (proxy.Options.Bound), so the
+// port cannot be taken by another process between choosing and serving.
+func bindAddr(addr string) (string, net.Listener, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	host, port, err := net.SplitHostPort(addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if port != "0" {
-		return addr, nil
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return ln.Addr().String(), ln, nil
 }
 
 func splitPort(addr string) (string, uint32) {
