@@ -77,7 +77,8 @@ type Anchor struct {
 	peers    *peerPool
 	xds      *xds.Server
 	imports  *importer
-	kek      []byte // seals the scope CAs' keys in scope state
+	meshWide meshWide // the root namespace's policies, for scopes other than the root
+	kek      []byte   // seals the scope CAs' keys in scope state
 
 	sealingRoot atomic.Bool // the root CA is being sealed into the root scope
 	ctx         context.Context

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/scope"
 	"canton.dev/canton/internal/xds"
 )
@@ -21,10 +22,11 @@ import (
 // xdsSnapshot caches the decoded xDS input of one scope revision; proxies of
 // the scope share it and generate their own resources from it.
 type xdsSnapshot struct {
-	mu      sync.Mutex
-	rev     uint64
-	imports string // fingerprint of the imported objects
-	snap    *xds.Snapshot
+	mu       sync.Mutex
+	rev      uint64
+	imports  string // fingerprint of the imported objects
+	meshWide string // fingerprint of the root namespace's mesh-wide objects
+	snap     *xds.Snapshot
 }
 
 func (a *Anchor) startXDS() error {
@@ -84,21 +86,29 @@ func (a *Anchor) xdsSnapshotOf(h *hosted) (*xds.Snapshot, error) {
 	h.xds.mu.Lock()
 	defer h.xds.mu.Unlock()
 	rev, imp := h.state.Revision(), a.imports.fingerprint(h)
-	if h.xds.snap != nil && h.xds.rev == rev && h.xds.imports == imp {
+	wide, wideFP := a.meshWideFor(h)
+	if h.xds.snap != nil && h.xds.rev == rev && h.xds.imports == imp && h.xds.meshWide == wideFP {
 		return h.xds.snap, nil
 	}
-	snap, err := xds.NewSnapshot(xds.Input{
-		Mesh:        a.meta.Mesh,
-		Scope:       h.domain,
-		Objects:     append(h.state.List("", ""), a.imports.objects(h)...),
-		Revision:    rev,
-		TrustBundle: a.trustBundlePEM(),
-	})
+	snap, err := a.newXDSSnapshot(h, h.state, wide)
 	if err != nil {
 		return nil, err
 	}
-	h.xds.rev, h.xds.imports, h.xds.snap = rev, imp, snap
+	h.xds.rev, h.xds.imports, h.xds.meshWide, h.xds.snap = rev, imp, wideFP, snap
 	return snap, nil
+}
+
+// newXDSSnapshot decodes the xDS input of scope h at state st: its own
+// objects, the services it imports and the mesh-wide policies.
+func (a *Anchor) newXDSSnapshot(h *hosted, st *scope.State, meshWide []resource.Object) (*xds.Snapshot, error) {
+	objs := append(st.List("", ""), a.imports.objects(h)...)
+	return xds.NewSnapshot(xds.Input{
+		Mesh:        a.meta.Mesh,
+		Scope:       h.domain,
+		Objects:     append(objs, meshWide...),
+		Revision:    st.Revision(),
+		TrustBundle: a.trustBundlePEM(),
+	})
 }
 
 func (a *Anchor) trustBundlePEM() []byte {
@@ -114,6 +124,9 @@ func (a *Anchor) trustBundlePEM() []byte {
 func (a *Anchor) notifyXDS(h *hosted) {
 	ch, cancel := h.state.Subscribe()
 	defer cancel()
+	if h.domain != a.meta.Mesh {
+		a.startMeshWide()
+	}
 	a.imports.sync(h)
 	for {
 		select {
@@ -133,7 +146,8 @@ func (a *Anchor) proxyDiffs(h *hosted, after *scope.State) []*apipb.ProxyDiff {
 	if err != nil {
 		return nil
 	}
-	next, err := xds.NewSnapshot(xds.Input{Mesh: a.meta.Mesh, Scope: h.domain, Objects: after.List("", ""), Revision: after.Revision(), TrustBundle: a.trustBundlePEM()})
+	wide, _ := a.meshWideFor(h)
+	next, err := a.newXDSSnapshot(h, after, wide)
 	if err != nil {
 		return nil
 	}
