@@ -28,7 +28,7 @@ type destination struct {
 // resolveDestination finds the cluster of d as written in a resource of namespace ns, for a
 // request that arrived for service s on port p.
 func (g *gen) resolveDestination(d *networking.Destination, ns string, s *service, p servicePort, ref, path string) (destination, bool) {
-	host := qualify(d.GetHost(), ns, g.in.Mesh)
+	host := g.m.canonical(qualify(d.GetHost(), ns, g.in.Mesh))
 	svc, visible := g.isVisible(host)
 	port := d.GetPort().GetNumber()
 	if port == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -321,7 +322,8 @@ func (g *gen) virtualServiceFor(s *service, gatewayRef string) *virtualService {
 		}
 		best := -1
 		for _, h := range vs.hosts {
-			if hostMatches(h, s.host) {
+			// A VirtualService for an old name (an alias) still routes the service.
+			if hostMatches(h, s.host) || slices.Contains(g.m.aliasesOf[s], h) {
 				if sp := hostSpecificity(h); best < 0 || sp < best {
 					best = sp
 				}
@@ -395,8 +397,12 @@ func (g *gen) findDestinationRule(s *service) *destinationRule {
 		spec, rank, sel int
 	}
 	var cands []cand
-	for _, dr := range append(append([]*destinationRule(nil), g.m.drsByHost[s.host]...), g.m.wildcardDRs...) {
-		if !hostMatches(dr.host, s.host) {
+	drs := append([]*destinationRule(nil), g.m.drsByHost[s.host]...)
+	for _, alias := range g.m.aliasesOf[s] {
+		drs = append(drs, g.m.drsByHost[alias]...) // a rule for an old name still applies, after the service's own
+	}
+	for _, dr := range append(drs, g.m.wildcardDRs...) {
+		if !hostMatches(dr.host, s.host) && !slices.Contains(g.m.aliasesOf[s], dr.host) {
 			continue
 		}
 		if !exportedTo(dr.spec.GetExportTo(), dr.namespace, g.node.Namespace, g.in.Mesh) {

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,6 +133,10 @@ type model struct {
 	gateways  []*gateway
 	entries   []workloadEntry       // WorkloadEntries, for ServiceEntry workloadSelectors
 	workloads map[string][]endpoint // Canton Workloads by "<namespace>/<service>"
+	// aliases maps another name of a service (an Alias with the "invoke" action, such as the
+	// old name a rename leaves) to the service; aliasesOf lists them per service, sorted.
+	aliases   map[string]*service
+	aliasesOf map[*service][]string
 	// DestinationRules indexed by exact host, and those with wildcard hosts.
 	drsByHost   map[string][]*destinationRule
 	wildcardDRs []*destinationRule
@@ -181,12 +186,19 @@ func buildModel(in Input) *model {
 }
 
 func (b *modelBuilder) build() {
-	m := &model{services: map[string]*service{}, workloads: map[string][]endpoint{}, drsByHost: map[string][]*destinationRule{}}
+	m := &model{services: map[string]*service{}, workloads: map[string][]endpoint{}, drsByHost: map[string][]*destinationRule{},
+		aliases: map[string]*service{}, aliasesOf: map[*service][]string{}}
 	b.m = m
 	mesh := b.in.Mesh
 	var entries []*networking.ServiceEntry
 	var entryMeta []meta
+	var aliases []resource.Object
+	uids := map[string]*service{}
 	for _, o := range sortObjects(b.in.Objects) {
+		if o.Kind == "Alias" {
+			aliases = append(aliases, o)
+			continue
+		}
 		switch o.Kind {
 		case "Service", "Workload", "ServiceEntry", "WorkloadEntry", "VirtualService", "DestinationRule",
 			"Sidecar", "PeerAuthentication", "Gateway", "AuthorizationPolicy", "RequestAuthentication":
@@ -209,7 +221,9 @@ func (b *modelBuilder) build() {
 				}
 				s.ports = append(s.ports, servicePort{number: p.Port, name: p.Name, protocol: proto})
 			}
-			b.addService(s)
+			if b.addService(s) && o.UID != "" {
+				uids[o.UID] = s
+			}
 		case *resource.WorkloadSpec:
 			key := o.Namespace + "/" + spec.Service
 			m.workloads[key] = append(m.workloads[key], endpoint{address: spec.Address, port: spec.Port, labels: spec.Labels})
@@ -242,6 +256,9 @@ func (b *modelBuilder) build() {
 	for i, se := range entries {
 		b.addServiceEntry(entryMeta[i], se)
 	}
+	for _, o := range aliases {
+		b.addAlias(o, uids)
+	}
 	for _, dr := range m.drs {
 		if strings.HasPrefix(dr.host, "*") {
 			m.wildcardDRs = append(m.wildcardDRs, dr)
@@ -266,14 +283,59 @@ func sortEndpoints(eps []endpoint) {
 	})
 }
 
-// addService registers s unless its host is taken (the first owner keeps it).
-func (b *modelBuilder) addService(s *service) {
+// addService registers s unless its host is taken (the first owner keeps it); it reports
+// whether s was registered.
+func (b *modelBuilder) addService(s *service) bool {
 	sort.SliceStable(s.ports, func(i, j int) bool { return s.ports[i].number < s.ports[j].number })
 	if prev, ok := b.m.services[s.host]; ok {
 		b.skip(s.ref, "", "host "+s.host+" is already defined by "+prev.ref+"; this definition is ignored")
-		return
+		return false
 	}
 	b.m.services[s.host] = s
+	return true
+}
+
+// addAlias makes the name of Alias o another host of the service it points to (by UID, or by
+// fully qualified name), when the alias may be used to invoke it: callers and routes that
+// still use an old name keep reaching the service. A name that is a service itself stays
+// that service. Aliases of aliases are not followed here (resolution follows them).
+func (b *modelBuilder) addAlias(o resource.Object, uids map[string]*service) {
+	typed, err := resource.Typed(o)
+	if err != nil {
+		b.skip(o.Ref(), "", "cannot decode spec: "+err.Error())
+		return
+	}
+	spec := typed.(*resource.AliasSpec)
+	if !slices.Contains(spec.Actions, "invoke") {
+		return
+	}
+	host := o.Name + "." + o.Namespace
+	target := uids[spec.Target]
+	if target == nil {
+		target = b.m.services[strings.ToLower(strings.TrimSuffix(spec.Target, "."))]
+	}
+	if target == nil || !target.native {
+		return // not a service of this snapshot (another scope's, or gone): nothing to route
+	}
+	if prev, ok := b.m.services[host]; ok {
+		b.skip(o.Ref(), "", "host "+host+" is a service ("+prev.ref+"); the alias is not used for routing")
+		return
+	}
+	if _, ok := b.m.aliases[host]; ok {
+		return
+	}
+	b.m.aliases[host] = target
+	b.m.aliasesOf[target] = append(b.m.aliasesOf[target], host)
+	slices.Sort(b.m.aliasesOf[target])
+}
+
+// canonical returns the service host that host names: host itself, or the service an alias
+// points to.
+func (m *model) canonical(host string) string {
+	if s, ok := m.aliases[host]; ok {
+		return s.host
+	}
+	return host
 }
 
 func (b *modelBuilder) addServiceEntry(mt meta, se *networking.ServiceEntry) {

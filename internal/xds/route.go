@@ -90,18 +90,24 @@ func (g *gen) virtualHost(s *service, p servicePort, gatewayRef string, claimed 
 // domains lists the Host/:authority values that reach s on port p: the fully qualified name
 // and its "svc.cluster.local" and mesh-relative spellings, and the short name when s is in
 // the node's namespace, each bare (only on the service's default HTTP port) and with ":port".
+// The names of s's aliases (e.g. its name before a rename) are spelled the same ways, after
+// its own.
 func (g *gen) domains(s *service, p servicePort) []string {
-	names := []string{s.host}
-	if !strings.HasPrefix(s.host, "*.") && resource.IsSubdomain(s.namespace, g.in.Mesh) &&
-		strings.HasSuffix(s.host, "."+s.namespace) {
-		label := strings.TrimSuffix(s.host, "."+s.namespace)
-		if !strings.Contains(label, ".") {
-			if s.namespace == g.node.Namespace {
-				names = append(names, label)
-			}
-			if rel := resource.RelativeNamespace(s.namespace, g.in.Mesh); rel != s.namespace {
-				names = append(names, label+"."+rel, label+"."+rel+clusterLocalSuffix)
-			}
+	var names []string
+	for _, host := range append([]string{s.host}, g.m.aliasesOf[s]...) {
+		names = append(names, host)
+		if strings.HasPrefix(host, "*.") || !resource.IsSubdomain(s.namespace, g.in.Mesh) || !strings.HasSuffix(host, "."+s.namespace) {
+			continue
+		}
+		label := strings.TrimSuffix(host, "."+s.namespace)
+		if strings.Contains(label, ".") {
+			continue
+		}
+		if s.namespace == g.node.Namespace {
+			names = append(names, label)
+		}
+		if rel := resource.RelativeNamespace(s.namespace, g.in.Mesh); rel != s.namespace {
+			names = append(names, label+"."+rel, label+"."+rel+clusterLocalSuffix)
 		}
 	}
 	bare := p.number == defaultHTTPPort(s)
