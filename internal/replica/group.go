@@ -399,3 +399,24 @@ func (g *Group) closeWaiters() {
 	}
 	g.appliedWs = nil
 }
+
+// accepts reports whether a message the transport received from node from may
+// be stepped into g: raft's own sender field must be that node (the transport
+// authenticated it), and the node must be in g's latest applied configuration
+// (voter or learner, on either side of a joint change). Any other node of the
+// host's peers — an anchor of another scope, or one removed from this one —
+// could otherwise disrupt the group, e.g. with a vote at a higher term. A
+// group that has not applied a configuration yet (a replica that is joining)
+// accepts every sender; its leader's first append brings the configuration.
+// Called on the host's loop goroutine.
+func (g *Group) accepts(from uint64, m *raftpb.Message) bool {
+	if m.GetFrom() != from {
+		return false
+	}
+	cs := g.conf
+	if cs == nil || len(cs.GetVoters())+len(cs.GetLearners()) == 0 {
+		return true
+	}
+	return slices.Contains(cs.GetVoters(), from) || slices.Contains(cs.GetLearners(), from) ||
+		slices.Contains(cs.GetVotersOutgoing(), from) || slices.Contains(cs.GetLearnersNext(), from)
+}

@@ -432,6 +432,11 @@ func (h *Host) receive(in incoming) {
 		if g == nil || env.Msg == nil {
 			continue // unknown group (not started here yet): raft retries
 		}
+		if !g.accepts(in.from, env.Msg) {
+			h.log.Debug("dropping a raft message from a node outside the group", "group", g.id, "from", in.from,
+				"claimed", env.Msg.GetFrom(), "type", env.Msg.GetType())
+			continue
+		}
 		if env.Quiesce {
 			h.quiesceFollower(g, env.Msg)
 			continue

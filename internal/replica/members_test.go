@@ -1,0 +1,41 @@
+package replica
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// TestMessagesFromOutsideTheGroupAreDropped: a node the host talks to (the
+// transport authenticated it) but that is not a member of a group cannot
+// step messages into it — a heartbeat at a higher term from node 9 would
+// otherwise make the follower adopt term 1000 and node 9 as its leader — and
+// a member cannot send messages under another member's name. A member's
+// message at a higher term still gets through (the check is not vacuous).
+func TestMessagesFromOutsideTheGroupAreDropped(t *testing.T) {
+	c := newCluster(t, 1, 2, 3)
+	c.noQuiesce = true
+	peers := []uint64{1, 2, 3}
+	for _, id := range peers {
+		c.open(id)
+		c.start(id, "demo.mesh", peers)
+	}
+	lead := c.waitLeader("demo.mesh", peers...)
+	follower := peers[(slices.Index(peers, lead)+1)%3]
+	other := peers[(slices.Index(peers, lead)+2)%3]
+	g := c.group(follower, "demo.mesh")
+	term := g.Status().Term
+	hb := func(from uint64, term uint64) []Envelope {
+		return []Envelope{{Group: "demo.mesh", Msg: &raftpb.Message{Type: raftpb.MessageType_MsgHeartbeat.Enum(), From: new(from), To: new(follower), Term: new(term)}}}
+	}
+	h := c.hosts[follower]
+	h.Receive(9, hb(9, 1000))        // not a member
+	h.Receive(other, hb(lead, 1000)) // a member claiming to be the leader
+	h.Receive(other, hb(other, term+5))
+	waitFor(t, 5*time.Second, "the member's heartbeat at a higher term", func() bool { return g.Status().Term >= term+5 })
+	if st := g.Status(); st.Term >= 1000 || st.Leader == 9 {
+		t.Fatalf("a message from outside the group was stepped: term %d, leader %d", st.Term, st.Leader)
+	}
+}
