@@ -169,6 +169,10 @@ func TestLineageVerifyDetectsTamperedReplica(t *testing.T) {
 	if err := c.Stop(victim); err != nil {
 		t.Fatal(err)
 	}
+	// An anchor that cannot be read is not verified: the check fails, naming it.
+	if out, stderr, code := run(t, c, "", "lineage", "--verify"); code == 0 || !strings.Contains(stderr, "INCOMPLETE") || !strings.Contains(stderr, "[a3] could not be checked") {
+		t.Fatalf("verify with a3 down: code %d out %q stderr %q", code, out, stderr)
+	}
 	db := filepath.Join(c.DataDir(victim), "raft.db")
 	b, err := os.ReadFile(db)
 	if err != nil {

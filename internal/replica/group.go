@@ -142,32 +142,60 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, uint64, error) {
 // ReadIndex is a linearizable read barrier: it returns once this replica has
 // applied everything that was committed when it was called. It fails fast with
 // ErrNoLeader when no leader is known.
+//
+// A follower's request travels to the leader, and is lost if the leader dies
+// (or a message is dropped): raft does not answer it then. So the request is
+// sent again, as a new one, whenever the known leader changes and after every
+// election timeout without an answer; reading an index twice is harmless.
 func (g *Group) ReadIndex(ctx context.Context) error {
 	if g.stLead.Load() == 0 {
 		return ErrNoLeader
 	}
-	req := g.h.nextRequestID()
-	ch := make(chan result, 1)
-	if !g.addWaiter(g.reads, req, ch) {
-		return ErrStopped
-	}
-	rctx := binary.BigEndian.AppendUint64(nil, req)
-	if !g.h.submit(func() { g.h.readIndex(g, rctx) }) {
-		g.removeWaiter(g.reads, req)
-		return ErrStopped
-	}
-	var index uint64
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return r.err
+	retry := time.Duration(g.h.cfg.ElectionTicks) * g.h.cfg.TickInterval
+	for {
+		changed := g.leaderChanged()
+		req := g.h.nextRequestID()
+		ch := make(chan result, 1)
+		if !g.addWaiter(g.reads, req, ch) {
+			return ErrStopped
 		}
-		index = r.index
-	case <-ctx.Done():
+		rctx := binary.BigEndian.AppendUint64(nil, req)
+		if !g.h.submit(func() { g.h.readIndex(g, rctx) }) {
+			g.removeWaiter(g.reads, req)
+			return ErrStopped
+		}
+		t := time.NewTimer(retry)
+		select {
+		case r := <-ch:
+			t.Stop()
+			if r.err != nil {
+				return r.err
+			}
+			return g.waitApplied(ctx, r.index)
+		case <-changed:
+			// Wait for the next leader if there is none yet, within ctx.
+			for {
+				next := g.leaderChanged()
+				if g.stLead.Load() != 0 {
+					break
+				}
+				select {
+				case <-next:
+				case <-ctx.Done():
+					t.Stop()
+					g.removeWaiter(g.reads, req)
+					return ctxErr(ctx, "read index", g.id)
+				}
+			}
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			g.removeWaiter(g.reads, req)
+			return ctxErr(ctx, "read index", g.id)
+		}
+		t.Stop()
 		g.removeWaiter(g.reads, req)
-		return ctxErr(ctx, "read index", g.id)
 	}
-	return g.waitApplied(ctx, index)
 }
 
 // waitApplied blocks until this replica applied index.
