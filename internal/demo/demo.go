@@ -1,13 +1,13 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"sort"
 	"sync"
@@ -121,18 +121,14 @@ func Run(ctx context.Context, opts Options) error {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
-	httpAddr := opts.HTTP
-	if httpAddr == "" {
-		if httpAddr, err = freePort(); err != nil {
-			return fmt.Errorf("demo: a port for the dashboard: %w", err)
-		}
-	}
 	start := time.Now()
-	c, err := meshtest.Start(ctx, meshtest.Options{Dir: dir, TickInterval: 100 * time.Millisecond, RequestTimeout: 5 * time.Second, Logger: opts.Logger, HTTP: httpAddr})
+	c, err := meshtest.Start(ctx, meshtest.Options{Dir: dir, TickInterval: 100 * time.Millisecond, RequestTimeout: 5 * time.Second, Logger: opts.Logger,
+		HTTP: cmp.Or(opts.HTTP, "127.0.0.1:0")})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	httpAddr := c.Anchor(0).HTTPAddr()
 	client, err := c.Client(0)
 	if err != nil {
 		return err
@@ -348,15 +344,6 @@ func (t *terminal) endLive() {
 		fmt.Fprintln(t.w)
 		t.live = ""
 	}
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // manifests parses the sample's base YAML files in name order.
