@@ -39,9 +39,16 @@ const extAuthzFailureHeader = "X-Envoy-Auth-Failure-Mode-Allowed"
 //
 // Supported ExtAuthz fields: grpc_service (see below), transport_api_version
 // (AUTO or V3), failure_mode_allow, failure_mode_allow_header_add,
-// status_on_error and stat_prefix (accepted, unused). Every other field,
-// including with_request_body, http_service and filter_enabled_metadata, is
-// rejected with its name. The filter has no per-route config; an HttpFilter
+// status_on_error, filter_enabled_metadata, filter_enabled and stat_prefix
+// (accepted, unused). Every other field, including with_request_body and
+// http_service, is rejected with its name.
+//
+// filter_enabled_metadata restricts the filter to the requests whose dynamic
+// metadata matches (see requestMetadata; Istio's CUSTOM action matches the
+// shadow policy an RBAC filter before it published); filter_enabled to a
+// fraction of the requests (default_value; runtime_key is accepted and
+// unused, canton has no runtime layer). A request the filter is not enabled
+// for goes on unchecked, without any call. Both set: both must enable it. The filter has no per-route config; an HttpFilter
 // with disabled=true is skipped on every route.
 //
 // grpc_service must be google_grpc with a target_uri (a gRPC target such as
@@ -76,12 +83,15 @@ type extAuthz struct {
 	failOpen    bool
 	failHeader  bool
 	statusOnErr int
+	enabledMeta *metaMatcher // nil: every request
+	enabled     *percent     // nil: every request
 	stats       extAuthzStats
 }
 
-// extAuthzStats counts decisions, like Envoy's ext_authz.* statistics.
+// extAuthzStats counts decisions, like Envoy's ext_authz.* statistics;
+// skipped counts the requests the filter was not enabled for.
 type extAuthzStats struct {
-	ok, denied, errors, failureOpen atomic.Uint64
+	ok, denied, errors, failureOpen, skipped atomic.Uint64
 }
 
 // extAuthzConns shares one client connection per target among every built
@@ -116,7 +126,7 @@ func buildExtAuthz(s spec, cfg *anypb.Any, path string) (Filter, error) {
 		return nil, err
 	}
 	if err := onlyFields(&pb, path, "grpc_service", "transport_api_version", "failure_mode_allow",
-		"failure_mode_allow_header_add", "status_on_error", "stat_prefix"); err != nil {
+		"failure_mode_allow_header_add", "status_on_error", "stat_prefix", "filter_enabled_metadata", "filter_enabled"); err != nil {
 		return nil, err
 	}
 	switch pb.GetTransportApiVersion() {
@@ -130,6 +140,20 @@ func buildExtAuthz(s spec, cfg *anypb.Any, path string) (Filter, error) {
 		failOpen:    pb.GetFailureModeAllow(),
 		failHeader:  pb.GetFailureModeAllowHeaderAdd(),
 		statusOnErr: http.StatusForbidden,
+	}
+	if m := pb.GetFilterEnabledMetadata(); m != nil {
+		mm, err := parseMetadataMatcher(m, path+".filter_enabled_metadata")
+		if err != nil {
+			return nil, err
+		}
+		f.enabledMeta = mm
+	}
+	if fe := pb.GetFilterEnabled(); fe != nil {
+		p, err := parseRuntimePercent(fe, path+".filter_enabled")
+		if err != nil {
+			return nil, err
+		}
+		f.enabled = &p
 	}
 	if se := pb.GetStatusOnError(); se != nil {
 		if err := onlyFields(se, path+".status_on_error", "code"); err != nil {
@@ -200,6 +224,11 @@ func buildExtAuthz(s spec, cfg *anypb.Any, path string) (Filter, error) {
 
 func (f *extAuthz) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) error {
 	if f.disabled {
+		return next.ServeHTTP(w, r)
+	}
+	if f.enabledMeta != nil && !f.enabledMeta.match(metadataOf(r.Context())) ||
+		f.enabled != nil && !f.enabled.sample(f.rand) {
+		f.stats.skipped.Add(1)
 		return next.ServeHTTP(w, r)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), f.timeout)

@@ -261,7 +261,7 @@ func TestExtAuthzConfigErrors(t *testing.T) {
 		{"zero timeout", func(c *extauthzv3.ExtAuthz) { c.GetGrpcService().Timeout = durationpb.New(0) }, "timeout"},
 		{"status_on_error", func(c *extauthzv3.ExtAuthz) { c.StatusOnError = &typev3.HttpStatus{Code: 42} }, "status_on_error.code"},
 		{"v2", func(c *extauthzv3.ExtAuthz) { c.TransportApiVersion = corev3.ApiVersion_V2 }, "transport_api_version"},
-		{"filter_enabled_metadata", func(c *extauthzv3.ExtAuthz) { c.ClearRouteCache = true }, "clear_route_cache"},
+		{"clear_route_cache", func(c *extauthzv3.ExtAuthz) { c.ClearRouteCache = true }, "clear_route_cache"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

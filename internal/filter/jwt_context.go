@@ -12,7 +12,7 @@ const (
 	istioAuthnNamespace = "istio_authn"
 )
 
-var metadataNamespaces = map[string]struct{}{jwtAuthnName: {}, istioAuthnNamespace: {}}
+var metadataNamespaces = map[string]struct{}{jwtAuthnName: {}, istioAuthnNamespace: {}, rbacMetadataNamespace: {}}
 
 // JWT is what envoy.filters.http.jwt_authn learned from the verified tokens
 // of a request. The filter stores it in the request context (WithJWT) for

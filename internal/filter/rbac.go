@@ -21,13 +21,22 @@ const rbacDeniedBody = "RBAC: access denied"
 // policies of its rules, and evaluates shadow_rules without enforcing them.
 //
 // Supported RBAC filter fields: rules, shadow_rules, rules_stat_prefix and
-// shadow_rules_stat_prefix (canton has no per-filter stats, they are
-// accepted and unused). Per route, RBACPerRoute.rbac replaces the filter's
+// shadow_rules_stat_prefix (canton has no per-filter stats; the shadow
+// prefix also prefixes the metadata keys, as in Envoy). Per route, RBACPerRoute.rbac replaces the filter's
 // config; an RBACPerRoute without rbac disables the filter on that route.
 // Rejected: matcher, shadow_matcher, track_per_rule_stats, and in the
 // policies audit_logging_options, condition, checked_condition,
 // cel_config. The supported permissions and principals are listed on
 // parseRule.
+//
+// shadow_rules are evaluated on every request and never enforced; their
+// outcome is published as the request's dynamic metadata in the namespace
+// envoy.filters.http.rbac (Envoy's): [prefix]shadow_engine_result
+// ("allowed" or "denied") always, and [prefix]shadow_effective_policy_id
+// (the first matching policy's name, in name order) when a policy matched.
+// Later filters match it with a MetadataMatcher: this is how Istio's CUSTOM
+// action sends only the requests matching its rules to ext_authz
+// (filter_enabled_metadata).
 //
 // Semantics are Envoy's: with action ALLOW a request passes iff some policy
 // matches; with DENY it passes iff none matches; LOG always passes. A policy
@@ -46,7 +55,8 @@ const rbacDeniedBody = "RBAC: access denied"
 // the server's local address (http.LocalAddrContextKey),
 // requested_server_name from r.TLS, url_path from the escaped path without
 // the query (r.URL.RawPath, which the proxy sets to its normalized path, else
-// r.URL.Path), and metadata from the verified JWT (JWTFrom). Matching does
+// r.URL.Path), and metadata from the request's dynamic metadata (the
+// verified JWT, JWTFrom, and earlier RBAC filters' shadow results). Matching does
 // not allocate, except for the joined value of a header that occurs several
 // times, a ":path" header matcher on a request with a query, and a safe_regex
 // over a principal name.
@@ -60,6 +70,9 @@ type rbac struct {
 type rbacConfig struct {
 	rules  *rbacEngine // nil: nothing enforced
 	shadow *rbacEngine // nil: no shadow evaluation
+	// shadowPolicyKey and shadowResultKey are the metadata keys of the shadow
+	// result: shadow_rules_stat_prefix + Envoy's key names.
+	shadowPolicyKey, shadowResultKey string
 }
 
 // rbacStats counts decisions, like Envoy's rbac.* statistics.
@@ -123,6 +136,8 @@ func parseRBACFilter(pb *rbacv3.RBAC, path string) (*rbacConfig, error) {
 		if c.shadow, err = parseRBACEngine(pb.GetShadowRules(), path+".shadow_rules"); err != nil {
 			return nil, err
 		}
+		prefix := pb.GetShadowRulesStatPrefix()
+		c.shadowPolicyKey, c.shadowResultKey = prefix+rbacShadowPolicyKey, prefix+rbacShadowResultKey
 	}
 	return c, nil
 }
@@ -227,11 +242,23 @@ func (f *rbac) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) e
 	}
 	in := rbacInput{r: r, ri: ri}
 	if c.shadow != nil {
-		if allowed, _ := c.shadow.eval(&in); allowed {
+		allowed, policy := c.shadow.eval(&in)
+		result := rbacResultAllowed
+		if allowed {
 			f.stats.shadowAllowed.Add(1)
 		} else {
 			f.stats.shadowDenied.Add(1)
+			result = rbacResultDenied
 		}
+		// Envoy's dynamic metadata: the engine's result always, the matched
+		// policy only when one matched. Published before enforcement, as
+		// Envoy does, so a denied request's access log has it too.
+		fields := map[string]string{c.shadowResultKey: result}
+		if policy != "" {
+			fields[c.shadowPolicyKey] = policy
+		}
+		r = r.WithContext(withRBACMetadata(r.Context(), fields))
+		in.r, in.metaDone = r, false
 	}
 	if c.rules != nil {
 		allowed, policy := c.rules.eval(&in)
@@ -255,10 +282,10 @@ type rbacInput struct {
 	r  *http.Request
 	ri *reqInfo
 
-	srcDone, dstDone, jwtDone bool
-	src                       netip.Addr
-	dst                       netip.AddrPort
-	jwt                       *JWT
+	srcDone, dstDone, metaDone bool
+	src                        netip.Addr
+	dst                        netip.AddrPort
+	meta                       requestMetadata
 }
 
 // principal returns the authenticated peer's principal ("" for none).
@@ -300,12 +327,14 @@ func (in *rbacInput) destination() netip.AddrPort {
 	return in.dst
 }
 
-func (in *rbacInput) token() *JWT {
-	if !in.jwtDone {
-		in.jwtDone = true
-		in.jwt, _ = JWTFrom(in.r.Context())
+// metadata is the request's dynamic metadata (the verified JWT, earlier
+// RBAC filters' shadow results).
+func (in *rbacInput) metadata() requestMetadata {
+	if !in.metaDone {
+		in.metaDone = true
+		in.meta = metadataOf(in.r.Context())
 	}
-	return in.jwt
+	return in.meta
 }
 
 type destKey struct{}

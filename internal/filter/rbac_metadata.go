@@ -148,7 +148,7 @@ func (m *valMatcher) match(v any, missing bool) bool {
 }
 
 // metaMatcher is a compiled envoy.type.matcher.v3.MetadataMatcher over the
-// metadata namespaces canton's filters publish (see jwtMetadata).
+// metadata namespaces canton's filters publish (see requestMetadata).
 type metaMatcher struct {
 	filter string
 	path   []string
@@ -167,8 +167,8 @@ func parseMetadataMatcher(m *matcherv3.MetadataMatcher, path string) (*metaMatch
 		return nil, fmt.Errorf("%s.filter: required", path)
 	}
 	if _, ok := metadataNamespaces[m.GetFilter()]; !ok {
-		return nil, fmt.Errorf("%s.filter: metadata namespace %q is not supported by canton (supported: %s, %s)",
-			path, m.GetFilter(), jwtAuthnName, istioAuthnNamespace)
+		return nil, fmt.Errorf("%s.filter: metadata namespace %q is not supported by canton (supported: %s, %s, %s)",
+			path, m.GetFilter(), jwtAuthnName, istioAuthnNamespace, rbacMetadataNamespace)
 	}
 	if len(m.GetPath()) == 0 {
 		return nil, fmt.Errorf("%s.path: at least one segment required", path)
@@ -188,9 +188,9 @@ func parseMetadataMatcher(m *matcherv3.MetadataMatcher, path string) (*metaMatch
 	return mm, nil
 }
 
-// match looks the path up in the request's JWT metadata (none when j is nil)
-// and applies the value matcher, then invert.
-func (m *metaMatcher) match(j *JWT) bool {
-	v, ok := j.metadataValue(m.filter, m.path)
+// match looks the path up in the request's dynamic metadata and applies the
+// value matcher, then invert.
+func (m *metaMatcher) match(md requestMetadata) bool {
+	v, ok := md.value(m.filter, m.path)
 	return m.value.match(v, !ok) != m.invert
 }

@@ -121,7 +121,8 @@ func parsePermissionSet(kind ruleKind, rules []*rbacconfigv3.Permission, path st
 // parsePrincipal compiles a Principal. Supported: any, and_ids, or_ids,
 // not_id, authenticated (with or without principal_name), source_ip,
 // direct_remote_ip, remote_ip, header, url_path, metadata (the JWT
-// namespaces, see JWT). Rejected: filter_state, sourced_metadata, custom.
+// namespaces, see JWT, and envoy.filters.http.rbac, see requestMetadata).
+// Rejected: filter_state, sourced_metadata, custom.
 func parsePrincipal(pb *rbacconfigv3.Principal, path string, depth int) (rule, error) {
 	if pb == nil {
 		return rule{}, fmt.Errorf("%s: empty principal", path)
@@ -281,7 +282,7 @@ func (rl *rule) match(in *rbacInput) bool {
 	case ruleSrcIP:
 		return rl.prefix.Contains(in.source())
 	case ruleMetadata:
-		return rl.meta.match(in.token())
+		return rl.meta.match(in.metadata())
 	}
 	return false
 }
