@@ -66,7 +66,8 @@ type Anchor struct {
 	cfg      Config
 	log      *slog.Logger
 	meta     *meta
-	creds    *identity.Credentials
+	creds    *identity.Credentials // as loaded at start; tls holds the current ones
+	tls      *identity.Source      // credentials presented and bundle trusted, renewed and rotated live
 	book     *book
 	host     *replica.Host
 	trans    *replica.GRPCTransport
@@ -169,7 +170,8 @@ func (a *Anchor) init(ctx context.Context) error {
 		return err
 	}
 	mesh := m.Mesh
-	clientTLS := identity.ClientTLS(a.creds, func(id identity.ID) error { return requireAnchor(mesh, id) })
+	a.tls = identity.NewSource(a.creds)
+	clientTLS := identity.ClientTLSFrom(a.tls, func(id identity.ID) error { return requireAnchor(mesh, id) })
 	a.peers = newPeerPool(clientTLS)
 
 	a.trans, err = replica.NewGRPCTransport(replica.GRPCConfig{
@@ -194,7 +196,7 @@ func (a *Anchor) init(ctx context.Context) error {
 	}
 
 	a.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(identity.ServerTLS(a.creds))),
+		grpc.Creds(credentials.NewTLS(identity.ServerTLSFrom(a.tls))),
 		grpc.ChainUnaryInterceptor(a.authUnary),
 		grpc.ChainStreamInterceptor(a.authStream),
 	)
@@ -232,6 +234,11 @@ func (a *Anchor) init(ctx context.Context) error {
 			return err
 		}
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.followTrust()
+	}()
 	a.log.Info("anchor serving", "addr", a.lis.Addr().String(), "mesh", m.Mesh, "scopes", len(a.scopes))
 	return nil
 }

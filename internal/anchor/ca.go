@@ -201,8 +201,8 @@ func (a *Anchor) rotateCA(ctx context.Context, h *hosted, ttl time.Duration) (*a
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "rotate CA of %s: %v", h.domain, err)
 	}
-	if !bytes.Equal(ca.Root().Raw, old.Root().Raw) {
-		return nil, status.Errorf(codes.FailedPrecondition, "rotate CA of %s: the new CA would chain to another root than the current one (%q); rotating the root is not supported", h.domain, old.Root().Subject.CommonName)
+	if !bytes.Equal(ca.Root().Raw, old.Root().Raw) && !identity.InBundle(ca.TrustBundle(), old.Root()) {
+		return nil, status.Errorf(codes.FailedPrecondition, "rotate CA of %s: the new CA would chain to root %q, which neither is the current root (%q) nor trusts it; rotate the root with 'canton mesh rotate-root'", h.domain, ca.Root().Subject.CommonName, old.Root().Subject.CommonName)
 	}
 	obj, err := caObject(h.domain, ca, a.kek)
 	if err != nil {
@@ -215,6 +215,13 @@ func (a *Anchor) rotateCA(ctx context.Context, h *hosted, ttl time.Duration) (*a
 	}
 	a.log.Info("scope CA rotated", "scope", h.domain, "previous_serial", old.Cert.SerialNumber.Text(16),
 		"serial", ca.Cert.SerialNumber.Text(16), "issuer", signer.Cert.Subject.CommonName, "not_after", ca.Cert.NotAfter)
+	if !identity.SameCerts(ca.TrustBundle(), old.TrustBundle()) || len(ca.TrustBundle()) > 1 {
+		// A root rotation (started, finished or in progress: resuming an
+		// interrupted cascade): the scopes below follow (see root_rotate.go).
+		if _, err := a.cascadeRotation(ctx, h); err != nil {
+			return nil, err
+		}
+	}
 	return &apipb.RotateCAResponse{
 		Revision:       res.Revision,
 		Scope:          h.domain,
@@ -264,34 +271,46 @@ func (a *Anchor) parentCA(ctx context.Context, h *hosted) (*identity.CA, error) 
 	return openCAObject(objs[0], a.kek)
 }
 
-// rootCA is the mesh root CA: from disk on the bootstrap anchor, else from the
-// root scope's state when this anchor hosts it.
+// rootCA is the CA that signs anchors' certificates: the root scope's CA when
+// this anchor hosts the root scope and it is sealed (it follows root
+// rotations), else the mesh CA on the bootstrap anchor's disk.
 func (a *Anchor) rootCA() (*identity.CA, error) {
-	if ca, err := identity.LoadCA(a.cfg.DataDir); err == nil {
-		return ca, nil
+	if h, ok := a.scope(a.meta.Mesh); ok {
+		if ca, err := a.scopeCA(h); err == nil {
+			return ca, nil
+		}
 	}
-	h, ok := a.scope(a.meta.Mesh)
-	if !ok {
-		return nil, fmt.Errorf("anchor %s holds no replica of the root scope", a.meta.ID)
+	ca, err := identity.LoadCA(a.cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("anchor %s holds neither a sealed root scope CA nor the mesh CA", a.meta.ID)
 	}
-	return a.scopeCA(h)
+	return ca, nil
 }
 
 // signWorkload signs a workload CSR with the CA of the scope that governs the
 // identity's namespace. The chain sent back holds the scope CAs below the
-// root; the bundle holds the root.
+// root (and, during a root rotation, the new root certified by the old one);
+// the bundle holds the root, or the old and new roots during a rotation.
 func signWorkload(ca *identity.CA, csr []byte, want identity.ID, ttl time.Duration) (chain, bundle [][]byte, err error) {
 	cert, err := ca.SignCSR(csr, want, ttl, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}
-	chain = [][]byte{cert.Raw}
-	all := append([]*x509.Certificate{ca.Cert}, ca.Parents...)
-	root := all[len(all)-1]
-	for _, c := range all[:len(all)-1] {
-		chain = append(chain, c.Raw)
+	return derChain(cert, ca), derCerts(ca.TrustBundle()), nil
+}
+
+// derChain is what a certificate issued by ca presents: itself, then ca's
+// Chain (the scope CAs below the root, then any cross certificate).
+func derChain(cert *x509.Certificate, ca *identity.CA) [][]byte {
+	return append([][]byte{cert.Raw}, derCerts(ca.Chain())...)
+}
+
+func derCerts(certs []*x509.Certificate) [][]byte {
+	out := make([][]byte, 0, len(certs))
+	for _, c := range certs {
+		out = append(out, c.Raw)
 	}
-	return chain, [][]byte{root.Raw}, nil
+	return out
 }
 
 // holdsRootCA reports whether the mesh root CA's key is in this anchor's data dir.

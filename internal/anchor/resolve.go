@@ -12,6 +12,7 @@ import (
 
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/identity"
+	"canton.dev/canton/internal/resolve/proof"
 	"canton.dev/canton/internal/resource"
 )
 
@@ -48,55 +49,117 @@ func (s *server) Resolve(ctx context.Context, req *apipb.ResolveRequest) (*apipb
 	return resp, nil
 }
 
-// resolve answers name for scope from ("" for the admin: no export check).
+// resolve answers name for scope from ("" for the admin: no export check),
+// with the proof of the answer (resp.Proof).
 func (a *Anchor) resolve(ctx context.Context, name, from string, seen map[string]bool) (*apipb.ResolveResponse, error) {
-	svc, ns, ok := strings.Cut(name, ".")
-	if !ok || svc == "" || !inZone(ns, a.meta.Mesh) {
-		return nil, status.Errorf(codes.InvalidArgument, "resolve %q: want <service>.<namespace> inside mesh %s", name, a.meta.Mesh)
-	}
-	h, remote, err := a.governing(ns)
+	resp, p, err := a.resolveProved(ctx, name, from, seen)
 	if err != nil {
 		return nil, err
 	}
+	resp.Proof = p.Marshal()
+	return resp, nil
+}
+
+// resolveProved resolves name and proves it: one step per name looked up.
+func (a *Anchor) resolveProved(ctx context.Context, name, from string, seen map[string]bool) (*apipb.ResolveResponse, *proof.Proof, error) {
+	svc, ns, ok := strings.Cut(name, ".")
+	if !ok || svc == "" || !inZone(ns, a.meta.Mesh) {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "resolve %q: want <service>.<namespace> inside mesh %s", name, a.meta.Mesh)
+	}
+	h, remote, err := a.governing(ns)
+	if err != nil {
+		return nil, nil, err
+	}
 	if h == nil {
-		resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ResolveResponse, error) {
-			return c.Resolve(ctx, &apipb.ResolveRequest{Name: name, FromScope: from})
-		})
-		if err != nil {
-			return nil, err
-		}
-		if cut := a.cutFor(ns); cut != "" {
-			resp.Referrals = append([]string{cut}, resp.Referrals...)
-		}
-		return resp, nil
+		return a.resolveRemote(ctx, name, ns, from, remote)
 	}
 	if err := a.readIndex(ctx, h); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if o, ok := h.state.Get("Service", ns, svc); ok {
-		return a.answer(h, o, from)
+		resp, err := a.answer(h, o, from)
+		if err != nil {
+			return nil, nil, err
+		}
+		return a.proved(h, name, resp)
 	}
 	if al, ok := h.state.Get("Alias", ns, svc); ok {
 		if seen[name] || len(seen) >= maxAliasHops {
-			return nil, status.Errorf(codes.FailedPrecondition, "resolve: alias loop or more than %d aliases at %s", maxAliasHops, name)
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "resolve: alias loop or more than %d aliases at %s", maxAliasHops, name)
 		}
 		seen[name] = true
 		t, err := resource.Typed(al)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		target := strings.ToLower(t.(*resource.AliasSpec).Target)
 		if o, ok := serviceByUID(h, target); ok {
 			target = o.Name + "." + o.Namespace
 		}
-		resp, err := a.resolve(ctx, target, from, seen)
+		step, err := a.signAlias(h, name, target)
 		if err != nil {
-			return nil, err
+			return nil, nil, statusOf(err)
+		}
+		resp, p, err := a.resolveProved(ctx, target, from, seen)
+		if err != nil {
+			return nil, nil, err
 		}
 		resp.Aliases = append([]string{name}, resp.Aliases...)
-		return resp, nil
+		p.Steps = append([]proof.Step{step}, p.Steps...)
+		return resp, p, nil
 	}
-	return negative(name, h.domain, ""), nil
+	return a.proved(h, name, negative(name, h.domain, ""))
+}
+
+// proved signs resp, the answer of hosted scope h for name.
+func (a *Anchor) proved(h *hosted, name string, resp *apipb.ResolveResponse) (*apipb.ResolveResponse, *proof.Proof, error) {
+	step, err := a.signFinal(h, name, resp)
+	if err != nil {
+		return nil, nil, statusOf(err)
+	}
+	return resp, &proof.Proof{Steps: []proof.Step{step}}, nil
+}
+
+// resolveRemote asks the anchors that govern ns (remote), adds this
+// anchor's referral when it crosses a zone cut of a scope hosted here, and
+// verifies the whole proof before passing the answer on: an answer for a
+// name outside the zone delegated, or signed by another CA than the one the
+// delegation names, is an error, never an answer.
+func (a *Anchor) resolveRemote(ctx context.Context, name, ns, from string, remote []string) (*apipb.ResolveResponse, *proof.Proof, error) {
+	resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ResolveResponse, error) {
+		return c.Resolve(ctx, &apipb.ResolveRequest{Name: name, FromScope: from})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	refuse := func(err error) (*apipb.ResolveResponse, *proof.Proof, error) {
+		return nil, nil, status.Errorf(codes.PermissionDenied, "refusing the answer of anchors %v: %v", remote, err)
+	}
+	p, err := proof.Unmarshal(resp.Proof)
+	if err != nil {
+		return refuse(err)
+	}
+	var parent *hosted
+	for _, h := range a.hostedScopes() {
+		if inZone(ns, h.domain) && (parent == nil || len(h.domain) > len(parent.domain)) {
+			parent = h
+		}
+	}
+	if parent != nil {
+		spec := deepestCut(parent, ns)
+		if spec == nil {
+			return refuse(fmt.Errorf("no zone cut of %s leads to %s any more", parent.domain, ns))
+		}
+		if err := a.vouchForChild(p, parent, spec); err != nil {
+			return refuse(err)
+		}
+		resp.Referrals = append([]string{spec.Domain}, resp.Referrals...)
+		resp.Proof = p.Marshal()
+	}
+	if _, err := a.resolveVerifier().VerifyResponse(name, resp, time.Now()); err != nil {
+		return refuse(err)
+	}
+	return resp, p, nil
 }
 
 func negative(canonical, scope, reason string) *apipb.ResolveResponse {

@@ -53,8 +53,9 @@ const (
 )
 
 // IssueCertificate signs a workload SVID. Entitlement: the join token (first
-// issue) or a verified certificate for the same identity (rotation). Only an
-// anchor holding the mesh CA signs; others forward to the root's anchors.
+// issue) or a verified certificate for the same identity (rotation). The
+// scope governing the identity's namespace signs; other anchors forward. An
+// anchor also renews its own certificate here (renewAnchorCertificate).
 func (s *server) IssueCertificate(ctx context.Context, req *apipb.IssueCertificateRequest) (*apipb.IssueCertificateResponse, error) {
 	a := s.a
 	csr, err := x509.ParseCertificateRequest(req.Csr)
@@ -67,6 +68,9 @@ func (s *server) IssueCertificate(ctx context.Context, req *apipb.IssueCertifica
 	want, err := identity.ParseID(csr.URIs[0].String())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "issue certificate: %v", err)
+	}
+	if want.TrustDomain == a.meta.Mesh && strings.HasPrefix(want.Path, "/anchor/") {
+		return a.renewAnchorCertificate(ctx, req, want)
 	}
 	if !strings.HasPrefix(want.Path, "/sa/") || strings.Count(want.Path, "/") != 2 || !inZone(want.TrustDomain, a.meta.Mesh) {
 		return nil, status.Errorf(codes.PermissionDenied, "issue certificate: %s is not a workload identity of mesh %s (want spiffe://<namespace>/sa/<account>)", want, a.meta.Mesh)

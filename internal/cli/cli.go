@@ -69,6 +69,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		resolveCmd(e),
 		dnsCmd(e),
 		renameCmd(e),
+		meshCmd(e),
 	)
 	return root
 }

@@ -1,15 +1,19 @@
 package cli
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"canton.dev/canton/internal/api"
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
+	"canton.dev/canton/internal/resolve/proof"
 	"canton.dev/canton/internal/resource"
 )
 
@@ -24,6 +28,10 @@ func resolveCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			creds, err := identity.LoadCredentials(e.credentials)
+			if err != nil {
+				return err
+			}
 			name := strings.TrimSuffix(strings.ToLower(args[0]), ".")
 			if !strings.HasSuffix(name, "."+c.Mesh()) {
 				name += "." + c.Mesh()
@@ -32,15 +40,28 @@ func resolveCmd(e *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("resolve: %w", api.Err(err))
 			}
-			return printResolve(e, resp)
+			roots := x509.NewCertPool()
+			for _, r := range creds.Bundle {
+				roots.AddCert(r)
+			}
+			res, err := proof.VerifyResponse(roots, name, resp, time.Now())
+			if err != nil {
+				return fmt.Errorf("%w (the answer failed verification against the mesh trust bundle of %s)", err, e.credentials)
+			}
+			return printResolve(e, resp, res)
 		},
 	}
 }
 
-func printResolve(e *env, r *apipb.ResolveResponse) error {
+func printResolve(e *env, r *apipb.ResolveResponse, res *proof.Result) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	fmt.Fprintf(w, "name:\t%s\n", r.Name)
+	for _, h := range res.Hops {
+		fmt.Fprintf(w, "verified:\t%s: %s by CA %q (scope %s, anchor %s); chain %s\n", h.Name, h.Kind,
+			h.Signers[len(h.Signers)-1], h.Scopes[len(h.Scopes)-1], h.Anchor, strings.Join(h.Scopes, " -> "))
+	}
+	fmt.Fprintf(w, "vouched by:\tscope CA %q of %s, valid until %s\n", res.Signer, res.Scope, res.Expires.UTC().Format(time.RFC3339))
 	if len(r.Aliases) > 0 {
 		fmt.Fprintf(w, "aliases:\t%s -> %s\n", strings.Join(r.Aliases, " -> "), r.Canonical)
 	}

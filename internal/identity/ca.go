@@ -26,6 +26,8 @@ const (
 	// clockSkew backdates NotBefore so that peers whose clocks lag slightly
 	// behind the issuer's accept a fresh certificate.
 	clockSkew = 5 * time.Minute
+	// ClockSkew is how far this package backdates NotBefore (clockSkew).
+	ClockSkew = clockSkew
 	// maxCSRSize bounds the CSR that SignCSR parses.
 	maxCSRSize = 16 << 10
 )
@@ -43,6 +45,15 @@ type CA struct {
 	// Parents are the certificates above Cert, from Cert's issuer up to and
 	// including the mesh root. Empty when Cert is itself the root.
 	Parents []*x509.Certificate
+	// Cross are cross certificates appended to every chain this CA hands
+	// out, after Chain's intermediates: during a root rotation, the new root
+	// certified by the previous one, so that a verifier that still trusts
+	// only the previous root verifies leaves of the new one. Usually empty.
+	Cross []*x509.Certificate
+	// Bundle is the mesh trust bundle: the roots that peers are verified
+	// against. Empty means Root() alone (no rotation in progress); during a
+	// root rotation it holds the previous root and the new one.
+	Bundle []*x509.Certificate
 }
 
 // GenerateKey returns a new ECDSA P-256 private key.
@@ -115,7 +126,7 @@ func (ca *CA) NewIntermediate(domain string, ttl time.Duration, now time.Time) (
 		return fail(err)
 	}
 	parents := append([]*x509.Certificate{ca.Cert}, ca.Parents...)
-	return &CA{Cert: cert, Key: key, Parents: parents}, nil
+	return &CA{Cert: cert, Key: key, Parents: parents, Cross: ca.Cross, Bundle: ca.Bundle}, nil
 }
 
 func caTemplate(domain, commonName string, notBefore, notAfter time.Time) (*x509.Certificate, error) {
@@ -147,14 +158,24 @@ func (ca *CA) Root() *x509.Certificate {
 }
 
 // Chain returns the certificates a leaf issued by ca presents after itself:
-// Cert and the intermediates above it, without the root. It is empty for the
-// root CA.
+// Cert and the intermediates above it, without the root, then the cross
+// certificates (Cross). It is empty for a root CA outside a root rotation.
 func (ca *CA) Chain() []*x509.Certificate {
-	if len(ca.Parents) == 0 {
-		return nil
+	var chain []*x509.Certificate
+	if len(ca.Parents) > 0 {
+		chain = append(chain, ca.Cert)
+		chain = append(chain, ca.Parents[:len(ca.Parents)-1]...)
 	}
-	chain := []*x509.Certificate{ca.Cert}
-	return append(chain, ca.Parents[:len(ca.Parents)-1]...)
+	return append(chain, ca.Cross...)
+}
+
+// TrustBundle returns the roots peers are verified against: Bundle, or
+// Root() alone when Bundle is empty.
+func (ca *CA) TrustBundle() []*x509.Certificate {
+	if len(ca.Bundle) > 0 {
+		return ca.Bundle
+	}
+	return []*x509.Certificate{ca.Root()}
 }
 
 // Issue signs a leaf certificate (an X.509 SVID) for id and pub: exactly one
@@ -327,7 +348,7 @@ func (ca *CA) NewCredentials(id ID, ttl time.Duration, now time.Time, dnsNames [
 	return &Credentials{
 		Chain:  append([]*x509.Certificate{leaf}, ca.Chain()...),
 		Key:    key,
-		Bundle: []*x509.Certificate{ca.Root()},
+		Bundle: ca.TrustBundle(),
 	}, nil
 }
 
@@ -380,8 +401,11 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time) 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Root())
 	inter := x509.NewCertPool()
-	for _, c := range ca.Chain() {
-		inter.AddCert(c)
+	if len(ca.Parents) > 0 {
+		inter.AddCert(ca.Cert)
+		for _, c := range ca.Parents[:len(ca.Parents)-1] {
+			inter.AddCert(c)
+		}
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{
 		Roots:         roots,

@@ -208,21 +208,29 @@ func LoadCAFiles(certPath, keyPath string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: load CA: %w", err)
 	}
+	ca, err := parseCA(certPEM, keyPEM, certPath, keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("identity: load CA: %w", err)
+	}
+	return ca, nil
+}
+
+func parseCA(certPEM, keyPEM []byte, certPath, keyPath string) (*CA, error) {
 	blocks, err := decodePEM(certPEM, "CERTIFICATE")
 	if err != nil {
-		return nil, fmt.Errorf("identity: load CA: %s: %w", certPath, err)
+		return nil, fmt.Errorf("%s: %w", certPath, err)
 	}
 	certs := make([]*x509.Certificate, len(blocks))
 	for i, b := range blocks {
 		if certs[i], err = x509.ParseCertificate(b.Bytes); err != nil {
-			return nil, fmt.Errorf("identity: load CA: %s: certificate %d: %w", certPath, i+1, err)
+			return nil, fmt.Errorf("%s: certificate %d: %w", certPath, i+1, err)
 		}
 		if !certs[i].IsCA || certs[i].KeyUsage&x509.KeyUsageCertSign == 0 {
-			return nil, fmt.Errorf("identity: load CA: %s: certificate %d (%q) is not a CA allowed to sign certificates", certPath, i+1, certs[i].Subject.CommonName)
+			return nil, fmt.Errorf("%s: certificate %d (%q) is not a CA allowed to sign certificates", certPath, i+1, certs[i].Subject.CommonName)
 		}
 		if i > 0 {
 			if err := certs[i-1].CheckSignatureFrom(certs[i]); err != nil {
-				return nil, fmt.Errorf("identity: load CA: %s: certificate %d is not signed by certificate %d: %w", certPath, i, i+1, err)
+				return nil, fmt.Errorf("%s: certificate %d is not signed by certificate %d: %w", certPath, i, i+1, err)
 			}
 		}
 	}
@@ -231,14 +239,14 @@ func LoadCAFiles(certPath, keyPath string) (*CA, error) {
 		if err == nil {
 			err = fmt.Errorf("%d keys, want 1", len(kb))
 		}
-		return nil, fmt.Errorf("identity: load CA: %s: %w", keyPath, err)
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	key, err := parseKey(kb[0].Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("identity: load CA: %s: %w", keyPath, err)
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	if !keyMatches(certs[0], key) {
-		return nil, fmt.Errorf("identity: load CA: %s does not hold the key of %s", keyPath, certPath)
+		return nil, fmt.Errorf("%s does not hold the key of %s", keyPath, certPath)
 	}
 	return &CA{Cert: certs[0], Key: key, Parents: certs[1:]}, nil
 }

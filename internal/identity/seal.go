@@ -24,7 +24,10 @@ func NewKEK() ([]byte, error) {
 // SealedCA is a CA whose private key is encrypted, so that it can be
 // replicated in a scope's state: anchors holding the KEK can sign with it.
 type SealedCA struct {
-	// Certificates are the CA certificate followed by its parents (PEM).
+	// Certificates are the CA certificate followed by its parents (PEM),
+	// then, during a root rotation, the CA's cross certificates and trust
+	// bundle: blocks with the PEM header "Canton-Role: cross" or
+	// "Canton-Role: bundle" (see CA.Cross and CA.Bundle).
 	Certificates []byte
 	// SealedKey is the PKCS #8 key encrypted with AES-256-GCM under the KEK:
 	// a 12-byte nonce followed by the ciphertext. The CA certificate's DER is
@@ -49,8 +52,11 @@ func SealCA(ca *CA, kek []byte) (SealedCA, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return SealedCA{}, err
 	}
+	certs := encodeCerts(append([]*x509.Certificate{ca.Cert}, ca.Parents...))
+	certs = append(certs, encodeRole(ca.Cross, roleCross)...)
+	certs = append(certs, encodeRole(ca.Bundle, roleBundle)...)
 	return SealedCA{
-		Certificates: encodeCerts(append([]*x509.Certificate{ca.Cert}, ca.Parents...)),
+		Certificates: certs,
 		SealedKey:    aead.Seal(nonce, nonce, der, ca.Cert.Raw),
 	}, nil
 }
@@ -58,15 +64,9 @@ func SealCA(ca *CA, kek []byte) (SealedCA, error) {
 // OpenCA decrypts a sealed CA with kek and checks that key and certificate
 // belong together.
 func OpenCA(s SealedCA, kek []byte) (*CA, error) {
-	blocks, err := decodePEM(s.Certificates, "CERTIFICATE")
-	if err != nil || len(blocks) == 0 {
-		return nil, fmt.Errorf("identity: open CA: certificates: %v", err)
-	}
-	certs := make([]*x509.Certificate, len(blocks))
-	for i, b := range blocks {
-		if certs[i], err = x509.ParseCertificate(b.Bytes); err != nil {
-			return nil, fmt.Errorf("identity: open CA: certificate %d: %w", i+1, err)
-		}
+	certs, cross, bundle, err := decodeSealedCerts(s.Certificates)
+	if err != nil {
+		return nil, fmt.Errorf("identity: open CA: certificates: %w", err)
 	}
 	if !certs[0].IsCA {
 		return nil, errors.New("identity: open CA: the first certificate is not a CA")
@@ -90,7 +90,7 @@ func OpenCA(s SealedCA, kek []byte) (*CA, error) {
 	if !keyMatches(certs[0], key) {
 		return nil, errors.New("identity: open CA: key does not match certificate")
 	}
-	return &CA{Cert: certs[0], Key: key, Parents: certs[1:]}, nil
+	return &CA{Cert: certs[0], Key: key, Parents: certs[1:], Cross: cross, Bundle: bundle}, nil
 }
 
 func newAEAD(kek []byte) (cipher.AEAD, error) {

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,22 +25,39 @@ const minTLSVersion = tls.VersionTLS13
 //
 // c should come from ParseCredentials or CA.NewCredentials; if it is not
 // usable, every handshake fails with the reason.
-func ServerTLS(c *Credentials) *tls.Config {
-	cert, certErr := tlsCertificate(c)
+func ServerTLS(c *Credentials) *tls.Config { return ServerTLSFrom(NewSource(c)) }
+
+// ServerTLSFrom is ServerTLS with credentials and bundle read from s at
+// each handshake, so that they can change (renewal, root rotation) without
+// restarting the server.
+func ServerTLSFrom(s *Source) *tls.Config {
 	return &tls.Config{
 		MinVersion: minTLSVersion,
 		NextProtos: []string{"h2"},
+		// Handshakes use the configuration GetConfigForClient builds from
+		// s's current state; GetCertificate serves direct callers.
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return cert, certErr
+			st := s.load()
+			return st.cert, st.certErr
 		},
-		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  bundlePool(bundleOf(c)),
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return nil // token-only caller; PeerID will fail for it
-			}
-			_, err := PeerID(cs)
-			return err
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			st := s.load()
+			return &tls.Config{
+				MinVersion: minTLSVersion,
+				NextProtos: []string{"h2"},
+				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+					return st.cert, st.certErr
+				},
+				ClientAuth: tls.VerifyClientCertIfGiven,
+				ClientCAs:  st.roots,
+				VerifyConnection: func(cs tls.ConnectionState) error {
+					if len(cs.PeerCertificates) == 0 {
+						return nil // token-only caller; PeerID will fail for it
+					}
+					_, err := PeerID(cs)
+					return err
+				},
+			}, nil
 		},
 	}
 }
@@ -50,19 +69,24 @@ func ServerTLS(c *Credentials) *tls.Config {
 // AcceptAnchors(mesh)). Host names are not checked: the SPIFFE ID is the
 // server's identity. A nil accept refuses every server. NextProtos is h2.
 func ClientTLS(c *Credentials, accept func(ID) error) *tls.Config {
-	cert, certErr := tlsCertificate(c)
-	roots := bundlePool(bundleOf(c))
+	return ClientTLSFrom(NewSource(c), accept)
+}
+
+// ClientTLSFrom is ClientTLS with credentials and bundle read from s at each
+// handshake.
+func ClientTLSFrom(s *Source, accept func(ID) error) *tls.Config {
 	return &tls.Config{
 		MinVersion: minTLSVersion,
 		NextProtos: []string{"h2"},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return cert, certErr
+			st := s.load()
+			return st.cert, st.certErr
 		},
 		// The standard verification checks host names, which SPIFFE
 		// identities do not use; VerifyConnection verifies the chain instead.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			id, err := verifyChain(cs.PeerCertificates, roots, x509.ExtKeyUsageServerAuth, time.Now())
+			id, err := verifyChain(cs.PeerCertificates, s.load().roots, x509.ExtKeyUsageServerAuth, time.Now())
 			if err != nil {
 				return fmt.Errorf("identity: server certificate: %w", err)
 			}
@@ -75,6 +99,64 @@ func ClientTLS(c *Credentials, accept func(ID) error) *tls.Config {
 			return nil
 		},
 	}
+}
+
+// Source holds the credentials a TLS endpoint presents and the trust bundle
+// it verifies peers against, both replaceable at any time (certificate
+// renewal, root rotation). Safe for concurrent use.
+type Source struct {
+	mu sync.Mutex // serialises writers
+	v  atomic.Pointer[sourceState]
+}
+
+type sourceState struct {
+	creds   *Credentials
+	cert    *tls.Certificate
+	certErr error
+	bundle  []*x509.Certificate
+	roots   *x509.CertPool
+}
+
+// NewSource returns a Source presenting c and trusting c.Bundle.
+func NewSource(c *Credentials) *Source {
+	s := &Source{}
+	s.store(c, bundleOf(c))
+	return s
+}
+
+func (s *Source) load() *sourceState { return s.v.Load() }
+
+func (s *Source) store(c *Credentials, bundle []*x509.Certificate) {
+	cert, err := tlsCertificate(c)
+	s.v.Store(&sourceState{creds: c, cert: cert, certErr: err, bundle: bundle, roots: bundlePool(bundle)})
+}
+
+// Credentials returns the credentials s presents.
+func (s *Source) Credentials() *Credentials { return s.load().creds }
+
+// Bundle returns the roots s trusts.
+func (s *Source) Bundle() []*x509.Certificate { return s.load().bundle }
+
+// SetCredentials makes s present c from the next handshake on; the trusted
+// bundle does not change.
+func (s *Source) SetCredentials(c *Credentials) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.store(c, s.load().bundle)
+}
+
+// SetBundle makes s trust bundle from the next handshake on. It reports
+// whether the bundle changed. An empty bundle is ignored (it would refuse
+// every peer).
+func (s *Source) SetBundle(bundle []*x509.Certificate) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.load()
+	if len(bundle) == 0 || certsEqual(st.bundle, bundle) {
+		return false
+	}
+	s.store(st.creds, bundle)
+	return true
 }
 
 // PinnedClientTLS returns the configuration of a client that has no

@@ -10,6 +10,7 @@ import (
 
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/dns"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/meshtest"
 	"canton.dev/canton/internal/resolve"
 	"canton.dev/canton/internal/resource"
@@ -52,7 +53,11 @@ func TestDNSAnswersFromTheAnchors(t *testing.T) {
 	if _, err := cl.Apply(ctx, objs, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := dns.New(resolve.New(resolve.FromClient(cl), time.Hour), dns.Options{Listen: "127.0.0.1:0", Mesh: c.Mesh(), SearchDomains: []string{"shop.demo.mesh"}})
+	admin, err := identity.LoadCredentials(c.AdminCredentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := dns.New(resolve.New(resolve.FromClient(cl, admin.Bundle...), time.Hour), dns.Options{Listen: "127.0.0.1:0", Mesh: c.Mesh(), SearchDomains: []string{"shop.demo.mesh"}})
 	if err != nil {
 		t.Fatal(err)
 	}

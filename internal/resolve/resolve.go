@@ -9,7 +9,9 @@ package resolve
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -20,19 +22,62 @@ import (
 	"canton.dev/canton/internal/api"
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/dns"
+	"canton.dev/canton/internal/resolve/proof"
 	"canton.dev/canton/internal/resource"
 )
 
 // Lookuper asks the anchors (an *api.Client's Resolve, or a fake in tests).
 type Lookuper func(ctx context.Context, name string) (*apipb.ResolveResponse, error)
 
-// FromClient adapts an anchor client.
-func FromClient(c *api.Client) Lookuper {
-	return func(ctx context.Context, name string) (*apipb.ResolveResponse, error) {
+// FromClient adapts an anchor client. With bundle (the mesh trust bundle:
+// the Bundle of the client's credentials), every answer is verified with
+// Verified before it is used. Without it answers are taken as the anchor
+// sends them, authenticated only by the connection to that anchor.
+func FromClient(c *api.Client, bundle ...*x509.Certificate) Lookuper {
+	lookup := func(ctx context.Context, name string) (*apipb.ResolveResponse, error) {
 		resp, err := c.Raw().Resolve(ctx, &apipb.ResolveRequest{Name: name})
 		return resp, api.Err(err)
 	}
+	if len(bundle) == 0 {
+		return lookup
+	}
+	return Verified(lookup, bundle)
 }
+
+// Verified wraps lookup so that every answer's proof is verified against
+// bundle (proof.VerifyResponse: signed by the scope owning the name, each
+// zone cut signed by the scope that delegated it, unexpired). An answer that
+// does not verify is an error (*UnverifiedError), never an answer; the Cache
+// then serves the last verified answer while it is within MaxStale.
+func Verified(lookup Lookuper, bundle []*x509.Certificate) Lookuper {
+	roots := x509.NewCertPool()
+	for _, c := range bundle {
+		roots.AddCert(c)
+	}
+	vf := proof.NewVerifier(roots)
+	return func(ctx context.Context, name string) (*apipb.ResolveResponse, error) {
+		resp, err := lookup(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := vf.VerifyResponse(name, resp, time.Now()); err != nil {
+			return nil, &UnverifiedError{Name: name, Err: err}
+		}
+		return resp, nil
+	}
+}
+
+// UnverifiedError is an answer whose proof did not verify.
+type UnverifiedError struct {
+	Name string
+	Err  error
+}
+
+func (e *UnverifiedError) Error() string {
+	return fmt.Sprintf("answer for %s rejected: %v", e.Name, e.Err)
+}
+
+func (e *UnverifiedError) Unwrap() error { return e.Err }
 
 // Cache answers names from the anchors, remembering answers for their TTL.
 type Cache struct {

@@ -138,18 +138,24 @@ func (x *ResolveRequest) GetFromScope() string {
 }
 
 type ResolveResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`           // as asked
-	Canonical     string                 `protobuf:"bytes,2,opt,name=canonical,proto3" json:"canonical,omitempty"` // the service's name after aliases
-	Scope         string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`         // the scope that answered
-	Found         bool                   `protobuf:"varint,4,opt,name=found,proto3" json:"found,omitempty"`        // false: a negative answer
-	Service       []byte                 `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`     // JSON resource.Object of the Service
-	Workloads     []byte                 `protobuf:"bytes,6,opt,name=workloads,proto3" json:"workloads,omitempty"` // JSON array of its Workloads (the endpoints)
-	Identity      string                 `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`   // SPIFFE ID of its workloads
-	Referrals     []string               `protobuf:"bytes,8,rep,name=referrals,proto3" json:"referrals,omitempty"` // zone cuts followed, outermost first
-	Aliases       []string               `protobuf:"bytes,9,rep,name=aliases,proto3" json:"aliases,omitempty"`     // aliases followed, in order
-	TtlSeconds    uint32                 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
-	Reason        string                 `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"` // why a negative answer is negative, e.g. "not exported to web.demo.mesh"
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`           // as asked
+	Canonical  string                 `protobuf:"bytes,2,opt,name=canonical,proto3" json:"canonical,omitempty"` // the service's name after aliases
+	Scope      string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`         // the scope that answered
+	Found      bool                   `protobuf:"varint,4,opt,name=found,proto3" json:"found,omitempty"`        // false: a negative answer
+	Service    []byte                 `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`     // JSON resource.Object of the Service
+	Workloads  []byte                 `protobuf:"bytes,6,opt,name=workloads,proto3" json:"workloads,omitempty"` // JSON array of its Workloads (the endpoints)
+	Identity   string                 `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`   // SPIFFE ID of its workloads
+	Referrals  []string               `protobuf:"bytes,8,rep,name=referrals,proto3" json:"referrals,omitempty"` // zone cuts followed, outermost first
+	Aliases    []string               `protobuf:"bytes,9,rep,name=aliases,proto3" json:"aliases,omitempty"`     // aliases followed, in order
+	TtlSeconds uint32                 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	Reason     string                 `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"` // why a negative answer is negative, e.g. "not exported to web.demo.mesh"
+	// proof vouches for the answer (internal/resolve/proof's encoding): for
+	// each name looked up (the asked name, then each alias target) the
+	// referrals followed, each signed by the CA of the scope that delegated,
+	// and the answer, negative answer or alias signed by the CA of the scope
+	// owning the name, each with its certificate chain.
+	Proof         []byte `protobuf:"bytes,12,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +265,13 @@ func (x *ResolveResponse) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *ResolveResponse) GetProof() []byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
 }
 
 type IssueCertificateRequest struct {
@@ -2579,6 +2592,150 @@ func (x *RevokeLeaseResponse) GetRevision() uint64 {
 	return 0
 }
 
+type RotateRootRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Finish            bool                   `protobuf:"varint,1,opt,name=finish,proto3" json:"finish,omitempty"`                                                   // phase "finish"; false: phase "add"
+	Force             bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`                                                     // finish now, breaking workloads whose certificates chain only to the old root
+	NewRootCertPem    []byte                 `protobuf:"bytes,3,opt,name=new_root_cert_pem,json=newRootCertPem,proto3" json:"new_root_cert_pem,omitempty"`          // add: an offline new root (with new_root_key_pem); empty: a generated root
+	NewRootKeyPem     []byte                 `protobuf:"bytes,4,opt,name=new_root_key_pem,json=newRootKeyPem,proto3" json:"new_root_key_pem,omitempty"`             // PKCS #8; used once to sign the root scope's CA, never stored
+	CurrentRootKeyPem []byte                 `protobuf:"bytes,5,opt,name=current_root_key_pem,json=currentRootKeyPem,proto3" json:"current_root_key_pem,omitempty"` // add: the current root's key, when the anchors do not hold it (offline root)
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RotateRootRequest) Reset() {
+	*x = RotateRootRequest{}
+	mi := &file_apipb_anchor_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRootRequest) ProtoMessage() {}
+
+func (x *RotateRootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRootRequest.ProtoReflect.Descriptor instead.
+func (*RotateRootRequest) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RotateRootRequest) GetFinish() bool {
+	if x != nil {
+		return x.Finish
+	}
+	return false
+}
+
+func (x *RotateRootRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RotateRootRequest) GetNewRootCertPem() []byte {
+	if x != nil {
+		return x.NewRootCertPem
+	}
+	return nil
+}
+
+func (x *RotateRootRequest) GetNewRootKeyPem() []byte {
+	if x != nil {
+		return x.NewRootKeyPem
+	}
+	return nil
+}
+
+func (x *RotateRootRequest) GetCurrentRootKeyPem() []byte {
+	if x != nil {
+		return x.CurrentRootKeyPem
+	}
+	return nil
+}
+
+type RotateRootResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`                               // the root scope revision that committed the bundle
+	Bundle        [][]byte               `protobuf:"bytes,2,rep,name=bundle,proto3" json:"bundle,omitempty"`                                    // the trust bundle now (DER)
+	RootSerial    string                 `protobuf:"bytes,3,opt,name=root_serial,json=rootSerial,proto3" json:"root_serial,omitempty"`          // hex serial of the root the scope CAs chain to
+	RotatedScopes []string               `protobuf:"bytes,4,rep,name=rotated_scopes,json=rotatedScopes,proto3" json:"rotated_scopes,omitempty"` // the scopes whose CA moved, root first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRootResponse) Reset() {
+	*x = RotateRootResponse{}
+	mi := &file_apipb_anchor_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRootResponse) ProtoMessage() {}
+
+func (x *RotateRootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRootResponse.ProtoReflect.Descriptor instead.
+func (*RotateRootResponse) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RotateRootResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RotateRootResponse) GetBundle() [][]byte {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+func (x *RotateRootResponse) GetRootSerial() string {
+	if x != nil {
+		return x.RootSerial
+	}
+	return ""
+}
+
+func (x *RotateRootResponse) GetRotatedScopes() []string {
+	if x != nil {
+		return x.RotatedScopes
+	}
+	return nil
+}
+
 var File_apipb_anchor_proto protoreflect.FileDescriptor
 
 const file_apipb_anchor_proto_rawDesc = "" +
@@ -2587,7 +2744,7 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x0eResolveRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"from_scope\x18\x02 \x01(\tR\tfromScope\"\xb4\x02\n" +
+	"from_scope\x18\x02 \x01(\tR\tfromScope\"\xca\x02\n" +
 	"\x0fResolveResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tcanonical\x18\x02 \x01(\tR\tcanonical\x12\x14\n" +
@@ -2601,7 +2758,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
 	"ttlSeconds\x12\x16\n" +
-	"\x06reason\x18\v \x01(\tR\x06reason\"b\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12\x14\n" +
+	"\x05proof\x18\f \x01(\fR\x05proof\"b\n" +
 	"\x17IssueCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1f\n" +
@@ -2792,7 +2950,19 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"1\n" +
 	"\x13RevokeLeaseResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\xaa\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\xc6\x01\n" +
+	"\x11RotateRootRequest\x12\x16\n" +
+	"\x06finish\x18\x01 \x01(\bR\x06finish\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12)\n" +
+	"\x11new_root_cert_pem\x18\x03 \x01(\fR\x0enewRootCertPem\x12'\n" +
+	"\x10new_root_key_pem\x18\x04 \x01(\fR\rnewRootKeyPem\x12/\n" +
+	"\x14current_root_key_pem\x18\x05 \x01(\fR\x11currentRootKeyPem\"\x90\x01\n" +
+	"\x12RotateRootResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x16\n" +
+	"\x06bundle\x18\x02 \x03(\fR\x06bundle\x12\x1f\n" +
+	"\vroot_serial\x18\x03 \x01(\tR\n" +
+	"rootSerial\x12%\n" +
+	"\x0erotated_scopes\x18\x04 \x03(\tR\rrotatedScopes2\xfd\n" +
 	"\n" +
 	"\x06Anchor\x12?\n" +
 	"\x04Join\x12\x1a.canton.api.v1.JoinRequest\x1a\x1b.canton.api.v1.JoinResponse\x12B\n" +
@@ -2810,7 +2980,9 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\tKeepAlive\x12\x1f.canton.api.v1.KeepAliveRequest\x1a .canton.api.v1.KeepAliveResponse\x12T\n" +
 	"\vRevokeLease\x12!.canton.api.v1.RevokeLeaseRequest\x1a\".canton.api.v1.RevokeLeaseResponse\x12c\n" +
 	"\x10IssueCertificate\x12&.canton.api.v1.IssueCertificateRequest\x1a'.canton.api.v1.IssueCertificateResponse\x12K\n" +
-	"\bRotateCA\x12\x1e.canton.api.v1.RotateCARequest\x1a\x1f.canton.api.v1.RotateCAResponse\x12H\n" +
+	"\bRotateCA\x12\x1e.canton.api.v1.RotateCARequest\x1a\x1f.canton.api.v1.RotateCAResponse\x12Q\n" +
+	"\n" +
+	"RotateRoot\x12 .canton.api.v1.RotateRootRequest\x1a!.canton.api.v1.RotateRootResponse\x12H\n" +
 	"\aResolve\x12\x1d.canton.api.v1.ResolveRequest\x1a\x1e.canton.api.v1.ResolveResponse\x12E\n" +
 	"\x06Rename\x12\x1c.canton.api.v1.RenameRequest\x1a\x1d.canton.api.v1.RenameResponseB&Z$canton.dev/canton/internal/api/apipbb\x06proto3"
 
@@ -2827,7 +2999,7 @@ func file_apipb_anchor_proto_rawDescGZIP() []byte {
 }
 
 var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_apipb_anchor_proto_goTypes = []any{
 	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
 	(*ResolveRequest)(nil),           // 1: canton.api.v1.ResolveRequest
@@ -2869,8 +3041,10 @@ var file_apipb_anchor_proto_goTypes = []any{
 	(*KeepAliveResponse)(nil),        // 37: canton.api.v1.KeepAliveResponse
 	(*RevokeLeaseRequest)(nil),       // 38: canton.api.v1.RevokeLeaseRequest
 	(*RevokeLeaseResponse)(nil),      // 39: canton.api.v1.RevokeLeaseResponse
-	nil,                              // 40: canton.api.v1.ProxyStatus.LabelsEntry
-	nil,                              // 41: canton.api.v1.ProxyStatus.AckedEntry
+	(*RotateRootRequest)(nil),        // 40: canton.api.v1.RotateRootRequest
+	(*RotateRootResponse)(nil),       // 41: canton.api.v1.RotateRootResponse
+	nil,                              // 42: canton.api.v1.ProxyStatus.LabelsEntry
+	nil,                              // 43: canton.api.v1.ProxyStatus.AckedEntry
 }
 var file_apipb_anchor_proto_depIdxs = []int32{
 	9,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
@@ -2879,8 +3053,8 @@ var file_apipb_anchor_proto_depIdxs = []int32{
 	27, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
 	9,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
 	26, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
-	40, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
-	41, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
+	42, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
+	43, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
 	0,  // 8: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
 	7,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
 	10, // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
@@ -2897,27 +3071,29 @@ var file_apipb_anchor_proto_depIdxs = []int32{
 	38, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
 	3,  // 22: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
 	5,  // 23: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
-	1,  // 24: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
-	16, // 25: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
-	8,  // 26: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	11, // 27: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	15, // 28: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	19, // 29: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	21, // 30: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	23, // 31: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	25, // 32: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	29, // 33: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	31, // 34: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	33, // 35: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	35, // 36: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	37, // 37: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	39, // 38: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	4,  // 39: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	6,  // 40: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
-	2,  // 41: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
-	17, // 42: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
-	26, // [26:43] is the sub-list for method output_type
-	9,  // [9:26] is the sub-list for method input_type
+	40, // 24: canton.api.v1.Anchor.RotateRoot:input_type -> canton.api.v1.RotateRootRequest
+	1,  // 25: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
+	16, // 26: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
+	8,  // 27: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	11, // 28: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	15, // 29: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	19, // 30: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	21, // 31: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	23, // 32: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	25, // 33: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	29, // 34: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	31, // 35: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	33, // 36: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	35, // 37: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	37, // 38: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	39, // 39: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	4,  // 40: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	6,  // 41: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
+	41, // 42: canton.api.v1.Anchor.RotateRoot:output_type -> canton.api.v1.RotateRootResponse
+	2,  // 43: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
+	17, // 44: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
+	27, // [27:45] is the sub-list for method output_type
+	9,  // [9:27] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2936,7 +3112,7 @@ func file_apipb_anchor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	Anchor_RevokeLease_FullMethodName      = "/canton.api.v1.Anchor/RevokeLease"
 	Anchor_IssueCertificate_FullMethodName = "/canton.api.v1.Anchor/IssueCertificate"
 	Anchor_RotateCA_FullMethodName         = "/canton.api.v1.Anchor/RotateCA"
+	Anchor_RotateRoot_FullMethodName       = "/canton.api.v1.Anchor/RotateRoot"
 	Anchor_Resolve_FullMethodName          = "/canton.api.v1.Anchor/Resolve"
 	Anchor_Rename_FullMethodName           = "/canton.api.v1.Anchor/Rename"
 )
@@ -86,6 +87,14 @@ type AnchorClient interface {
 	// by the old CA stay valid until they expire; workloads get the new CA at
 	// their next rotation. Admin only.
 	RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error)
+	// RotateRoot rotates the mesh root CA without downtime. Phase "add" (finish
+	// false): a new root, certified by the current one with a cross
+	// certificate, joins the trust bundle {old, new} committed in the root
+	// scope's CA; the root scope's CA moves under the new root and every scope
+	// CA below follows. Phase "finish": the old root leaves the bundle, refused
+	// while a scope CA still chains only to it or before the longest workload
+	// certificate TTL has passed since "add" (unless force). Admin only.
+	RotateRoot(ctx context.Context, in *RotateRootRequest, opts ...grpc.CallOption) (*RotateRootResponse, error)
 	// Resolve answers a mesh name (<service>.<namespace-domain>) the way DNS
 	// does: walking delegations from the deepest scope this anchor knows,
 	// following aliases, with a negative answer for names that do not exist.
@@ -263,6 +272,16 @@ func (c *anchorClient) RotateCA(ctx context.Context, in *RotateCARequest, opts .
 	return out, nil
 }
 
+func (c *anchorClient) RotateRoot(ctx context.Context, in *RotateRootRequest, opts ...grpc.CallOption) (*RotateRootResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateRootResponse)
+	err := c.cc.Invoke(ctx, Anchor_RotateRoot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *anchorClient) Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResolveResponse)
@@ -324,6 +343,14 @@ type AnchorServer interface {
 	// by the old CA stay valid until they expire; workloads get the new CA at
 	// their next rotation. Admin only.
 	RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error)
+	// RotateRoot rotates the mesh root CA without downtime. Phase "add" (finish
+	// false): a new root, certified by the current one with a cross
+	// certificate, joins the trust bundle {old, new} committed in the root
+	// scope's CA; the root scope's CA moves under the new root and every scope
+	// CA below follows. Phase "finish": the old root leaves the bundle, refused
+	// while a scope CA still chains only to it or before the longest workload
+	// certificate TTL has passed since "add" (unless force). Admin only.
+	RotateRoot(context.Context, *RotateRootRequest) (*RotateRootResponse, error)
 	// Resolve answers a mesh name (<service>.<namespace-domain>) the way DNS
 	// does: walking delegations from the deepest scope this anchor knows,
 	// following aliases, with a negative answer for names that do not exist.
@@ -386,6 +413,9 @@ func (UnimplementedAnchorServer) IssueCertificate(context.Context, *IssueCertifi
 }
 func (UnimplementedAnchorServer) RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateCA not implemented")
+}
+func (UnimplementedAnchorServer) RotateRoot(context.Context, *RotateRootRequest) (*RotateRootResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateRoot not implemented")
 }
 func (UnimplementedAnchorServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resolve not implemented")
@@ -677,6 +707,24 @@ func _Anchor_RotateCA_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Anchor_RotateRoot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateRootRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).RotateRoot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_RotateRoot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).RotateRoot(ctx, req.(*RotateRootRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Anchor_Resolve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResolveRequest)
 	if err := dec(in); err != nil {
@@ -775,6 +823,10 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateCA",
 			Handler:    _Anchor_RotateCA_Handler,
+		},
+		{
+			MethodName: "RotateRoot",
+			Handler:    _Anchor_RotateRoot_Handler,
 		},
 		{
 			MethodName: "Resolve",

@@ -1,0 +1,115 @@
+package anchor
+
+import (
+	"crypto/x509"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"canton.dev/canton/internal/identity"
+)
+
+// Anchors follow the mesh trust bundle live. The bundle travels with every
+// scope CA (CertificateAuthority "ca", see identity.SealedCA): a root
+// rotation commits {old, new} in the root scope's CA and cascades it down to
+// every scope CA, so an anchor learns it from the highest scope it hosts —
+// the root scope itself when it hosts it, a child scope's CA (which the
+// cascade re-issued from its parent) otherwise — with no extra call to the
+// root scope's anchors. followTrust re-reads it (in memory, opened CAs are
+// cached per version) every trustPoll and hands it to the TLS Source of the
+// anchor's port and of its outgoing connections, so handshakes from then on
+// verify peers against it. It also renews the anchor's own certificate when
+// it no longer chains to the current root or passed half its lifetime.
+
+const (
+	trustPoll  = 250 * time.Millisecond
+	renewRetry = 2 * time.Second
+)
+
+func (a *Anchor) followTrust() {
+	tick := time.NewTicker(trustPoll)
+	defer tick.Stop()
+	var nextRenew time.Time
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ca, ok := a.highestScopeCA()
+		if !ok {
+			continue
+		}
+		bundle := ca.TrustBundle()
+		if a.tls.SetBundle(bundle) {
+			a.log.Info("trust bundle changed", "roots", len(bundle), "root", ca.Root().Subject.CommonName)
+			a.saveBundle(bundle)
+		}
+		now := time.Now()
+		if now.Before(nextRenew) || !a.needsRenewal(ca.Root(), now) {
+			continue
+		}
+		if err := a.renewOwnCertificate(a.ctx); err != nil {
+			a.log.Warn("anchor certificate not renewed", "err", err)
+			nextRenew = now.Add(renewRetry)
+		}
+	}
+}
+
+// highestScopeCA opens the CA of the hosted scope closest to the root that
+// has one.
+func (a *Anchor) highestScopeCA() (*identity.CA, bool) {
+	a.mu.RLock()
+	var best *hosted
+	for _, h := range a.scopes {
+		if best == nil || labels(h.domain) < labels(best.domain) ||
+			labels(h.domain) == labels(best.domain) && h.domain < best.domain {
+			if _, ok := h.state.Get("CertificateAuthority", h.domain, caName); ok {
+				best = h
+			}
+		}
+	}
+	a.mu.RUnlock()
+	if best == nil {
+		return nil, false
+	}
+	ca, err := a.scopeCA(best)
+	if err != nil {
+		a.log.Debug("scope CA not readable", "scope", best.domain, "err", err)
+		return nil, false
+	}
+	return ca, true
+}
+
+func labels(domain string) int { return strings.Count(domain, ".") + 1 }
+
+// needsRenewal reports whether the anchor's certificate must be renewed: it
+// does not chain to root (the root the scope CAs now chain to), or it is past
+// half its lifetime.
+func (a *Anchor) needsRenewal(root *x509.Certificate, now time.Time) bool {
+	c := a.tls.Credentials()
+	if c == nil || len(c.Chain) == 0 {
+		return false
+	}
+	if !identity.ChainsTo(c.Chain, root, now) {
+		return true
+	}
+	leaf := c.Chain[0]
+	return now.After(leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2))
+}
+
+// saveBundle rewrites the credentials file with the new bundle, so that a
+// restarted anchor trusts it from its first handshake, before its scopes'
+// state is loaded.
+func (a *Anchor) saveBundle(bundle []*x509.Certificate) {
+	c := a.tls.Credentials()
+	if c == nil {
+		return
+	}
+	next := &identity.Credentials{Chain: c.Chain, Key: c.Key, Bundle: bundle}
+	if err := next.Save(filepath.Join(a.cfg.DataDir, credentialsFile)); err != nil {
+		a.log.Warn("trust bundle not saved", "err", err)
+		return
+	}
+	a.tls.SetCredentials(next)
+}
