@@ -293,7 +293,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 			URL: &url.URL{Scheme: scheme, Host: ep.Addr, Path: upath, RawPath: rawPath, RawQuery: st.rreq.Query}, Trailer: r.Trailer}
 		switch {
 		case len(body) > 0:
-			tmpl.Body, tmpl.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			tmpl.Body, tmpl.ContentLength, tmpl.GetBody = bodyOf(body), int64(len(body)), bodyGetter(body)
 		case buffered:
 			tmpl.Body = http.NoBody
 		default:
@@ -305,12 +305,16 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 		out := tmpl.WithContext(actx)
 		t0 := time.Now()
 		cl.Begin(ep)
-		resp, err := cl.Transport.RoundTrip(out)
+		resp, err := cl.RoundTrip(out)
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
 		}
-		cl.End(ep, status)
+		if err != nil && (errors.Is(err, cluster.ErrOverflow) || r.Context().Err() != nil || causeIs(ctx, armed, errRequestTimeout)) {
+			cl.Abandon(ep) // our breaker, a client that left or sent its body too slowly: not the host's failure
+		} else {
+			cl.End(ep, status)
+		}
 		st.upstreamDur = time.Since(t0)
 		if retrying {
 			cl.EndRetry()
@@ -342,9 +346,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 			perTry := actx.Err() != nil
 			if f.Retry != nil && attempt < retries && f.Retry.RetryError(connect) && cl.StartRetry() {
 				retrying = true
-				if !sleepCtx(ctx, f.Retry.Backoff(attempt+1)) {
-					continue // the route timeout fires on the next attempt
-				}
+				sleepCtx(ctx, f.Retry.Backoff(attempt+1)) // cut short by the route timeout, which the next attempt reports
 				continue
 			}
 			if attempt > 0 && attempt >= retries {
@@ -539,10 +541,10 @@ func (p *Proxy) mirror(s *snapshot, name, method, path, rawPath, query, host str
 		req := &http.Request{Method: method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: host,
 			URL: &url.URL{Scheme: scheme, Host: ep.Addr, Path: path, RawPath: rawPath, RawQuery: query}, Body: http.NoBody}
 		if len(body) > 0 {
-			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			req.Body, req.ContentLength, req.GetBody = bodyOf(body), int64(len(body)), bodyGetter(body)
 		}
 		cl.Begin(ep)
-		resp, err := cl.Transport.RoundTrip(req.WithContext(ctx))
+		resp, err := cl.RoundTrip(req.WithContext(ctx))
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
@@ -551,6 +553,14 @@ func (p *Proxy) mirror(s *snapshot, name, method, path, rawPath, query, host str
 		}
 		cl.End(ep, status)
 	}()
+}
+
+// bodyOf is a request body read from memory.
+func bodyOf(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
+
+// bodyGetter lets a transport re-read an in-memory body (and tells it the body is in memory).
+func bodyGetter(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return bodyOf(b), nil }
 }
 
 // requestHash computes the hash of the route's hash policies; ok is false when none applied.

@@ -86,8 +86,10 @@ type Cluster struct {
 	HTTP2   bool
 	Limits  Limits
 	Outlier *Outlier
-	// Transport is the pooled transport to this cluster's hosts.
+	// Transport is the pooled transport to this cluster's hosts for what h1 does not carry (HTTP/2,
+	// upgrades, streamed request bodies). Use RoundTrip, which chooses.
 	Transport *http.Transport
+	h1        *h1Pool // HTTP/1.1 clusters only
 	// Scheme is the URL scheme of upstream requests: "https" when the cluster has an upstream TLS
 	// context, else "http" (plain HTTP/1.1 or h2c). It is fixed at construction; do not derive it from
 	// Transport.TLSClientConfig, which net/http fills in on first use of an HTTP/2 transport (an h2c
@@ -250,6 +252,9 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 		cl.Scheme = "https"
 	}
 	cl.Transport = cl.newTransport(o.TLS)
+	if !cl.HTTP2 {
+		cl.h1 = newH1Pool(cl.dial, o.TLS, cl.ConnectTimeout, cl.IdleTimeout)
+	}
 	if c.GetType() == clusterv3.Cluster_STATIC {
 		if err := cl.SetEndpoints(c.GetLoadAssignment()); err != nil {
 			return nil, fmt.Errorf("load_assignment.%w", err)
@@ -316,23 +321,37 @@ func (cc *countedConn) Close() error {
 	return cc.Conn.Close()
 }
 
+// dial opens a connection to a host within the max_connections breaker; the connection counts
+// against it until closed.
+func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.connections.Add(1) > c.Limits.MaxConnections {
+		c.connections.Add(-1)
+		c.Overflows.Add(1)
+		return nil, ErrOverflow
+	}
+	d := net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		c.connections.Add(-1)
+		return nil, err
+	}
+	return &countedConn{Conn: conn, c: c}, nil
+}
+
+// RoundTrip sends one request to the host in r.URL.Host: HTTP/1.1 exchanges with their body in memory
+// (r.GetBody set) go through the cluster's own HTTP/1.1 pool, on the caller's goroutine; the rest
+// through Transport.
+func (c *Cluster) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.h1 != nil && h1Eligible(r) {
+		return c.h1.roundTrip(r)
+	}
+	return c.Transport.RoundTrip(r)
+}
+
 func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
-	d := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if c.connections.Add(1) > c.Limits.MaxConnections {
-				c.connections.Add(-1)
-				c.Overflows.Add(1)
-				return nil, ErrOverflow
-			}
-			conn, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				c.connections.Add(-1)
-				return nil, err
-			}
-			return &countedConn{Conn: conn, c: c}, nil
-		},
+		Proxy:                  nil,
+		DialContext:            c.dial,
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        c.IdleTimeout,
@@ -487,6 +506,10 @@ func (c *Cluster) EndRetry() { c.activeRetries.Add(-1) }
 // reset) for outlier detection.
 func (c *Cluster) Begin(e *Endpoint) { e.active.Add(1) }
 
+// Abandon ends a request on e that failed for a local reason (the cluster's own breaker, the
+// downstream going away): it counts neither as a request to e nor as e's failure.
+func (c *Cluster) Abandon(e *Endpoint) { e.active.Add(-1) }
+
 // End reports the outcome of a request to e begun with Begin.
 func (c *Cluster) End(e *Endpoint, status int) {
 	e.active.Add(-1)
@@ -564,11 +587,22 @@ func (c *Cluster) outlierLoop() {
 func (c *Cluster) Close(drain time.Duration) {
 	c.once.Do(func() {
 		close(c.stop)
-		c.Transport.CloseIdleConnections()
+		c.closeIdle(false)
 		if drain > 0 {
-			time.AfterFunc(drain, c.Transport.CloseIdleConnections)
+			time.AfterFunc(drain, func() { c.closeIdle(true) })
+		} else {
+			c.closeIdle(true)
 		}
 	})
+}
+
+// closeIdle closes the pooled connections that are not in use; final also closes those in use when
+// their exchange ends.
+func (c *Cluster) closeIdle(final bool) {
+	c.Transport.CloseIdleConnections()
+	if c.h1 != nil {
+		c.h1.closeIdle(final)
+	}
 }
 
 // Connections returns the number of open upstream connections.
