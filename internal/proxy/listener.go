@@ -210,6 +210,10 @@ func (l *runningListener) serve() {
 	}
 }
 
+// tcpHandshakeTimeout bounds the TLS handshake of a tcp_proxy chain (HTTP chains use the connection
+// manager's request headers timeout).
+const tcpHandshakeTimeout = 10 * time.Second
+
 func (l *runningListener) serveConn(c net.Conn) {
 	spec := l.current()
 	if spec.restoreDst {
@@ -236,6 +240,17 @@ func (l *runningListener) serveConn(c net.Conn) {
 		return
 	}
 	if chain.tcp != nil {
+		if chain.tls != nil {
+			tc := tls.Server(c, l.p.serverTLS(chain.tls, nil))
+			_ = c.SetDeadline(time.Now().Add(tcpHandshakeTimeout))
+			if err := tc.Handshake(); err != nil {
+				l.p.log.Debug("tls handshake failed", "listener", l.name, "remote", c.RemoteAddr().String(), "err", err)
+				c.Close()
+				return
+			}
+			_ = c.SetDeadline(time.Time{})
+			c = tc
+		}
 		l.serveTCP(c, spec, chain)
 		return
 	}

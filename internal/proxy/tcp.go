@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -8,11 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"canton.dev/canton/internal/proxy/cluster"
 	"canton.dev/canton/internal/telemetry"
 )
 
 // serveTCP proxies one connection through a tcp_proxy filter chain: pick the cluster (weighted), an
-// endpoint, dial, and copy both ways. Between two *net.TCPConn, io.Copy uses splice(2) on Linux.
+// endpoint, dial, and copy both ways. Between two *net.TCPConn, io.Copy uses splice(2) on Linux. A
+// chain with a transport socket terminates (m)TLS first, as for HTTP; a cluster with one dials TLS.
 func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainSpec) {
 	p := l.p
 	if !l.trackTCP(c, true) {
@@ -62,9 +65,13 @@ func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainS
 		flagsStr = flagNoHealthyUpstream.join("")
 		return
 	}
-	d := net.Dialer{Timeout: cl.ConnectTimeout}
 	cl.Begin(ep)
-	up, err := d.Dial("tcp", ep.Addr)
+	up, err := cl.DialTCP(context.Background(), ep.Addr)
+	if errors.Is(err, cluster.ErrOverflow) {
+		cl.Abandon(ep)
+		flagsStr = flagUpstreamOverflow.join("")
+		return
+	}
 	if err != nil {
 		cl.End(ep, 0)
 		flagsStr = flagUpstreamConnFail.join("")

@@ -95,6 +95,9 @@ type Cluster struct {
 	// Transport.TLSClientConfig, which net/http fills in on first use of an HTTP/2 transport (an h2c
 	// cluster would then dial TLS to a plain-text host).
 	Scheme string
+	// TLS is the upstream TLS configuration (nil: plain text), for TCP proxying; the HTTP transports
+	// carry it themselves.
+	TLS *tls.Config
 	// ConnectTimeout bounds connection establishment.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes pooled upstream connections idle this long (common_http_protocol_options.
@@ -247,7 +250,7 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if cl.HTTP2, cl.IdleTimeout, err = httpOptions(c); err != nil {
 		return nil, err
 	}
-	cl.Scheme = "http"
+	cl.Scheme, cl.TLS = "http", o.TLS
 	if o.TLS != nil {
 		cl.Scheme = "https"
 	}
@@ -310,15 +313,17 @@ func isPrime(n int) bool {
 	return true
 }
 
+// countedConn is an upstream TCP connection counted against max_connections until closed. It embeds
+// the *net.TCPConn so that ReadFrom/WriteTo (splice) and CloseWrite stay reachable.
 type countedConn struct {
-	net.Conn
+	*net.TCPConn
 	c    *Cluster
 	once sync.Once
 }
 
 func (cc *countedConn) Close() error {
 	cc.once.Do(func() { cc.c.connections.Add(-1) })
-	return cc.Conn.Close()
+	return cc.TCPConn.Close()
 }
 
 // dial opens a connection to a host within the max_connections breaker; the connection counts
@@ -335,7 +340,34 @@ func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, err
 		c.connections.Add(-1)
 		return nil, err
 	}
-	return &countedConn{Conn: conn, c: c}, nil
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		conn.Close()
+		c.connections.Add(-1)
+		return nil, fmt.Errorf("dial %s: not a TCP connection", addr)
+	}
+	return &countedConn{TCPConn: tc, c: c}, nil
+}
+
+// DialTCP opens a connection to an endpoint for TCP proxying, within the max_connections breaker and
+// over TLS when the cluster has an upstream TLS context (the handshake is bounded by the connect
+// timeout).
+func (c *Cluster) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	if c.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.ConnectTimeout)
+		defer cancel()
+	}
+	conn, err := c.dial(ctx, "tcp", addr)
+	if err != nil || c.TLS == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, c.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Source: nil, Addr: conn.RemoteAddr(), Err: err}
+	}
+	return tc, nil
 }
 
 // RoundTrip sends one request to the host in r.URL.Host: HTTP/1.1 exchanges with their body in memory

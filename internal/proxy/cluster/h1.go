@@ -410,18 +410,15 @@ func (p *h1Pool) dialConn(ctx context.Context, addr string) (*h1Conn, error) {
 	return c, nil
 }
 
-// underlyingTCP finds the *net.TCPConn under the cluster's connection wrappers.
+// underlyingTCP finds the *net.TCPConn under the cluster's connection wrapper.
 func underlyingTCP(c net.Conn) (*net.TCPConn, bool) {
-	for {
-		switch v := c.(type) {
-		case *net.TCPConn:
-			return v, true
-		case *countedConn:
-			c = v.Conn
-		default:
-			return nil, false
-		}
+	switch v := c.(type) {
+	case *net.TCPConn:
+		return v, true
+	case *countedConn:
+		return v.TCPConn, true
 	}
+	return nil, false
 }
 
 // put keeps c for reuse, or closes it when the pool is closed or full.
