@@ -275,6 +275,9 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 // from the cluster's protocol options.
 func httpOptions(c *clusterv3.Cluster) (h2 bool, idle time.Duration, err error) {
 	h2 = c.GetHttp2ProtocolOptions() != nil
+	if err := http2Unsupported(c.GetHttp2ProtocolOptions(), "http2_protocol_options"); err != nil {
+		return false, 0, err
+	}
 	idle = DefaultIdleTimeout
 	for name, a := range c.GetTypedExtensionProtocolOptions() {
 		if name != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
@@ -287,11 +290,19 @@ func httpOptions(c *clusterv3.Cluster) (h2 bool, idle time.Duration, err error) 
 		switch p := po.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
 			h2 = p.ExplicitHttpConfig.GetHttp2ProtocolOptions() != nil
+			path := fmt.Sprintf("typed_extension_protocol_options[%q].explicit_http_config.http2_protocol_options", name)
+			if err := http2Unsupported(p.ExplicitHttpConfig.GetHttp2ProtocolOptions(), path); err != nil {
+				return false, 0, err
+			}
 		case nil:
 		default:
 			return false, 0, fmt.Errorf("typed_extension_protocol_options[%q].upstream_protocol_options: only explicit_http_config is supported", name)
 		}
-		if d := po.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
+		common := po.GetCommonHttpProtocolOptions()
+		if common.GetMaxHeadersCount() != nil || common.GetMaxConnectionDuration() != nil {
+			return false, 0, fmt.Errorf("typed_extension_protocol_options[%q].common_http_protocol_options: only idle_timeout is supported on clusters (max_headers_count and max_connection_duration are not)", name)
+		}
+		if d := common.GetIdleTimeout(); d != nil {
 			if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
 				return false, 0, fmt.Errorf("typed_extension_protocol_options[%q].common_http_protocol_options.idle_timeout: invalid duration", name)
 			}
@@ -299,6 +310,18 @@ func httpOptions(c *clusterv3.Cluster) (h2 bool, idle time.Duration, err error) 
 		}
 	}
 	return h2, idle, nil
+}
+
+// http2Unsupported rejects the HTTP/2 settings a cluster's transport cannot honour: net/http picks
+// its own flow-control windows and opens streams up to the server's limit.
+func http2Unsupported(o *corev3.Http2ProtocolOptions, path string) error {
+	switch {
+	case o.GetMaxConcurrentStreams() != nil:
+		return fmt.Errorf("%s.max_concurrent_streams: not supported on clusters", path)
+	case o.GetInitialStreamWindowSize() != nil || o.GetInitialConnectionWindowSize() != nil:
+		return fmt.Errorf("%s: initial_stream_window_size and initial_connection_window_size are not supported on clusters", path)
+	}
+	return nil
 }
 
 func isPrime(n int) bool {

@@ -14,6 +14,7 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func protocolOptions(t *testing.T, po *upstreamhttpv3.HttpProtocolOptions) map[string]*anypb.Any {
@@ -110,4 +111,42 @@ func TestSchemeFixedAtConstruction(t *testing.T) {
 	if tc.Scheme != "https" {
 		t.Errorf("TLS cluster scheme %q, want https", tc.Scheme)
 	}
+}
+
+// Cluster HTTP settings the transports cannot honour are rejected with their field, never ignored.
+func TestUnsupportedClusterHTTPOptionsAreRejected(t *testing.T) {
+	u32 := func(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }
+	for _, tc := range []struct {
+		name string
+		po   *upstreamhttpv3.HttpProtocolOptions
+		h2   *corev3.Http2ProtocolOptions // the deprecated Cluster.http2_protocol_options
+		want string
+	}{
+		{name: "max_concurrent_streams", po: explicitH2(&corev3.Http2ProtocolOptions{MaxConcurrentStreams: u32(10)}), want: "http2_protocol_options.max_concurrent_streams"},
+		{name: "window sizes", po: explicitH2(&corev3.Http2ProtocolOptions{InitialStreamWindowSize: u32(1 << 20)}), want: "initial_stream_window_size"},
+		{name: "deprecated field", h2: &corev3.Http2ProtocolOptions{MaxConcurrentStreams: u32(10)}, want: "http2_protocol_options.max_concurrent_streams"},
+		{name: "max_headers_count", po: &upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxHeadersCount: u32(50)}}, want: "max_headers_count"},
+		{name: "max_connection_duration", po: &upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxConnectionDuration: durationpb.New(time.Minute)}}, want: "max_connection_duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}, Http2ProtocolOptions: tc.h2}
+			if tc.po != nil {
+				c.TypedExtensionProtocolOptions = protocolOptions(t, tc.po)
+			}
+			cl, err := New(c, Options{})
+			if err == nil {
+				cl.Close(0)
+				t.Fatalf("New accepted it, want an error naming %s", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not name %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func explicitH2(o *corev3.Http2ProtocolOptions) *upstreamhttpv3.HttpProtocolOptions {
+	return &upstreamhttpv3.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+		ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: o}}}}
 }
