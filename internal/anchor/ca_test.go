@@ -228,7 +228,7 @@ func TestBootstrapWithOfflineRoot(t *testing.T) {
 	if len(rootScope) != 2 || !rootScope[0].Equal(sealed.Cert) || !rootScope[1].Equal(root.Cert) {
 		t.Fatalf("root scope CA: %d certificates, want the intermediate then the offline root", len(rootScope))
 	}
-	if fmt.Sprint(rootScope[0].PermittedURIDomains, rootScope[0].PermittedDNSDomains) != "["+mesh+"] ["+mesh+"]" {
+	if fmt.Sprint(rootScope[0].PermittedURIDomains, rootScope[0].PermittedDNSDomains) != "["+mesh+" ."+mesh+"] ["+mesh+"]" {
 		t.Fatalf("root scope CA name constraints: URI %v DNS %v, want %s", rootScope[0].PermittedURIDomains, rootScope[0].PermittedDNSDomains, mesh)
 	}
 
@@ -352,7 +352,7 @@ func TestRotateScopeCA(t *testing.T) {
 		t.Fatalf("after rotation: version %d -> %d, serial %s -> %s (response %s -> %s)", version, newVersion,
 			oldCA[0].SerialNumber.Text(16), newCA[0].SerialNumber.Text(16), resp.PreviousSerial, resp.Serial)
 	}
-	if fmt.Sprint(newCA[0].PermittedURIDomains) != "["+shop+"]" || !newCA[len(newCA)-1].Equal(root) {
+	if fmt.Sprint(newCA[0].PermittedURIDomains) != "["+shop+" ."+shop+"]" || !newCA[len(newCA)-1].Equal(root) {
 		t.Fatalf("new CA: permitted %v, chain ends at %q", newCA[0].PermittedURIDomains, newCA[len(newCA)-1].Subject.CommonName)
 	}
 	if err := verifiesTo(before, root, time.Now()); err != nil {

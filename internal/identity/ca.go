@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -67,7 +68,8 @@ func GenerateKey() (crypto.Signer, error) {
 
 // NewRootCA creates the self-signed root CA of mesh, valid from now for
 // RootCATTL, name-constrained to mesh and its subdomains for both URI SANs
-// (SPIFFE IDs) and DNS SANs. mesh must be a lowercase DNS name.
+// (SPIFFE IDs; see uriSubtrees) and DNS SANs. mesh must be a lowercase DNS
+// name.
 func NewRootCA(mesh string, now time.Time) (*CA, error) {
 	if err := checkDNSName(mesh); err != nil {
 		return nil, fmt.Errorf("identity: new root CA for mesh %q: %w", mesh, err)
@@ -144,8 +146,37 @@ func caTemplate(domain, commonName string, notBefore, notAfter time.Time) (*x509
 		IsCA:                        true,
 		PermittedDNSDomainsCritical: true, // RFC 5280: name constraints MUST be critical
 		PermittedDNSDomains:         []string{domain},
-		PermittedURIDomains:         []string{domain},
+		PermittedURIDomains:         uriSubtrees([]string{domain}),
 	}, nil
+}
+
+// uriSubtrees returns URI name constraints (crypto/x509 form) that mean the
+// same subtrees to every verifier: each constraint "d" is followed by ".d"
+// unless the list has it already.
+//
+// crypto/x509 reads a URI constraint "d" as d and all its subdomains, but
+// RFC 5280 (section 4.2.1.10), OpenSSL and BoringSSL (so Envoy) read it as
+// exactly the host d, and ".d" as the subdomains of d only. A CA constrained
+// to "demo.mesh" alone is therefore refused by OpenSSL for
+// spiffe://bookinfo.demo.mesh/... ("permitted subtree violation"); with both
+// "demo.mesh" and ".demo.mesh" every verifier accepts exactly demo.mesh and
+// its subdomains. (A DNS constraint "d" already means d and its subdomains to
+// all of them, so DNS constraints need no such pair.) Applied to excluded
+// constraints it makes OpenSSL exclude what crypto/x509 excludes.
+func uriSubtrees(constraints []string) []string {
+	out := make([]string, 0, 2*len(constraints))
+	for _, c := range constraints {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+		if c == "" || strings.HasPrefix(c, ".") {
+			continue
+		}
+		if sub := "." + c; !slices.Contains(constraints, sub) && !slices.Contains(out, sub) {
+			out = append(out, sub)
+		}
+	}
+	return out
 }
 
 // Root returns the mesh root certificate: the last of Parents, or Cert when
@@ -418,18 +449,20 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time) 
 	return cert, nil
 }
 
-// permits reports whether name passes DNS-style name constraints with
-// crypto/x509 semantics: no permitted list permits everything; "d" matches d
-// and its subdomains; ".d" matches only subdomains of d; "" matches all.
+// permits reports whether name (lowercase) passes DNS-style name
+// constraints with crypto/x509 semantics: no permitted list permits
+// everything; "d" matches d and its subdomains; ".d" matches only subdomains
+// of d; "" matches all. Constraints compare case-insensitively.
 func permits(permitted, excluded []string, name string) bool {
 	match := func(c string) bool {
+		c = strings.ToLower(c)
 		switch {
 		case c == "":
 			return true
 		case strings.HasPrefix(c, "."):
 			return strings.HasSuffix(name, c) && len(name) > len(c)
 		default:
-			return domainWithin(name, strings.ToLower(c))
+			return domainWithin(name, c)
 		}
 	}
 	for _, c := range excluded {

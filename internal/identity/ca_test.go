@@ -65,8 +65,8 @@ func TestNewRootCA(t *testing.T) {
 	if err := c.CheckSignatureFrom(c); err != nil {
 		t.Errorf("root is not self-signed: %v", err)
 	}
-	if !slices.Equal(c.PermittedURIDomains, []string{testMesh}) || !slices.Equal(c.PermittedDNSDomains, []string{testMesh}) {
-		t.Errorf("constraints URI=%v DNS=%v, want [%s] for both", c.PermittedURIDomains, c.PermittedDNSDomains, testMesh)
+	if !slices.Equal(c.PermittedURIDomains, []string{testMesh, "." + testMesh}) || !slices.Equal(c.PermittedDNSDomains, []string{testMesh}) {
+		t.Errorf("constraints URI=%q DNS=%q, want URI [%s .%[3]s] and DNS [%[3]s]", c.PermittedURIDomains, c.PermittedDNSDomains, testMesh)
 	}
 	if !c.PermittedDNSDomainsCritical {
 		t.Error("name constraints are not critical")
@@ -275,6 +275,9 @@ func TestNameConstraintsEnforcedByVerify(t *testing.T) {
 		{name: "scope: sub-namespace", ca: scope, uri: "spiffe://v2.bookinfo.demo.mesh/sa/reviews", wantOK: true},
 		{name: "scope: mesh anchor", ca: scope, uri: "spiffe://demo.mesh/anchor/a1"},
 		{name: "scope: sibling namespace", ca: scope, uri: "spiffe://shop.demo.mesh/sa/api"},
+		{name: "scope: suffix lookalike", ca: scope, uri: "spiffe://xbookinfo.demo.mesh/sa/api"},
+		{name: "scope: DNS SAN of the parent domain", ca: scope, uri: "spiffe://bookinfo.demo.mesh/sa/api", dns: []string{"demo.mesh"}},
+		{name: "scope: DNS SAN inside", ca: scope, uri: "spiffe://bookinfo.demo.mesh/sa/api", dns: []string{"bookinfo.demo.mesh", "api.bookinfo.demo.mesh"}, wantOK: true},
 		{name: "scope: other mesh", ca: scope, uri: "spiffe://other.mesh/sa/api"},
 	}
 	for _, tt := range tests {
@@ -307,8 +310,9 @@ func TestNewIntermediate(t *testing.T) {
 	if !scope.Cert.IsCA || scope.Root() != root.Cert || len(scope.Chain()) != 1 || scope.Chain()[0] != scope.Cert {
 		t.Fatalf("scope CA: IsCA=%v chain=%d", scope.Cert.IsCA, len(scope.Chain()))
 	}
-	if !slices.Equal(scope.Cert.PermittedURIDomains, []string{"bookinfo.demo.mesh"}) {
-		t.Errorf("scope constraints %v", scope.Cert.PermittedURIDomains)
+	if !slices.Equal(scope.Cert.PermittedURIDomains, []string{"bookinfo.demo.mesh", ".bookinfo.demo.mesh"}) ||
+		!slices.Equal(scope.Cert.PermittedDNSDomains, []string{"bookinfo.demo.mesh"}) {
+		t.Errorf("scope constraints URI=%q DNS=%q", scope.Cert.PermittedURIDomains, scope.Cert.PermittedDNSDomains)
 	}
 	leaf, err := scope.Issue(WorkloadID("bookinfo.demo.mesh", "reviews"), newTestKey(t).Public(), time.Hour, testNow, nil, nil)
 	if err != nil {

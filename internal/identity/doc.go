@@ -9,7 +9,11 @@
 // name constraints (PermittedURIDomains and PermittedDNSDomains) for its
 // domain and every subdomain of it, so crypto/x509 refuses any certificate it
 // signs for a name outside that subtree; this package also refuses to sign
-// such a certificate in the first place.
+// such a certificate in the first place. URI constraints come in pairs, "d"
+// and ".d", so that RFC 5280 verifiers (OpenSSL, BoringSSL: Envoy), which read
+// "d" alone as the single host d, accept the same subtree as crypto/x509.
+// VerifiedID checks a peer's SPIFFE ID against the constraints of its
+// verified chain once more, explicitly.
 //
 // Keys this package generates are ECDSA P-256; it signs CSRs for P-256,
 // P-384, Ed25519 and RSA (2048 bits or more) keys. Certificates are built and

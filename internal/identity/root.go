@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -26,7 +27,9 @@ const (
 
 // CrossSign certifies newRoot's subject and public key with ca, which must
 // be a root (self-signed, no Parents): the certificate has newRoot's subject,
-// subject key ID and name constraints, is a CA allowed to sign certificates,
+// subject key ID and name constraints (URI constraints in the form every
+// verifier reads alike, uriSubtrees, even when newRoot's are not), ca's
+// subject key ID as authority key ID, is a CA allowed to sign certificates,
 // and is valid from now (backdated by ClockSkew) until the earlier of
 // newRoot's and ca's expiry. newRoot must be a self-signed CA; the names its
 // constraints permit must be within ca's. (A path through the cross
@@ -51,8 +54,10 @@ func (ca *CA) CrossSign(newRoot *x509.Certificate, now time.Time) (*x509.Certifi
 		return fail(errors.New("the new root has the current root's key"))
 	}
 	for _, d := range append(append([]string(nil), newRoot.PermittedURIDomains...), newRoot.PermittedDNSDomains...) {
-		if !permits(ca.Cert.PermittedURIDomains, ca.Cert.ExcludedURIDomains, d) ||
-			!permits(ca.Cert.PermittedDNSDomains, ca.Cert.ExcludedDNSDomains, d) {
+		// ".d" (the subdomains of d) is checked as d, which is as strict.
+		name := strings.TrimPrefix(d, ".")
+		if !permits(ca.Cert.PermittedURIDomains, ca.Cert.ExcludedURIDomains, name) ||
+			!permits(ca.Cert.PermittedDNSDomains, ca.Cert.ExcludedDNSDomains, name) {
 			return fail(fmt.Errorf("the new root's name constraint %q is outside the names %q may sign for", d, ca.Cert.Subject.CommonName))
 		}
 	}
@@ -68,10 +73,15 @@ func (ca *CA) CrossSign(newRoot *x509.Certificate, now time.Time) (*x509.Certifi
 	if ca.Cert.NotAfter.Before(notAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
+	// AuthorityKeyId is explicit because crypto/x509 leaves it out when the
+	// issuer and subject names are equal, as they are for two roots of one
+	// mesh; without it OpenSSL takes the cross certificate for a self-signed
+	// one and cannot build leaf -> R2(by R1) -> R1.
 	tmpl := &x509.Certificate{
 		SerialNumber:                serial,
 		RawSubject:                  newRoot.RawSubject,
 		SubjectKeyId:                newRoot.SubjectKeyId,
+		AuthorityKeyId:              ca.Cert.SubjectKeyId,
 		NotBefore:                   notBefore,
 		NotAfter:                    notAfter,
 		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -80,8 +90,8 @@ func (ca *CA) CrossSign(newRoot *x509.Certificate, now time.Time) (*x509.Certifi
 		PermittedDNSDomainsCritical: true,
 		PermittedDNSDomains:         newRoot.PermittedDNSDomains,
 		ExcludedDNSDomains:          newRoot.ExcludedDNSDomains,
-		PermittedURIDomains:         newRoot.PermittedURIDomains,
-		ExcludedURIDomains:          newRoot.ExcludedURIDomains,
+		PermittedURIDomains:         uriSubtrees(newRoot.PermittedURIDomains),
+		ExcludedURIDomains:          uriSubtrees(newRoot.ExcludedURIDomains),
 		PermittedIPRanges:           newRoot.PermittedIPRanges,
 		ExcludedIPRanges:            newRoot.ExcludedIPRanges,
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 )
@@ -64,8 +65,13 @@ func TestCrossSignedCertificate(t *testing.T) {
 	if !c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0 {
 		t.Error("cross certificate is not a CA allowed to sign")
 	}
-	if len(c.PermittedURIDomains) != 1 || c.PermittedURIDomains[0] != testMesh || len(c.PermittedDNSDomains) != 1 || c.PermittedDNSDomains[0] != testMesh {
-		t.Errorf("cross certificate name constraints = %v / %v, want the new root's", c.PermittedURIDomains, c.PermittedDNSDomains)
+	if !slices.Equal(c.PermittedURIDomains, r.r2.Cert.PermittedURIDomains) || !slices.Equal(c.PermittedDNSDomains, r.r2.Cert.PermittedDNSDomains) {
+		t.Errorf("cross certificate name constraints = %q / %q, want the new root's, %q / %q",
+			c.PermittedURIDomains, c.PermittedDNSDomains, r.r2.Cert.PermittedURIDomains, r.r2.Cert.PermittedDNSDomains)
+	}
+	if !slices.Equal(c.AuthorityKeyId, r.r1.Cert.SubjectKeyId) || len(c.AuthorityKeyId) == 0 {
+		t.Errorf("cross certificate authority key ID %x, want the old root's subject key ID %x (OpenSSL needs it to tell the two roots apart)",
+			c.AuthorityKeyId, r.r1.Cert.SubjectKeyId)
 	}
 	if c.NotAfter.After(r.r1.Cert.NotAfter) {
 		t.Error("cross certificate outlives the old root")

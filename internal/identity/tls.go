@@ -196,7 +196,8 @@ func PinnedClientTLS(pin [32]byte) *tls.Config {
 
 // PeerID returns the SPIFFE ID of the peer of a connection whose certificate
 // crypto/tls verified (cs.VerifiedChains), checking that the leaf is a
-// well-formed SVID. On a server built with ServerTLS this is the caller's
+// well-formed SVID within the name constraints of its chain (VerifiedID).
+// On a server built with ServerTLS this is the caller's
 // identity; it fails when the caller presented no certificate. (A client
 // built with ClientTLS has already checked the server with accept; its
 // VerifiedChains are empty because it verifies the chain itself.)
@@ -204,11 +205,12 @@ func PeerID(cs tls.ConnectionState) (ID, error) {
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
 		return ID{}, errors.New("identity: peer presented no verified certificate")
 	}
-	return LeafID(cs.VerifiedChains[0][0])
+	return VerifiedID(cs.VerifiedChains)
 }
 
 // verifyChain verifies that certs[0] (the leaf, then intermediates) chains
-// to roots at now for usage, and that the leaf is an SVID.
+// to roots at now for usage, and that the leaf is an SVID within the name
+// constraints of its chain (VerifiedID).
 func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, usage x509.ExtKeyUsage, now time.Time) (ID, error) {
 	if len(certs) == 0 {
 		return ID{}, errors.New("no certificate")
@@ -217,15 +219,16 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, usage x509.Ext
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{
+	chains, err := certs[0].Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{usage},
-	}); err != nil {
+	})
+	if err != nil {
 		return ID{}, err
 	}
-	return LeafID(certs[0])
+	return VerifiedID(chains)
 }
 
 // tlsCertificate builds what a peer with c presents: c's chain, then the

@@ -36,6 +36,7 @@ func TestBoundSocketsAreServedAndClosed(t *testing.T) {
 	l.Address = sockAddr(host, uint32(p))
 	e.set(xdsclient.ListenerType, "1", l)
 	e.waitACK(xdsclient.ListenerType, "1")
+	e.waitACK(xdsclient.EndpointType, "1") // else the first request may find the cluster without endpoints
 	if got := e.listenerAddr("l"); got != lnL.Addr().String() {
 		t.Fatalf("listener on %s, want the bound %s", got, lnL.Addr())
 	}

@@ -180,7 +180,7 @@ func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Filters always get the peer's address; the principal only after a verified mTLS handshake.
 	var peer *filter.Peer
 	if st.ci != nil {
-		st.peer, st.hasPeer = peerOf(r.TLS, st.ci.conn.RemoteAddr())
+		st.peer, st.hasPeer = st.ci.peerOf(r.TLS)
 		peer = &st.peer
 	}
 	h.sanitizeHeaders(r, st)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"canton.dev/canton/internal/filter"
 	"canton.dev/canton/internal/proxy/httpsafe"
 )
 
@@ -487,6 +488,16 @@ type connInfo struct {
 	// tls is the TLS state of an HTTP/1.1 connection whose handshake the proxy did (net/http sees
 	// a plain connection then, and leaves Request.TLS nil).
 	tls *tls.ConnectionState
+
+	peerOnce sync.Once // the peer is the connection's: checked once, for every request on it
+	peer     filter.Peer
+	hasPeer  bool
+}
+
+// peerOf returns the connection's peer (see peerOf), computed on its first request.
+func (ci *connInfo) peerOf(cs *tls.ConnectionState) (filter.Peer, bool) {
+	ci.peerOnce.Do(func() { ci.peer, ci.hasPeer = peerOf(cs, ci.conn.RemoteAddr()) })
+	return ci.peer, ci.hasPeer
 }
 
 // guardedTLS is a guarded HTTP/1.1 connection over TLS, carrying the handshake's state.

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"canton.dev/canton/internal/filter"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/proxy/route"
 )
 
@@ -263,16 +263,11 @@ func (p *Proxy) serverTLS(t *tlsContext, defaultALPN []string) *tls.Config {
 			if t.requireClientCert {
 				cfg.ClientAuth = tls.RequireAndVerifyClientCert
 			}
-			if len(sans) > 0 {
-				cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
-					if len(chains) == 0 {
-						return nil // no client certificate (allowed unless required, checked by crypto/tls)
-					}
-					if !matchSANs(chains[0][0], sans) {
-						return errors.New("client certificate subject alternative names do not match")
-					}
-					return nil
+			cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+				if len(chains) == 0 {
+					return nil // no client certificate (allowed unless required, checked by crypto/tls)
 				}
+				return checkPeer(chains, sans, "client")
 			}
 		} else if t.requireClientCert {
 			cfg.ClientAuth = tls.RequireAnyClientCert
@@ -317,19 +312,50 @@ func (p *Proxy) clientTLS(t *tlsContext) *tls.Config {
 			for _, c := range cs.PeerCertificates[1:] {
 				inter.AddCert(c)
 			}
-			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: ca, Intermediates: inter,
-				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			chains, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: ca, Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			if err != nil {
 				return fmt.Errorf("upstream certificate: %w", err)
 			}
-			if !matchSANs(cs.PeerCertificates[0], sans) {
-				return errors.New("upstream certificate subject alternative names do not match")
-			}
-			return nil
+			return checkPeer(chains, sans, "upstream")
 		},
 	}
 }
 
-// peerOf returns the verified SPIFFE identity of a TLS connection's client, if any.
+// checkPeer checks a peer whose certificate chains crypto/x509 verified against the trust bundle (who
+// names the peer in errors: "client" or "upstream"). A peer presenting a SPIFFE ID must hold a valid
+// X.509 SVID, the only kind of certificate the mesh issues: exactly one URI SAN that is a SPIFFE ID
+// with a path, not a CA, no keyCertSign or cRLSign, and a trust domain within the URI name constraints
+// of every CA of its chain (identity.VerifiedID; crypto/x509 enforces the constraints too, this check
+// does not depend on it). A certificate without a SPIFFE ID (an external server's, verified against
+// a CA bundle the configuration gives) is left to the SAN matchers, as in Envoy; it never yields a
+// principal (peerOf). Then one of its SANs must match one of sans, if any.
+func checkPeer(chains [][]*x509.Certificate, sans []sanMatcher, who string) error {
+	leaf := chains[0][0]
+	if hasSPIFFEID(leaf) {
+		if _, err := identity.VerifiedID(chains); err != nil {
+			return fmt.Errorf("%s certificate is not a valid SPIFFE SVID of the mesh: %w", who, err)
+		}
+	}
+	if !matchSANs(leaf, sans) {
+		return fmt.Errorf("%s certificate subject alternative names do not match", who)
+	}
+	return nil
+}
+
+// hasSPIFFEID reports whether a certificate names any spiffe:// URI.
+func hasSPIFFEID(c *x509.Certificate) bool {
+	for _, u := range c.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			return true
+		}
+	}
+	return false
+}
+
+// peerOf returns the verified SPIFFE identity of a TLS connection's client, if any: the peer's
+// address always, and its principal and namespace when crypto/tls verified its chain and the leaf is a
+// valid SVID of it (checkPeer refused the handshake otherwise; this is checked again, not assumed).
 func peerOf(cs *tls.ConnectionState, remote net.Addr) (filter.Peer, bool) {
 	var p filter.Peer
 	if ap, err := netipAddr(remote); err == nil {
@@ -338,17 +364,11 @@ func peerOf(cs *tls.ConnectionState, remote net.Addr) (filter.Peer, bool) {
 	if cs == nil || len(cs.VerifiedChains) == 0 {
 		return p, false
 	}
-	for _, u := range cs.VerifiedChains[0][0].URIs {
-		if u.Scheme == "spiffe" {
-			p.Principal = u.Host + u.EscapedPath()
-			p.Namespace = spiffeNamespace(u)
-			return p, true
-		}
+	id, err := identity.VerifiedID(cs.VerifiedChains)
+	if err != nil {
+		return p, false
 	}
-	return p, false
-}
-
-// spiffeNamespace returns the namespace domain of a Canton SPIFFE ID (the trust domain).
-func spiffeNamespace(u *url.URL) string {
-	return strings.ToLower(u.Host)
+	p.Principal = id.TrustDomain + id.Path
+	p.Namespace = id.TrustDomain // the namespace domain of a Canton SPIFFE ID
+	return p, true
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,10 +24,12 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"canton.dev/canton/internal/proxy/xdsclient"
@@ -52,6 +55,11 @@ func newCA(t testing.TB) *testCA {
 
 // issue returns PEM chain and key for a leaf with the given DNS names and URIs.
 func (ca *testCA) issue(t testing.TB, dns []string, uris ...string) (certPEM, keyPEM []byte) {
+	return ca.issueWith(t, nil, dns, uris...)
+}
+
+// issueWith is issue with the certificate template changed by mutate (if not nil) before signing.
+func (ca *testCA) issueWith(t testing.TB, mutate func(*x509.Certificate), dns []string, uris ...string) (certPEM, keyPEM []byte) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "leaf"},
 		DNSNames: dns, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -61,6 +69,9 @@ func (ca *testCA) issue(t testing.TB, dns []string, uris ...string) (certPEM, ke
 		tmpl.URIs = append(tmpl.URIs, pu)
 	}
 	tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	if mutate != nil {
+		mutate(tmpl)
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +100,10 @@ func TestInboundMTLSWithSPIFFEIdentity(t *testing.T) {
 	srvCert, srvKey := ca.issue(t, []string{"reviews.bookinfo.demo.mesh"}, "spiffe://bookinfo.demo.mesh/sa/reviews")
 	cliCert, cliKey := ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/productpage")
 	badCert, badKey := ca.issue(t, nil, "spiffe://evil.demo.mesh/sa/x")
+	// Certificates that match the SAN matcher but are no valid SVIDs.
+	caCliCert, caCliKey := ca.issueWith(t, asCA, nil, "spiffe://bookinfo.demo.mesh/sa/productpage")
+	twoCert, twoKey := ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/productpage", "spiffe://evil.demo.mesh/sa/x")
+	noIDCert, noIDKey := ca.issue(t, []string{"productpage.bookinfo.demo.mesh"})
 	app := startUpstream(t, "app", nil)
 	e := startEnv(t)
 	e.set(xdsclient.SecretType, "1", keyPairSecret("svid", srvCert, srvKey), caSecret("bundle", ca.pem))
@@ -160,6 +175,12 @@ func TestInboundMTLSWithSPIFFEIdentity(t *testing.T) {
 	if _, err := mk(badCert, badKey).Get("https://" + addr + "/"); err == nil {
 		t.Errorf("request with a non-matching SPIFFE ID succeeded")
 	}
+	for name, c := range map[string][2][]byte{"a CA certificate": {caCliCert, caCliKey}, "two URI SANs": {twoCert, twoKey},
+		"no SPIFFE ID": {noIDCert, noIDKey}} {
+		if _, err := mk(c[0], c[1]).Get("https://" + addr + "/"); err == nil {
+			t.Errorf("request with a client certificate with %s succeeded", name)
+		}
+	}
 	_, metrics := get(t, client(), e.p.AdminAddr(), "admin", "/stats/prometheus")
 	if !strings.Contains(metrics, `source_principal="spiffe://bookinfo.demo.mesh/sa/productpage"`) ||
 		!strings.Contains(metrics, `connection_security_policy="mutual_tls"`) {
@@ -174,7 +195,7 @@ func TestInboundMTLSWithSPIFFEIdentity(t *testing.T) {
 
 func TestUpstreamMTLS(t *testing.T) {
 	ca := newCA(t)
-	srvCert, srvKey := ca.issue(t, []string{"backend.test"})
+	srvCert, srvKey := ca.issue(t, []string{"backend.test"}, "spiffe://bookinfo.demo.mesh/sa/backend")
 	cliCert, cliKey := ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/productpage")
 	kp, _ := tls.X509KeyPair(srvCert, srvKey)
 	pool := x509.NewCertPool()
@@ -203,6 +224,158 @@ func TestUpstreamMTLS(t *testing.T) {
 	resp, body := get(t, client(), addr, "x", "/")
 	if resp.StatusCode != 200 || body != "peer spiffe://bookinfo.demo.mesh/sa/productpage" {
 		t.Errorf("upstream mTLS: %d %q", resp.StatusCode, body)
+	}
+}
+
+// asCA makes a certificate template a CA allowed to sign certificates.
+func asCA(c *x509.Certificate) {
+	c.IsCA, c.BasicConstraintsValid = true, true
+	c.KeyUsage |= x509.KeyUsageCertSign
+}
+
+// TestUpstreamRefusesInvalidSVID: with an upstream TLS context that verifies against the trust bundle
+// and matches one SPIFFE ID (as the control plane generates it), the proxy connects only to an
+// upstream whose leaf is a valid SVID with that ID. An upstream with another SPIFFE ID, a leaf that is
+// a CA, or a leaf with two URI SANs (one of them the expected ID) is refused at the handshake: the
+// request fails with 503 and never reaches it.
+func TestUpstreamRefusesInvalidSVID(t *testing.T) {
+	ca := newCA(t)
+	const want = "spiffe://bookinfo.demo.mesh/sa/reviews"
+	cliCert, cliKey := ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/productpage")
+	type upstreamCase struct {
+		name    string
+		cert    func() ([]byte, []byte)
+		wantErr string // "" when the upstream must be accepted
+	}
+	cases := []upstreamCase{
+		{"good", func() ([]byte, []byte) { return ca.issue(t, nil, want) }, ""},
+		{"wrongid", func() ([]byte, []byte) { return ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/ratings") },
+			"subject alternative names do not match"},
+		{"caleaf", func() ([]byte, []byte) { return ca.issueWith(t, asCA, nil, want) }, "is a CA certificate"},
+		{"twouris", func() ([]byte, []byte) { return ca.issue(t, nil, want, "spiffe://evil.demo.mesh/sa/x") },
+			"has 2 URI SANs"},
+		{"signer", func() ([]byte, []byte) {
+			return ca.issueWith(t, func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }, nil, want)
+		}, "key usage allows signing certificates"},
+	}
+	transport := mustAny(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds("svid")},
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_URI,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: want}}}}},
+			ValidationContextSdsSecretConfig: sds("bundle")}}}})
+	var clusters, loads []proto.Message
+	routes := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "all", Domains: []string{"*"}}}}
+	backends := map[string]*upstream{}
+	for _, c := range cases {
+		certPEM, keyPEM := c.cert()
+		kp, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &upstream{name: c.name}
+		u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u.count.Add(1)
+			fmt.Fprint(w, u.name)
+		}))
+		u.TLS = &tls.Config{Certificates: []tls.Certificate{kp}}
+		u.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+		u.StartTLS()
+		t.Cleanup(u.Close)
+		backends[c.name] = u
+		clusters = append(clusters, edsCluster(c.name, func(cl *clusterv3.Cluster) {
+			cl.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: transport}}
+		}))
+		loads = append(loads, endpoints(t, c.name, u.Addr()))
+		routes.VirtualHosts[0].Routes = append(routes.VirtualHosts[0].Routes,
+			&routev3.Route{Match: prefixMatch("/" + c.name), Action: routeTo(c.name)})
+	}
+	e := startEnv(t)
+	e.set(xdsclient.SecretType, "1", keyPairSecret("svid", cliCert, cliKey), caSecret("bundle", ca.pem))
+	e.set(xdsclient.ClusterType, "1", clusters...)
+	e.set(xdsclient.EndpointType, "1", loads...)
+	e.set(xdsclient.RouteType, "1", routes)
+	e.set(xdsclient.ListenerType, "1", httpListener(t, "l", "r", nil))
+	e.waitACK(xdsclient.SecretType, "1")
+	e.waitACK(xdsclient.EndpointType, "1")
+	e.waitACK(xdsclient.RouteType, "1")
+	addr := e.listenerAddr("l")
+
+	// The handshake's own verdict, from the configuration the clusters use.
+	tc, err := upstreamTLSContext(&corev3.TransportSocket{ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: transport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			u := backends[c.name]
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", u.Addr(), e.p.clientTLS(tc))
+			if err == nil {
+				conn.Close()
+			}
+			if c.wantErr == "" && err != nil {
+				t.Errorf("handshake with a valid SVID: %v", err)
+			}
+			if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Errorf("handshake error = %v, want one containing %q", err, c.wantErr)
+			}
+
+			before := u.count.Load()
+			resp, body := get(t, client(), addr, "x", "/"+c.name)
+			if c.wantErr == "" {
+				if resp.StatusCode != 200 || body != c.name || u.count.Load() != before+1 {
+					t.Errorf("request through the proxy: %d %q, upstream saw %d requests, want 200 %q and 1", resp.StatusCode, body, u.count.Load()-before, c.name)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || u.count.Load() != before {
+				t.Errorf("request through the proxy: %d %q, upstream saw %d requests, want 503 and none", resp.StatusCode, body, u.count.Load()-before)
+			}
+		})
+	}
+}
+
+// TestPeerOfRequiresSVID: a connection's peer has a principal only when its verified leaf is a valid
+// SVID; the address is reported either way.
+func TestPeerOfRequiresSVID(t *testing.T) {
+	ca := newCA(t)
+	parse := func(certPEM, _ []byte) *x509.Certificate {
+		b, _ := pem.Decode(certPEM)
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	remote := &net.TCPAddr{IP: net.ParseIP("10.0.0.7"), Port: 4000}
+	for _, tc := range []struct {
+		name      string
+		leaf      *x509.Certificate
+		principal string // "" when the peer must have none
+	}{
+		{"svid", parse(ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/reviews")), "bookinfo.demo.mesh/sa/reviews"},
+		{"ca leaf", parse(ca.issueWith(t, asCA, nil, "spiffe://bookinfo.demo.mesh/sa/reviews")), ""},
+		{"two URI SANs", parse(ca.issue(t, nil, "spiffe://bookinfo.demo.mesh/sa/reviews", "spiffe://evil.demo.mesh/sa/x")), ""},
+		{"no path", parse(ca.issue(t, nil, "spiffe://bookinfo.demo.mesh")), ""},
+		{"not SPIFFE", parse(ca.issue(t, nil, "https://bookinfo.demo.mesh/sa/reviews")), ""},
+		{"no certificate", nil, ""},
+	} {
+		cs := &tls.ConnectionState{}
+		if tc.leaf != nil {
+			cs.VerifiedChains = [][]*x509.Certificate{{tc.leaf, ca.cert}}
+		}
+		p, ok := peerOf(cs, remote)
+		if ok != (tc.principal != "") || p.Principal != tc.principal {
+			t.Errorf("%s: peer principal %q (%v), want %q", tc.name, p.Principal, ok, tc.principal)
+		}
+		if ok && p.Namespace != "bookinfo.demo.mesh" {
+			t.Errorf("%s: peer namespace %q, want bookinfo.demo.mesh", tc.name, p.Namespace)
+		}
+		if p.IP.String() != "10.0.0.7" {
+			t.Errorf("%s: peer address %v, want 10.0.0.7", tc.name, p.IP)
+		}
 	}
 }
 
@@ -266,5 +439,24 @@ func TestUpstreamHTTP2OverTLSByALPN(t *testing.T) {
 	e.waitACK(xdsclient.EndpointType, "1")
 	if resp, body := get(t, client(), e.listenerAddr("l"), "x", "/"); resp.StatusCode != 200 || body != "HTTP/2.0" {
 		t.Errorf("upstream saw %d %q, want HTTP/2.0", resp.StatusCode, body)
+	}
+}
+
+// BenchmarkPeerOf measures the per-request cost of reading (and re-checking) the peer's SVID.
+func BenchmarkPeerOf(b *testing.B) {
+	ca := newCA(b)
+	certPEM, _ := ca.issue(b, nil, "spiffe://bookinfo.demo.mesh/sa/reviews")
+	blk, _ := pem.Decode(certPEM)
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs := &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{leaf, ca.cert}}}
+	remote := &net.TCPAddr{IP: net.ParseIP("10.0.0.7"), Port: 4000}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := peerOf(cs, remote); !ok {
+			b.Fatal("no peer")
+		}
 	}
 }

@@ -400,7 +400,8 @@ func (p *h1Pool) dialConn(ctx context.Context, addr string) (*h1Conn, error) {
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			conn.Close()
-			return nil, err
+			// A failed handshake is a failed connection attempt (Envoy: UF, "TLS error").
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: conn.RemoteAddr(), Err: err}
 		}
 		conn = tc
 	}
