@@ -19,7 +19,7 @@ const (
 	RBACAllowFilterName   = "envoy.filters.http.rbac.allow"
 	RBACAuditFilterName   = "envoy.filters.http.rbac.audit"
 	rbacPolicyNameFormat  = "ns[%s]-policy[%s]-rule[%d]"
-	customProviderMissing = "CUSTOM (external authorization through provider %q) is not implemented: requests matching this policy's rules are denied instead (fail closed)"
+	customProviderMissing = "CUSTOM (external authorization through provider %q): the mesh root namespace has no ExtensionProvider of that name with envoyExtAuthzGrpc, so requests matching this policy's rules are denied instead (fail closed)"
 )
 
 // appliesTo reports whether a policy of namespace ns with the given selector and target
@@ -78,9 +78,10 @@ func (g *gen) authorizationPolicies() []*authorizationPolicy {
 
 // authzFilters translates the AuthorizationPolicies of the node into HTTP filters, in Envoy's
 // evaluation order: CUSTOM, DENY, ALLOW and AUDIT (LOG). A CUSTOM policy whose provider is an
-// ExtensionProvider and that selects every request becomes the ext_authz filter (see
-// customAuthz.take); any other CUSTOM policy is enforced as DENY (fail closed) and reported. Without any policy no filter is added (allow all). With at least one ALLOW
-// policy the ALLOW filter is present even if it has no rule left (deny all).
+// ExtensionProvider sends the requests its rules select to the ext_authz filter (see
+// customAuthz); any other CUSTOM policy (unknown provider, a second provider) is enforced as
+// DENY (fail closed) and reported. Without any policy no filter is added (allow all). With at
+// least one ALLOW policy the ALLOW filter is present even if it has no rule left (deny all).
 func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 	aps := g.authorizationPolicies()
 	if len(aps) == 0 {
@@ -129,10 +130,7 @@ func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 			}
 		}
 	}
-	var out []*hcmv3.HttpFilter
-	if f := custom.filter(); f != nil {
-		out = append(out, f)
-	}
+	out := custom.filters()
 	for _, gr := range groups {
 		// An ALLOW filter with no policy denies everything, which is what an ALLOW policy
 		// without (usable) rules means; DENY, CUSTOM and AUDIT filters without policies do nothing.

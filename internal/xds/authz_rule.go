@@ -19,12 +19,14 @@ import (
 // ruleMode decides what happens to a rule that uses something the translation does not
 // support. Istio's rule, which fails closed: a DENY rule ignores the unsupported part (it so
 // matches more requests, never fewer), an ALLOW or AUDIT rule is dropped (it allows nothing).
+// A CUSTOM rule is treated as a DENY rule: it then sends more requests to the provider.
 type ruleMode uint8
 
 const (
 	modeAllow ruleMode = iota
 	modeDeny
 	modeAudit
+	modeCustom
 )
 
 // The metadata namespace and keys the jwt_authn filter of the canton proxy (and Istio's
@@ -49,8 +51,12 @@ type ruleTranslator struct {
 // part out (a positive list with an unsupported value is left out whole, so the rule matches
 // more); an ALLOW or AUDIT rule is dropped.
 func (t *ruleTranslator) unsupported(field, reason string) {
-	if t.mode == modeDeny {
+	switch t.mode {
+	case modeDeny:
 		t.g.skip(t.ap.ref, t.path+"."+field, reason+"; ignored in this DENY rule, which so matches more requests (fail closed)")
+		return
+	case modeCustom:
+		t.g.skip(t.ap.ref, t.path+"."+field, reason+"; ignored in this CUSTOM rule, which so sends more requests to the provider (fail closed)")
 		return
 	}
 	t.g.skip(t.ap.ref, t.path+"."+field, reason+"; the whole rule is dropped (it grants nothing)")
@@ -449,14 +455,18 @@ func (t *ruleTranslator) urlPath(v, field string) *rbacconfigv3.Permission {
 		Rule: &matcherv3.PathMatcher_Path{Path: sm}}}}
 }
 
-// port is decided at generation time: the inbound listener of a Canton proxy serves one
-// workload (the application's port and the ports of its Service all arrive on it), so a port
-// condition is true for those ports and false for any other.
+// port is decided at generation time on the inbound listener: it serves one workload (the
+// application's port and the ports of its Service all arrive on it), so a port condition is
+// true for those ports and false for any other. A gateway's listeners listen on the ports of
+// its servers: there it is the port the request arrived on (destination_port).
 func (t *ruleTranslator) port(v, field string) *rbacconfigv3.Permission {
 	n, err := strconv.ParseUint(v, 10, 16)
 	if err != nil {
 		t.unsupported(field, strconv.Quote(v)+" is not a port number")
 		return nil
+	}
+	if t.g.gatewayListener {
+		return &rbacconfigv3.Permission{Rule: &rbacconfigv3.Permission_DestinationPort{DestinationPort: uint32(n)}}
 	}
 	if slices.Contains(t.g.workloadPorts(), uint32(n)) {
 		return permAny()

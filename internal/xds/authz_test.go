@@ -64,9 +64,15 @@ func inboundChain(t testing.TB, policies string, node Node) (filter.Handler, Res
 
 func inboundFilters(t testing.TB, res Resources) []*hcmv3.HttpFilter {
 	t.Helper()
-	l, ok := res.Listeners[InboundListenerName].(*listenerv3.Listener)
+	return listenerFilters(t, res, InboundListenerName)
+}
+
+// listenerFilters returns the HTTP filters of the first filter chain of listener name.
+func listenerFilters(t testing.TB, res Resources, name string) []*hcmv3.HttpFilter {
+	t.Helper()
+	l, ok := res.Listeners[name].(*listenerv3.Listener)
 	if !ok {
-		t.Fatal("no inbound listener")
+		t.Fatalf("no listener %s", name)
 	}
 	var h hcmv3.HttpConnectionManager
 	if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&h); err != nil {
@@ -76,11 +82,12 @@ func inboundFilters(t testing.TB, res Resources) []*hcmv3.HttpFilter {
 }
 
 // req describes one request: the peer's principal ("" for a plaintext peer), its IP, method,
-// path, headers and the verified JWT (nil: none).
+// path, headers, the verified JWT (nil: none) and the address it was sent to (zero: none).
 type req struct {
 	peer, ip, method, path string
 	headers                map[string]string
 	jwt                    *filter.JWT
+	dst                    netip.AddrPort
 }
 
 func serve(h filter.Handler, q req) int {
@@ -101,6 +108,9 @@ func serve(h filter.Handler, q req) int {
 	ctx := filter.WithPeer(context.Background(), p)
 	if q.jwt != nil {
 		ctx = filter.WithJWT(ctx, q.jwt)
+	}
+	if q.dst.IsValid() {
+		ctx = filter.WithDestination(ctx, q.dst)
 	}
 	w := httptest.NewRecorder()
 	if err := h.ServeHTTP(w, r.WithContext(ctx)); err != nil {
@@ -271,7 +281,7 @@ spec:
   - when: [{key: "source.unknownThing", values: ["x"]}]
   - to: [{operation: {paths: ["/ok"]}}]
 `, []req{{peer: pp, method: "POST", path: "/ok"}, get(pp, "/ok"), get(pp, "/other")}, []int{403, 200, 403}},
-		{"CUSTOM is enforced as DENY (fail closed)", `
+		{"CUSTOM with an unknown provider is enforced as DENY (fail closed)", `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: ext}
@@ -397,7 +407,7 @@ spec:
 // (a rejected filter would make the proxy NACK the whole inbound listener).
 func FuzzSecurityPolicies(f *testing.F) {
 	for _, dir := range []string{"authz-allow-productpage", "authz-deny-not-principals", "authz-allow-nothing",
-		"authz-jwt-request-principals", "peer-auth-port-strict", "authz-conditions", "authz-custom-unsupported", "peer-auth-permissive"} {
+		"authz-jwt-request-principals", "peer-auth-port-strict", "authz-conditions", "authz-custom-unsupported", "authz-custom-scoped", "peer-auth-permissive"} {
 		b, err := os.ReadFile(filepath.Join("testdata", dir, "input.yaml"))
 		if err != nil {
 			f.Fatal(err)

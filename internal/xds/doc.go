@@ -9,15 +9,17 @@
 // errors with its name. Istio semantics, and where Canton deliberately differs, are documented
 // in docs/xds-translation.md.
 //
-// Security policies (authz.go, authz_rule.go, requestauthn.go, listener.go) become part of the
-// inbound listener of a sidecar: PeerAuthentication chooses its filter chains (STRICT: mTLS
-// only; PERMISSIVE: TLS and plaintext told apart per connection by the TLS inspector; DISABLE:
-// plaintext), with mesh, namespace, workload and port-level precedence; RequestAuthentication
-// becomes one envoy.filters.http.jwt_authn filter (a token must verify if present); and
-// AuthorizationPolicy becomes envoy.filters.http.rbac filters evaluated CUSTOM (not
-// implemented: enforced as DENY, fail closed), DENY, ALLOW, AUDIT. Policies of the mesh root
-// namespace apply mesh-wide only where the scope snapshot holds them (the root scope's
-// proxies): other scopes do not see the root's objects. Gateways get no security filters yet.
+// Security policies (authz.go, authz_rule.go, authz_custom.go, requestauthn.go, listener.go)
+// become part of the inbound listener of a sidecar and of every listener of a gateway.
+// PeerAuthentication chooses the inbound listener's filter chains (STRICT: mTLS only;
+// PERMISSIVE: TLS and plaintext told apart per connection by the TLS inspector; DISABLE:
+// plaintext), with mesh, namespace, workload and port-level precedence. RequestAuthentication
+// becomes one envoy.filters.http.jwt_authn filter (a token must verify if present; a rule whose
+// keys cannot be used rejects its tokens); AuthorizationPolicy becomes RBAC filters evaluated
+// CUSTOM (ext_authz, for the requests an RBAC filter's shadow rules select; an unknown or
+// second provider is enforced as DENY, fail closed), DENY, ALLOW, AUDIT. The mesh root
+// namespace's policies apply mesh-wide: the root scope holds them and the anchors send them to
+// every scope (internal/anchor, meshwide.go), so every scope's snapshot has them.
 //
 // Config that a proxy cannot apply (a feature missing from Node.Capabilities) or that the
 // translation does not support is not sent; every such omission is reported in

@@ -1,11 +1,14 @@
 package xds
 
 import (
+	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
+	"canton.dev/canton/internal/filter"
 	"canton.dev/canton/internal/resource"
 )
 
@@ -61,5 +64,51 @@ func TestUniqueDomainsRejectsDuplicates(t *testing.T) {
 		{Name: "a", Domains: []string{"*", "a:80"}}, {Name: "b", Domains: []string{"A:80"}}}}
 	if err := uniqueDomains(rc); err == nil || !strings.Contains(err.Error(), `"a:80"`) {
 		t.Errorf("uniqueDomains = %v, want a duplicate a:80", err)
+	}
+}
+
+// TestGatewayEnforcesSecurityPolicies runs the HTTP filters of the gateway-authz case's
+// gateway listener with the proxy's filter package: the policies selecting the gateway (by
+// labels, targetRefs Gateway, mesh root namespace) are enforced, a bad token gets 401, and
+// the policies of other workloads (which would deny everything) are not applied.
+func TestGatewayEnforcesSecurityPolicies(t *testing.T) {
+	dir := "testdata/gateway-authz"
+	res, err := Generate(loadInput(t, dir), loadNode(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := filter.Build(listenerFilters(t, res, gatewayRouteName(8080)), filter.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}))
+	if err != nil {
+		t.Fatalf("the proxy's filter package rejects the gateway's filters: %v", err)
+	}
+	user := &filter.JWT{Principal: "https://issuer.example/bob"}
+	for _, tc := range []struct {
+		name string
+		q    req
+		want int
+	}{
+		{"allowed path", req{method: "GET", path: "/productpage"}, 200},
+		{"path the ALLOW policy does not name", req{method: "GET", path: "/admin"}, 403},
+		{"method the ALLOW policy does not name", req{method: "DELETE", path: "/productpage"}, 403},
+		{"targetRefs Gateway DENY", req{method: "GET", path: "/static/private/key"}, 403},
+		{"next to the DENY", req{method: "GET", path: "/static/app.js"}, 200},
+		{"mesh-wide DENY", req{method: "TRACE", path: "/productpage"}, 403},
+		{"request principal required, none", req{method: "GET", path: "/api/v1/products/1"}, 403},
+		{"request principal required, present", req{method: "GET", path: "/api/v1/products/1", jwt: user}, 200},
+		{"invalid token", req{method: "GET", path: "/productpage", headers: map[string]string{"Authorization": "Bearer not-a-token"}}, 401},
+		{"port the ALLOW policy does not name", req{method: "GET", path: "/productpage", dst: netip.MustParseAddrPort("10.0.0.1:8081")}, 403},
+	} {
+		if !tc.q.dst.IsValid() {
+			tc.q.dst = netip.MustParseAddrPort("10.0.0.1:8080") // the gateway listener's port
+		}
+		if got := serve(h, tc.q); got != tc.want {
+			t.Errorf("%s: %s %s: %d, want %d", tc.name, tc.q.method, tc.q.path, got, tc.want)
+		}
+	}
+	if len(res.Skipped) != 0 {
+		t.Errorf("unexpected skips: %v", res.Skipped)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"canton.dev/canton/internal/resource"
 )
 
@@ -41,7 +43,10 @@ type gen struct {
 	// gatewayRef is the Gateway ("absolute-ns/name") whose routes are being translated; empty
 	// while translating sidecar routes.
 	gatewayRef string
-	drCache    map[string]*destinationRule // destinationRuleFor by host
+	// gatewayListener is true while the security filters of gateway listeners are translated:
+	// port conditions then match the listener's port instead of the workload's ports.
+	gatewayListener bool
+	drCache         map[string]*destinationRule // destinationRuleFor by host
 }
 
 // Generate translates the scope snapshot in into the resources of node. It is pure and
@@ -184,6 +189,9 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // Sidecar applies to it, allowed by the Sidecar's egress hosts.
 func (g *gen) computeVisible() {
 	sc := g.sidecarFor()
+	if sc != nil {
+		g.reportSidecar(sc)
+	}
 	for _, h := range sortedKeys(g.m.services) {
 		s := g.m.services[h]
 		if !exportedTo(s.exportTo, s.namespace, g.node.Namespace, g.in.Mesh) {
@@ -199,7 +207,12 @@ func (g *gen) computeVisible() {
 // sidecarFor returns the Sidecar that applies to the node, Istio's way: one in the node's
 // namespace whose workloadSelector matches it, else the one in its namespace without a
 // selector, else the one without a selector in the mesh root namespace. Oldest wins ties.
+// Sidecars configure sidecars only: a gateway gets none (Istio gives gateways the default
+// scope, every host of every namespace).
 func (g *gen) sidecarFor() *sidecarConfig {
+	if g.node.kind() == KindGateway {
+		return nil
+	}
 	var nsDefault, rootDefault *sidecarConfig
 	for _, sc := range g.m.sidecars {
 		sel := sc.spec.GetWorkloadSelector().GetLabels()
@@ -224,14 +237,44 @@ func (g *gen) sidecarFor() *sidecarConfig {
 	return rootDefault
 }
 
-// egressAllows reports whether one of the Sidecar's egress hosts ("namespace/host") covers s.
-// Ports and bind addresses of egress listeners are not used: the proxy has one outbound
-// listener, so the hosts of all egress listeners are united.
-func (g *gen) egressAllows(sc *sidecarConfig, s *service) bool {
+// reportSidecar lists, for the node it applies to, what of Sidecar sc is not translated: the
+// port, bind and captureMode of egress listeners (the proxy has one outbound listener, so the
+// hosts of all egress listeners are united), ingress listeners (the inbound listener forwards
+// to Node.AppAddress), inboundConnectionPool, and outboundTrafficPolicy ALLOW_ANY or
+// egressProxy (REGISTRY_ONLY is what the outbound listener does: unknown hosts get 502).
+func (g *gen) reportSidecar(sc *sidecarConfig) {
 	for i, eg := range sc.spec.GetEgress() {
 		if eg.GetPort() != nil || eg.GetBind() != "" {
 			g.skip(sc.ref, "egress["+itoa(i)+"]", "port and bind are not used: the proxy has a single outbound listener; hosts of all egress listeners apply")
 		}
+		if eg.GetCaptureMode() != networking.CaptureMode_DEFAULT {
+			g.skip(sc.ref, "egress["+itoa(i)+"].captureMode", "not used: the proxy has a single outbound listener, on 127.0.0.1")
+		}
+	}
+	if len(sc.spec.GetIngress()) > 0 {
+		g.skip(sc.ref, "ingress", "ingress listeners are not supported: the inbound listener serves the port the proxy is given and forwards every request to the application's address (Node.AppAddress)")
+	}
+	if sc.spec.GetInboundConnectionPool() != nil {
+		g.skip(sc.ref, "inboundConnectionPool", "not supported: the inbound cluster has the default connection limits")
+	}
+	if otp := sc.spec.GetOutboundTrafficPolicy(); otp != nil {
+		if otp.GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY {
+			g.skip(sc.ref, "outboundTrafficPolicy.mode", "ALLOW_ANY is not supported (there is no passthrough): requests to hosts outside the registry get 502, as with REGISTRY_ONLY")
+		}
+		if otp.GetEgressProxy() != nil {
+			g.skip(sc.ref, "outboundTrafficPolicy.egressProxy", "not supported: requests to hosts outside the registry get 502, they are not sent to the egress proxy")
+		}
+	}
+}
+
+// egressAllows reports whether one of the Sidecar's egress hosts ("namespace/host") covers s.
+// A Sidecar without egress listeners has Istio's default one, "*/*": every host of every
+// namespace (exportTo still applies).
+func (g *gen) egressAllows(sc *sidecarConfig, s *service) bool {
+	if len(sc.spec.GetEgress()) == 0 {
+		return true
+	}
+	for _, eg := range sc.spec.GetEgress() {
 		for _, entry := range eg.GetHosts() {
 			nsPart, hostPart, ok := cutLast(entry, "/")
 			if !ok {
@@ -241,7 +284,7 @@ func (g *gen) egressAllows(sc *sidecarConfig, s *service) bool {
 			switch nsPart {
 			case "*":
 			case ".":
-				ns = sc.namespace
+				ns = g.node.Namespace // the workload's, also for the mesh root namespace's Sidecar
 			case "~":
 				continue
 			default:

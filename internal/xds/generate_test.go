@@ -215,3 +215,120 @@ func TestNamesAndHosts(t *testing.T) {
 		}
 	}
 }
+
+// withYAML returns in plus the objects of doc (created after in's, in file order).
+func withYAML(t *testing.T, in Input, doc string) Input {
+	t.Helper()
+	extra, err := resource.Parse("extra.yaml", []byte(doc), testMesh, "bookinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := in
+	out.Objects = append([]resource.Object(nil), in.Objects...)
+	for i := range extra {
+		extra[i].Created = uint64(len(in.Objects) + i + 1)
+	}
+	out.Objects = append(out.Objects, extra...)
+	return out
+}
+
+// TestSidecarScopes covers what Istio does with a Sidecar beyond its egress hosts: no egress
+// means the default "*/*" (not "nothing"), "." in the mesh root namespace's Sidecar is the
+// workload's namespace, Sidecars do not apply to gateways, and the fields not translated
+// (ingress, outboundTrafficPolicy ALLOW_ANY and egressProxy, inboundConnectionPool) are
+// reported for the proxy the Sidecar applies to.
+func TestSidecarScopes(t *testing.T) {
+	base := withYAML(t, loadInput(t, "testdata/authz-allow-nothing"), `
+apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: cache, namespace: shared}
+spec:
+  ports: [{name: http, port: 6379, protocol: HTTP}]
+`)
+	const (
+		cache       = "outbound|6379||cache.shared.demo.mesh"
+		productpage = "outbound|9080||productpage.bookinfo.demo.mesh"
+	)
+	gateway := Node{ID: "ingress-1", Namespace: "bookinfo.demo.mesh", Labels: map[string]string{"istio": "ingressgateway"}, Kind: KindGateway}
+	cases := []struct {
+		name, sidecars string
+		node           Node
+		want, notWant  []string
+		wantSkips      []string
+	}{
+		{"no egress is */*", `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: productpage, namespace: bookinfo}
+spec:
+  workloadSelector: {labels: {app: productpage}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:9080
+  outboundTrafficPolicy:
+    mode: ALLOW_ANY
+    egressProxy: {host: egress.shared}
+  inboundConnectionPool: {http: {http1MaxPendingRequests: 10}}
+`, defaultNode(), []string{cache, productpage}, nil, []string{
+			"Sidecar bookinfo.demo.mesh/productpage: ingress: ingress listeners are not supported",
+			"Sidecar bookinfo.demo.mesh/productpage: outboundTrafficPolicy.mode: ALLOW_ANY is not supported",
+			"Sidecar bookinfo.demo.mesh/productpage: outboundTrafficPolicy.egressProxy: not supported",
+			"Sidecar bookinfo.demo.mesh/productpage: inboundConnectionPool: not supported",
+		}},
+		{"REGISTRY_ONLY is what the proxy does: not reported", `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: bookinfo}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+`, defaultNode(), []string{cache, productpage}, nil, nil},
+		{"dot in the root namespace's Sidecar is the workload's namespace", `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: demo.mesh}
+spec:
+  egress: [{hosts: ["./*"]}]
+`, defaultNode(), []string{productpage}, []string{cache}, nil},
+		{"a gateway gets no Sidecar", `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: bookinfo}
+spec:
+  egress: [{hosts: ["shared/*"]}]
+  ingress: [{port: {number: 9080, protocol: HTTP, name: http}}]
+`, gateway, []string{cache, productpage}, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Generate(withYAML(t, base, tc.sidecars), tc.node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range tc.want {
+				if _, ok := res.Clusters[c]; !ok {
+					t.Errorf("no cluster %s; clusters %v", c, sortedKeys(res.Clusters))
+				}
+			}
+			for _, c := range tc.notWant {
+				if _, ok := res.Clusters[c]; ok {
+					t.Errorf("cluster %s should not be visible", c)
+				}
+			}
+			var skips []string
+			for _, s := range res.Skipped {
+				if strings.HasPrefix(s.Object, "Sidecar ") {
+					skips = append(skips, s.String())
+				}
+			}
+			joined := strings.Join(skips, "\n")
+			for _, w := range tc.wantSkips {
+				if !strings.Contains(joined, w) {
+					t.Errorf("skipped lacks %q:\n%s", w, joined)
+				}
+			}
+			if len(tc.wantSkips) == 0 && len(skips) > 0 {
+				t.Errorf("unexpected Sidecar skips:\n%s", joined)
+			}
+		})
+	}
+}

@@ -23,7 +23,9 @@ const (
 const hcmFilterName = "envoy.filters.network.http_connection_manager"
 
 // generateListeners builds the outbound HTTP listener (RDS "outbound"), the inbound mTLS
-// listener in front of the application, and a gateway's server listeners.
+// listener in front of the application, and a gateway's server listeners. The inbound
+// listener and every gateway listener receive requests from callers the policies are about:
+// they get the same security filters (see securityFilters).
 func generateListeners(g *gen, out *Resources) error {
 	if g.node.OutboundPort != 0 {
 		l := &listenerv3.Listener{
@@ -31,23 +33,28 @@ func generateListeners(g *gen, out *Resources) error {
 			Address:          socketAddress("127.0.0.1", g.node.OutboundPort),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				hcmFilter(g.secureHCM(rdsHCM("outbound", OutboundRouteName, out.Routes[OutboundRouteName]), false)),
+				hcmFilter(g.secureHCM(rdsHCM("outbound", OutboundRouteName, out.Routes[OutboundRouteName], nil), false)),
 			}}},
 		}
 		out.Listeners[l.Name] = l
 	}
 	if g.node.InboundPort != 0 {
-		l := g.inboundListener()
+		l := g.inboundListener(g.securityFilters(false))
 		out.Listeners[l.Name] = l
 	}
-	for _, port := range g.gatewayPorts() {
+	ports := g.gatewayPorts()
+	var authn []*hcmv3.HttpFilter
+	if len(ports) > 0 {
+		authn = g.securityFilters(true)
+	}
+	for _, port := range ports {
 		name := gatewayRouteName(port)
 		l := &listenerv3.Listener{
 			Name:             name,
 			Address:          socketAddress("0.0.0.0", port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				hcmFilter(g.secureHCM(rdsHCM(name, name, out.Routes[name]), false)),
+				hcmFilter(g.secureHCM(rdsHCM(name, name, out.Routes[name], authn), false)),
 			}}},
 		}
 		out.Listeners[l.Name] = l
@@ -55,14 +62,30 @@ func generateListeners(g *gen, out *Resources) error {
 	return nil
 }
 
-// rdsHCM is an HttpConnectionManager fetching route config rdsName over ADS. The fault filter
-// is added when rc (the route config it will receive) uses it; the router is always last.
-func rdsHCM(statPrefix, rdsName string, rc any) *hcmv3.HttpConnectionManager {
+// securityFilters translates the RequestAuthentications and AuthorizationPolicies that apply
+// to the node into the HTTP filters that run first on its inbound listener or, with gateway,
+// on its gateway listeners, in Envoy's order: authenticate the request's JWT, then authorize
+// (CUSTOM, DENY, ALLOW, AUDIT). Nothing applies: no filter.
+func (g *gen) securityFilters(gateway bool) []*hcmv3.HttpFilter {
+	g.gatewayListener = gateway
+	defer func() { g.gatewayListener = false }()
+	var out []*hcmv3.HttpFilter
+	if f := g.jwtFilter(); f != nil {
+		out = append(out, f)
+	}
+	return append(out, g.authzFilters()...)
+}
+
+// rdsHCM is an HttpConnectionManager fetching route config rdsName over ADS. Its HTTP filters
+// are first (security filters, see securityFilters), then the fault filter when rc (the
+// route config it will receive) uses it, then the router.
+func rdsHCM(statPrefix, rdsName string, rc any, first []*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsConfigSource(), RouteConfigName: rdsName}},
+		HttpFilters: append([]*hcmv3.HttpFilter(nil), first...),
 	}
 	if r, ok := rc.(*routev3.RouteConfiguration); ok && usesFilter(r, FaultFilterName) {
 		h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{Name: FaultFilterName,
@@ -96,8 +119,8 @@ func usesFilter(rc *routev3.RouteConfiguration, name string) bool {
 }
 
 // inboundListener terminates mTLS from other proxies (as PeerAuthentication allows) and routes
-// every request to the local application.
-func (g *gen) inboundListener() *listenerv3.Listener {
+// every request to the local application, after the security filters.
+func (g *gen) inboundListener(authn []*hcmv3.HttpFilter) *listenerv3.Listener {
 	cluster := inboundClusterName(g.appPort)
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound_" + itoa(int(g.appPort)),
@@ -112,12 +135,7 @@ func (g *gen) inboundListener() *listenerv3.Listener {
 		}},
 	}
 	g.secureHCM(h, true)
-	// Security policies, in Envoy's order: authenticate the request's JWT, then authorize.
-	if f := g.jwtFilter(); f != nil {
-		h.HttpFilters = append(h.HttpFilters, f)
-	}
-	h.HttpFilters = append(h.HttpFilters, g.authzFilters()...)
-	h.HttpFilters = append(h.HttpFilters, routerFilter())
+	h.HttpFilters = append(append(h.HttpFilters, authn...), routerFilter())
 	addr := g.node.InboundAddress
 	if addr == "" {
 		addr = "0.0.0.0"

@@ -239,10 +239,14 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 			if t.sent && req.GetResponseNonce() != t.nonce {
 				continue // stale: answers an older response
 			}
+			// The request answers the latest response (nonce). With an error it rejects that
+			// response's version; without, it acknowledges it only if it reports that version
+			// as applied: a request that changes the subscription after a NACK carries the
+			// nonce too, but the version the client still runs.
 			if d := req.GetErrorDetail(); d != nil {
 				s.log.Warn("xds nack", "node", st.node.ID, "type", typeURL, "version", t.version, "error", d.GetMessage())
 				live.nack(typeURL, t.version, d.GetMessage())
-			} else if t.sent {
+			} else if t.sent && req.GetVersionInfo() == t.version {
 				live.ack(typeURL, t.version)
 			}
 			t.wildcard = wildcardAllowed(typeURL) && (len(req.GetResourceNames()) == 0 && (!t.sent || t.wildcard) || contains(req.GetResourceNames(), "*"))
@@ -266,6 +270,26 @@ type deltaType struct {
 	known    map[string]string // name -> version the client has (or rejected)
 	nonce    string
 	sent     bool
+	// pending lists the responses not answered yet, oldest first: their nonce and the
+	// system version they carried, the version an ACK or NACK of that nonce is about.
+	pending []sentResponse
+}
+
+type sentResponse struct{ nonce, version string }
+
+// maxPendingResponses bounds deltaType.pending per type and stream.
+const maxPendingResponses = 16
+
+// answered removes the response nonce and the older ones (a client answers the responses of a
+// type in order) from t.pending and returns its version; ok is false for an unknown nonce.
+func (t *deltaType) answered(nonce string) (version string, ok bool) {
+	for i, r := range t.pending {
+		if r.nonce == nonce {
+			t.pending = t.pending[i+1:]
+			return r.version, true
+		}
+	}
+	return "", false
 }
 
 // DeltaAggregatedResources serves incremental (delta) ADS.
@@ -311,6 +335,10 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			delete(t.known, n)
 		}
 		t.nonce, t.sent = resp.Nonce, true
+		if len(t.pending) == maxPendingResponses { // a client that never answers: forget the oldest
+			t.pending = append(t.pending[:0], t.pending[1:]...)
+		}
+		t.pending = append(t.pending, sentResponse{nonce: resp.Nonce, version: resp.SystemVersionInfo})
 		return nil
 	}
 	var changed <-chan struct{}
@@ -372,14 +400,18 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 				delete(t.names, n)
 				delete(t.known, n)
 			}
+			version, answers := "", false
+			if n := req.GetResponseNonce(); n != "" {
+				version, answers = t.answered(n)
+			}
 			if d := req.GetErrorDetail(); d != nil {
 				// The rejected versions stay in known: they are not re-sent until they change.
-				s.log.Warn("xds delta nack", "node", st.node.ID, "type", typeURL, "nonce", req.GetResponseNonce(), "error", d.GetMessage())
-				live.nack(typeURL, req.GetResponseNonce(), d.GetMessage())
+				s.log.Warn("xds delta nack", "node", st.node.ID, "type", typeURL, "nonce", req.GetResponseNonce(), "version", version, "error", d.GetMessage())
+				live.nack(typeURL, version, d.GetMessage())
 				continue
 			}
-			if t.sent && req.GetResponseNonce() == t.nonce {
-				live.ack(typeURL, st.res.Version(typeURL))
+			if answers && req.GetResponseNonce() == t.nonce {
+				live.ack(typeURL, version)
 			}
 			if err := send(typeURL, t, first); err != nil {
 				return err

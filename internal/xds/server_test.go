@@ -267,3 +267,104 @@ func TestServerDeltaSendsOnlyChanges(t *testing.T) {
 		t.Fatalf("delta push: %d resources, removed %v; want only the v3 cluster removed", len(resp.GetResources()), resp.GetRemovedResources())
 	}
 }
+
+// A request that answers the current nonce without an error but reports another version than
+// the one sent is not an ACK: after a NACK, a subscription change carries the nonce and the
+// version the client still runs. It must neither record the rejected version as ACKed nor
+// clear the NACK.
+func TestServerSubscriptionChangeAfterNACKIsNoACK(t *testing.T) {
+	scope := &scopeState{}
+	scope.set(t, loadInput(t, "testdata/reviews-jason"))
+	srv, client := startServer(t, scope, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: xdsNode, TypeUrl: ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	first := recvTimeout(t, stream.Recv, 5*time.Second)
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: ClusterType, ResponseNonce: first.GetNonce(),
+		ErrorDetail: &status.Status{Code: 3, Message: "rejected for the test"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The client changes its subscription (here: one named cluster), still at no accepted version.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: ClusterType, ResponseNonce: first.GetNonce(),
+		ResourceNames: []string{"outbound|9080|v2|reviews.bookinfo.demo.mesh"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the requests to be handled", func() bool { return srv.Stats().Requests >= 3 })
+	ss := srv.Streams()
+	if len(ss) != 1 || ss[0].Nack == nil || ss[0].Nack.Version != first.GetVersionInfo() {
+		t.Fatalf("the NACK of version %s was cleared: %+v", first.GetVersionInfo(), ss)
+	}
+	if v, ok := ss[0].Acked[ClusterType]; ok {
+		t.Fatalf("the rejected version is recorded as ACKed (%q)", v)
+	}
+}
+
+// TestServerDeltaParksNACKedConfigAndPushesChanges is TestServerParksNACKedConfigAndPushesChanges
+// for delta ADS: the NACK records the rejected version (not the nonce), nothing is re-sent
+// until the resources change, then only the change is sent, once.
+func TestServerDeltaParksNACKedConfigAndPushesChanges(t *testing.T) {
+	base := loadInput(t, "testdata/reviews-jason")
+	scope := &scopeState{}
+	scope.set(t, base)
+	debounce := 20 * time.Millisecond
+	srv, client := startServer(t, scope, debounce)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: xdsNode, TypeUrl: RouteType, ResourceNamesSubscribe: []string{OutboundRouteName}}); err != nil {
+		t.Fatal(err)
+	}
+	first := recvTimeout(t, stream.Recv, 5*time.Second)
+	if len(first.GetResources()) != 1 || first.GetSystemVersionInfo() == "" {
+		t.Fatalf("first response: %d resources, system version %q", len(first.GetResources()), first.GetSystemVersionInfo())
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: RouteType, ResponseNonce: first.GetNonce(),
+		ErrorDetail: &status.Status{Code: 3, Message: "rejected for the test"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NACK to be handled", func() bool { return srv.Stats().Requests >= 2 })
+	if ss := srv.Streams(); len(ss) != 1 || ss[0].Nack == nil || ss[0].Nack.Message != "rejected for the test" || ss[0].Nack.Version != first.GetSystemVersionInfo() {
+		t.Fatalf("streams after a NACK: %+v, want the NACK of version %s", ss, first.GetSystemVersionInfo())
+	}
+	// A scope change that leaves this proxy's routes unchanged must not resend them.
+	sentBefore := srv.Stats().Responses
+	scope.set(t, base)
+	srv.Notify()
+	waitFor(t, "the no-op change to be generated", func() bool { return srv.Stats().Generated >= 2 })
+	if sent := srv.Stats().Responses; sent != sentBefore {
+		t.Fatalf("a change that does not touch the NACKed routes caused %d responses", sent-sentBefore)
+	}
+	// A real change: exactly one response, carrying the new routes.
+	scope.set(t, withJasonSubset(base, "v3"))
+	srv.Notify()
+	next := recvTimeout(t, stream.Recv, 5*time.Second)
+	if len(next.GetResources()) != 1 || next.GetResources()[0].GetVersion() == first.GetResources()[0].GetVersion() {
+		t.Fatal("the NACKed version was sent again")
+	}
+	if !strings.Contains(next.GetResources()[0].GetResource().String(), "v3|reviews") {
+		t.Fatal("pushed routes do not carry the change")
+	}
+	if sent := srv.Stats().Responses; sent != sentBefore+1 {
+		t.Fatalf("%d responses after the NACK, want exactly 1 (no resend loop)", sent-sentBefore)
+	}
+	// ACK it: the NACK is cleared, the version recorded, nothing more sent.
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: RouteType, ResponseNonce: next.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ACK to be handled", func() bool { return srv.Stats().Requests >= 3 })
+	if ss := srv.Streams(); len(ss) != 1 || ss[0].Nack != nil || ss[0].Acked[RouteType] != next.GetSystemVersionInfo() {
+		t.Fatalf("streams after an ACK: %+v", ss)
+	}
+	if sent := srv.Stats().Responses; sent != sentBefore+1 {
+		t.Fatalf("an ACK caused %d more responses", sent-sentBefore-1)
+	}
+}
