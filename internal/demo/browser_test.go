@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,10 +29,12 @@ const screenshotDir = "testdata/output"
 // TestDashboardInChromium drives headless Chromium against a running demo
 // (three anchors, bookinfo behind its sidecars, background traffic at
 // 20 pages/s): the overview's topology graph must show the bookinfo
-// services and, once the proxies are scraped, the calls between them with
-// their rates; then, with the service page of reviews open, the 50/50
-// v1/v3 canary VirtualService is applied and the page must redraw the
-// routing split from 100% v1 to 50% / 50% without being reloaded.
+// services; the dashboard must scrape every sidecar's admin listener and
+// draw the calls between the services, each labelled with its rate, error
+// rate, p99 latency and the mutual TLS lock; then, with the service page of
+// reviews open, the 50/50 v1/v3 canary VirtualService is applied and the
+// page must redraw the routing split from 100% v1 to 50% / 50% without
+// being reloaded; back on the overview, reviews → ratings (gRPC) is drawn.
 // Screenshots go to testdata/output.
 func TestDashboardInChromium(t *testing.T) {
 	if testing.Short() {
@@ -98,34 +99,42 @@ func TestDashboardInChromium(t *testing.T) {
 	})
 	t.Logf("graph nodes after %s: %v", since(), ov.Nodes)
 
-	// The edges, with rates scraped from the proxies.
+	// Every sidecar has an admin listener (mesh.go), so the dashboard must
+	// scrape them all.
+	ov = waitDOM(t, bctx, "every proxy scraped", overviewJS, 15*time.Second, func(s overviewState) bool {
+		return len(s.Proxies) == len(sample) && allEqual(s.Proxies, "scraped")
+	})
+	t.Logf("proxies scraped after %s", since())
+
+	// The edges, with rates scraped from the proxies: each labelled with its
+	// rate, error rate, p99 latency and the mutual TLS lock.
 	edge := func(from, to string) string { return from + "." + ns + " → " + to + "." + ns }
 	wantEdges := []string{edge(loadgen, bookinfo.ProductPage), edge(bookinfo.ProductPage, bookinfo.Details), edge(bookinfo.ProductPage, bookinfo.Reviews)}
-	scraped := !allEqual(ov.Proxies, "no admin port")
-	t.Run("edges", func(t *testing.T) {
-		if !scraped {
-			t.Skip("known gap: the demo's sidecars run without an admin listener (internal/demo/mesh.go " +
-				"gives workload.Options no Admin address), so the dashboard cannot scrape their telemetry and " +
-				`draws no edges; with Admin: "127.0.0.1:0" this check runs`)
-		}
-		ov := waitDOM(t, bctx, "edges with scraped rates", overviewJS, 20*time.Second, func(s overviewState) bool {
-			for _, e := range wantEdges {
-				if rps, ok := s.Rates[e]; !ok || rps <= 0 {
-					return false
-				}
+	ov = waitDOM(t, bctx, "edges with scraped rates, error rates, p99 and mTLS", overviewJS, 20*time.Second, func(s overviewState) bool {
+		for _, e := range wantEdges {
+			if rps, ok := s.Rates[e]; !ok || rps <= 0 || !errRE.MatchString(s.ErrText[e]) || !p99RE.MatchString(s.P99Text[e]) || !s.Lock[e] {
+				return false
 			}
-			return true
-		})
-		t.Logf("edges after %s: %v", since(), ov.RateText)
-		// loadgen sends 20 pages/s; the graph's rate is measured over a few
-		// scrapes, so only a wide band is checked.
-		if rps := ov.Rates[wantEdges[0]]; rps < 5 || rps > 60 {
-			t.Errorf("%s drawn at %v/s; the generator sends 20/s", wantEdges[0], rps)
 		}
-		if slices.Contains(ov.Edges, edge(bookinfo.Reviews, bookinfo.Ratings)) {
-			t.Errorf("reviews → ratings drawn while every request goes to reviews v1 (which does not call ratings): %v", ov.Edges)
-		}
+		return true
 	})
+	for _, e := range wantEdges {
+		t.Logf("edge %s: %s, %s, %s, mTLS lock %v", e, ov.RateText[e], ov.ErrText[e], ov.P99Text[e], ov.Lock[e])
+	}
+	// loadgen sends 20 pages/s; the graph's rate is measured over a few
+	// scrapes, so only a wide band is checked.
+	if rps := ov.Rates[wantEdges[0]]; rps < 5 || rps > 60 {
+		t.Errorf("%s drawn at %v/s; the generator sends 20/s", wantEdges[0], rps)
+	}
+	// Every page is complete (TestDemo), so no edge may show errors.
+	for _, e := range wantEdges {
+		if txt := ov.ErrText[e]; txt != "0% err" {
+			t.Errorf("%s drawn with error rate %q; every call succeeds", e, txt)
+		}
+	}
+	if slices.Contains(ov.Edges, edge(bookinfo.Reviews, bookinfo.Ratings)) {
+		t.Errorf("reviews → ratings drawn while every request goes to reviews v1 (which does not call ratings): %v", ov.Edges)
+	}
 
 	// The service page of reviews, reached from its node in the graph.
 	if err := chromedp.Do(bctx,
@@ -169,15 +178,11 @@ func TestDashboardInChromium(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatalf("chromium: load %s/: %v", base, err)
 	}
-	t.Run("ratings-edge", func(t *testing.T) {
-		if !scraped {
-			t.Skip("known gap: no edges without scraped telemetry (see edges)")
-		}
-		waitDOM(t, bctx, "reviews → ratings drawn after the canary", overviewJS, 20*time.Second, func(s overviewState) bool {
-			return s.Rates[edge(bookinfo.Reviews, bookinfo.Ratings)] > 0
-		})
-		t.Logf("reviews → ratings drawn after %s", since())
+	rr := edge(bookinfo.Reviews, bookinfo.Ratings)
+	ov = waitDOM(t, bctx, "reviews → ratings drawn after the canary", overviewJS, 20*time.Second, func(s overviewState) bool {
+		return s.Rates[rr] > 0 && p99RE.MatchString(s.P99Text[rr]) && s.Lock[rr]
 	})
+	t.Logf("reviews → ratings (gRPC) drawn after %s: %s, %s, %s, mTLS lock %v", since(), ov.RateText[rr], ov.ErrText[rr], ov.P99Text[rr], ov.Lock[rr])
 	waitDOM(t, bctx, "the overview", overviewJS, 5*time.Second, func(s overviewState) bool { return len(s.Nodes) >= len(wantNodes) })
 	screenshot(t, bctx, "dashboard.png")
 
@@ -233,28 +238,55 @@ type overviewState struct {
 	Nodes    []string          `json:"nodes"`    // node titles: service IDs
 	Edges    []string          `json:"edges"`    // edge titles: "from → to"
 	RateText map[string]string `json:"rateText"` // edge title -> its drawn rate, e.g. "20/s"
-	Proxies  []string          `json:"proxies"`  // the metrics column of the proxies table
-	Rates    map[string]float64
+	ErrText  map[string]string `json:"errText"`  // edge title -> its drawn error rate, e.g. "0% err"
+	P99Text  map[string]string `json:"p99Text"`  // edge title -> its drawn p99, e.g. "p99 4.2 ms"
+	Lock     map[string]bool   `json:"lock"`     // edge title -> the label shows the mutual TLS lock and the edge its mtls class
+	// Proxies is the metrics column of the proxies table ("scraped", or
+	// "not scraped: why").
+	Proxies []string `json:"proxies"`
+	Rates   map[string]float64
 }
+
+// The texts of an edge label's error rate and p99 (internal/dashboard
+// views.go errText, p99Text).
+var (
+	errRE = regexp.MustCompile(`^(0|<0\.1|[0-9.]+)% err$`)
+	p99RE = regexp.MustCompile(`^p99 [0-9.]+ (ms|s)$`)
+)
 
 const overviewJS = `(() => {
   const q = (s) => Array.from(document.querySelectorAll(s));
-  const rateText = {};
+  const rateText = {}, errText = {}, p99Text = {}, lock = {};
+  const mtlsEdges = new Set(q("svg.topology g.edge.mtls > title").map((e) => e.textContent.trim()));
   for (const e of q("svg.topology g.elabel tspan[data-live$=':rps']")) {
-    const [from, to] = e.getAttribute("data-live").replace(/^e:/, "").replace(/:rps$/, "").split(">");
-    rateText[from + " → " + to] = e.textContent.trim();
+    const id = e.getAttribute("data-live").replace(/^e:/, "").replace(/:rps$/, "");
+    const [from, to] = id.split(">");
+    const title = from + " → " + to;
+    const label = e.closest("g.elabel");
+    const text = (key) => {
+      const t = label.querySelector("tspan[data-live='e:" + id + ":" + key + "']");
+      return t ? t.textContent.trim() : "";
+    };
+    rateText[title] = e.textContent.trim();
+    errText[title] = text("err");
+    p99Text[title] = text("p99");
+    lock[title] = mtlsEdges.has(title) && label.querySelector("g.lock > title") !== null &&
+      label.querySelector("g.lock > title").textContent.trim() === "mutual TLS";
   }
   let proxies = [];
   for (const s of q("main section.card")) {
     const h = s.querySelector("h2");
     if (h && h.textContent.trim().startsWith("Proxies")) {
-      proxies = Array.from(s.querySelectorAll("tbody tr")).map((tr) => tr.lastElementChild.textContent.trim());
+      proxies = Array.from(s.querySelectorAll("tbody tr")).map((tr) => {
+        const td = tr.lastElementChild, why = td.querySelector("[title]");
+        return td.textContent.trim() + (why ? ": " + why.getAttribute("title") : "");
+      });
     }
   }
   return {
     nodes: q("svg.topology g.node title").map((e) => e.textContent.trim()),
     edges: q("svg.topology g.edge > title").map((e) => e.textContent.trim()),
-    rateText: rateText,
+    rateText: rateText, errText: errText, p99Text: p99Text, lock: lock,
     proxies: proxies,
   };
 })()`
@@ -368,9 +400,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot: internal/demo/%s (%d bytes)", p, len(png))
 }
 
+// allEqual reports whether xs is not empty and every element is v.
 func allEqual(xs []string, v string) bool {
 	for _, x := range xs {
-		if !strings.Contains(x, v) {
+		if x != v {
 			return false
 		}
 	}

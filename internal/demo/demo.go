@@ -31,16 +31,21 @@ type Options struct {
 	// Scenario names Istio task flows to run once the mesh is up: one of
 	// Scenarios, a comma-separated list, or "all"; "" = none.
 	Scenario string
-	// RatingsGRPC makes reviews call ratings with gRPC instead of HTTP/JSON
-	// (both through the sidecars). Off by default: the sidecar's inbound hop
-	// forwards to the application over HTTP/1.1 (internal/xds gives the
-	// inbound cluster no HTTP/2 option), which a gRPC server refuses.
-	RatingsGRPC bool
+	// RatingsHTTP makes reviews v2/v3 call ratings with GET /ratings/<id>
+	// (JSON over HTTP/1.1) instead of gRPC. false = gRPC: reviews' sidecar
+	// sends it over mTLS HTTP/2, and ratings' sidecar hands it to the app as
+	// h2c because every port of the ratings Service is protocol GRPC
+	// (services.yaml).
+	RatingsHTTP bool
 	Out         io.Writer    // where the demo prints; default: discard
 	Logger      *slog.Logger // anchors' and sidecars' logs; default: discard
 	// Ready, when set, is called once the mesh serves pages (tests use it).
 	// The Mesh is valid until Run returns.
 	Ready func(m *Mesh)
+	// Reported, when set, is called after each scenario of Scenario with
+	// what Run printed for it: its report, or the error that stopped it
+	// (tests use it).
+	Reported func(r Report, err error)
 }
 
 const (
@@ -63,9 +68,9 @@ type Mesh struct {
 	load      *client
 	rec       *recorder
 	dashboard string
-	// ratingsGRPC: reviews (and the circuit-breaking scenario) call ratings
-	// with gRPC; otherwise with HTTP/JSON.
-	ratingsGRPC bool
+	// ratingsHTTP: reviews (and the circuit-breaking scenario) call ratings
+	// with HTTP/JSON; otherwise with gRPC.
+	ratingsHTTP bool
 	// canarySamples overrides how many pages the canary scenario measures
 	// (tests); 0 = canarySamples.
 	canarySamples int
@@ -161,7 +166,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("demo: apply the bookinfo sample: %w", err)
 	}
-	f, err := startFleet(wait, c, fleetOptions{namespace: domain, ratingsOverHTTP: !opts.RatingsGRPC,
+	f, err := startFleet(wait, c, fleetOptions{namespace: domain, ratingsOverHTTP: opts.RatingsHTTP,
 		leaseTTL: 10 * time.Second, drainTime: time.Second, logger: opts.Logger})
 	if err != nil {
 		return err
@@ -178,7 +183,7 @@ func Run(ctx context.Context, opts Options) error {
 			time.Since(t0).Round(time.Millisecond), len(f.instances), len(f.instances)-1, c.Len())
 	}()
 	rec := newRecorder(1 << 14)
-	m := &Mesh{cluster: c, client: client, namespace: domain, fleet: f, loadgen: f.get(loadgen, ""), rec: rec, dashboard: httpAddr, ratingsGRPC: opts.RatingsGRPC}
+	m := &Mesh{cluster: c, client: client, namespace: domain, fleet: f, loadgen: f.get(loadgen, ""), rec: rec, dashboard: httpAddr, ratingsHTTP: opts.RatingsHTTP}
 	m.load = newClient(m.loadgen.w.Outbound(), rec)
 	if err := m.waitServing(wait); err != nil {
 		return err
@@ -205,14 +210,19 @@ func Run(ctx context.Context, opts Options) error {
 	for _, sc := range flows {
 		t.println(fmt.Sprintf("scenario %s: %s", sc.name, sc.summary))
 		r, err := m.RunScenario(ctx, sc.name)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
+		switch {
+		case err != nil && ctx.Err() != nil:
+		case err != nil:
 			t.println(fmt.Sprintf("  error: %v", err))
-			continue
+		default:
+			t.println(formatReport(r))
 		}
-		t.println(formatReport(r))
+		if ctx.Err() != nil {
+			break
+		}
+		if opts.Reported != nil {
+			opts.Reported(r, err)
+		}
 	}
 	<-ctx.Done()
 	return nil
@@ -293,11 +303,6 @@ func formatReport(r Report) string {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", mark, c.What, c.Expected, c.Measured)
 	}
 	tw.Flush()
-	for _, c := range r.Checks {
-		if !c.Pass && c.Note != "" {
-			b = fmt.Appendf(b, "  note: %s\n", c.Note)
-		}
-	}
 	return string(b[:len(b)-1])
 }
 
@@ -424,9 +429,9 @@ func printBanner(w io.Writer, m *Mesh, dir string, applied int, took time.Durati
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tspiffe://%s/sa/%s\n", in.name(), app, inbound, in.w.Outbound(), m.namespace, in.service)
 	}
 	tw.Flush()
-	ratings := "HTTP/JSON (--ratings-grpc for gRPC)"
-	if opts.RatingsGRPC {
-		ratings = "gRPC"
+	ratings := "gRPC (--ratings-http for HTTP/JSON)"
+	if opts.RatingsHTTP {
+		ratings = "HTTP/JSON"
 	}
 	fmt.Fprintf(w, "\nScope %s (anchors a1,a2,a3) holds the bookinfo sample: %d resources, every reviews request to v1.\n", m.namespace, applied)
 	fmt.Fprintf(w, "Apps talk only through their sidecars (reviews v2/v3 → ratings over %s); sidecars talk mTLS.\n\n", ratings)

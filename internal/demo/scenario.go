@@ -2,14 +2,17 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -29,7 +32,6 @@ type Check struct {
 	Expected string
 	Measured string
 	Pass     bool
-	Note     string // why a failure is known (e.g. not enforced yet); "" otherwise
 }
 
 // Report is what running a scenario found.
@@ -164,16 +166,26 @@ func (m *Mesh) Reset(ctx context.Context) error {
 
 // settle samples until ok holds for a whole batch or timeout passes, and
 // returns how long that took: the time the new configuration needed to reach
-// the sidecars. The measurement that follows uses fresh requests.
+// the sidecars. Batches start at most every settleInterval. The measurement
+// that follows uses fresh requests.
 func settle(ctx context.Context, timeout time.Duration, batch func() bool) time.Duration {
 	start := time.Now()
+	tick := time.NewTicker(settleInterval)
+	defer tick.Stop()
 	for time.Since(start) < timeout && ctx.Err() == nil {
 		if batch() {
 			break
 		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
 	}
 	return time.Since(start)
 }
+
+// settleInterval is the shortest time between two batches of settle.
+const settleInterval = 20 * time.Millisecond
 
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
 
@@ -258,8 +270,8 @@ type ratingsCalls struct {
 // the answers: served, rejected by a circuit breaker (x-envoy-overloaded),
 // failed otherwise.
 func (m *Mesh) callRatings(ctx context.Context, n, concurrency int) (ratingsCalls, error) {
-	call := m.ratingsHTTP
-	if m.ratingsGRPC {
+	call := m.ratingsOverHTTP
+	if !m.ratingsHTTP {
 		conn, err := bookinfo.DialRatings(m.loadgen.w.Outbound())
 		if err != nil {
 			return ratingsCalls{}, err
@@ -315,8 +327,8 @@ func (m *Mesh) callRatings(ctx context.Context, n, concurrency int) (ratingsCall
 	return out, ctx.Err()
 }
 
-// ratingsHTTP makes one GET /ratings/0 through the loadgen sidecar.
-func (m *Mesh) ratingsHTTP(ctx context.Context) (overloaded bool, err error) {
+// ratingsOverHTTP makes one GET /ratings/0 through the loadgen sidecar.
+func (m *Mesh) ratingsOverHTTP(ctx context.Context) (overloaded bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.loadgen.w.Outbound()+"/ratings/0", nil)
 	if err != nil {
 		return false, err
@@ -351,6 +363,11 @@ func measureCircuitBreaking(ctx context.Context, m *Mesh, r *Report) error {
 	if calls, err = m.callRatings(ctx, n, conc); err != nil {
 		return err
 	}
+	// How the caller's sidecar answers a call the breaker rejects.
+	overflowAnswer := "gRPC UNAVAILABLE, x-envoy-overloaded"
+	if m.ratingsHTTP {
+		overflowAnswer = "HTTP 503, x-envoy-overloaded"
+	}
 	other := fmt.Sprint(calls.other)
 	if calls.firstOther != "" {
 		other += " (" + calls.firstOther + ")"
@@ -358,7 +375,7 @@ func measureCircuitBreaking(ctx context.Context, m *Mesh, r *Report) error {
 	r.Checks = append(r.Checks,
 		Check{What: fmt.Sprintf("%d calls to ratings, %d at a time: served", n, conc), Expected: "> 0",
 			Measured: fmt.Sprint(calls.ok), Pass: calls.ok > 0},
-		Check{What: "rejected at once by the breaker (x-envoy-overloaded)", Expected: "> 0",
+		Check{What: "rejected at once by the breaker (" + overflowAnswer + ")", Expected: "> 0",
 			Measured: fmt.Sprintf("%d (%s)", calls.overflow, pct(float64(calls.overflow)/n)), Pass: calls.overflow > 0},
 		Check{What: "other failures", Expected: "0", Measured: other, Pass: calls.other == 0},
 	)
@@ -371,54 +388,170 @@ func measureCircuitBreaking(ctx context.Context, m *Mesh, r *Report) error {
 	return nil
 }
 
-func measureSecurity(ctx context.Context, m *Mesh, r *Report) error {
-	reviews := m.fleet.get(bookinfo.Reviews, "v1")
-	// A caller that is not productpage: the traffic generator's own sidecar.
-	forbidden := func() (int, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.loadgen.w.Outbound()+"/reviews/0", nil)
-		if err != nil {
-			return 0, err
-		}
-		req.Host = fmt.Sprintf("%s:%d", bookinfo.Reviews, bookinfo.Port)
-		resp, err := m.load.http.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	var code int
-	var ferr error
-	r.Settled = settle(ctx, 2*time.Second, func() bool {
-		code, ferr = forbidden()
-		return ferr == nil && code == http.StatusForbidden
-	})
-	measured := fmt.Sprintf("HTTP %d", code)
-	if ferr != nil {
-		measured = ferr.Error()
-	}
-	c := Check{What: "loadgen → reviews (not productpage)", Expected: "HTTP 403", Measured: measured, Pass: ferr == nil && code == http.StatusForbidden}
-	if !c.Pass {
-		c.Note = "AuthorizationPolicy is stored but not enforced by the Canton proxy yet (security translation is its own issue)"
-	}
-	r.Checks = append(r.Checks, c)
+// securityTimeout bounds how long the security scenario waits for the
+// PeerAuthentication and AuthorizationPolicy to reach reviews' sidecars.
+const securityTimeout = 15 * time.Second
 
-	// Plaintext straight to reviews' inbound listener: STRICT mTLS refuses it.
-	pc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := pc.Get("http://" + reviews.w.Inbound() + "/reviews/0")
-	pt := Check{What: "plaintext HTTP to reviews' inbound " + reviews.w.Inbound(), Expected: "refused"}
-	if err != nil {
-		pt.Measured, pt.Pass = "refused ("+shortErr(err)+")", true
-	} else {
-		resp.Body.Close()
-		pt.Measured = "answered " + resp.Status
+func measureSecurity(ctx context.Context, m *Mesh, r *Report) error {
+	// A caller that is not productpage: the traffic generator's own sidecar.
+	// Its calls reach reviews over mTLS with loadgen's identity, and the
+	// AuthorizationPolicy, which allows only productpage, must answer 403.
+	var last denial
+	r.Settled = settle(ctx, securityTimeout, func() bool {
+		last = m.callReviewsAsLoadgen(ctx)
+		return last.denied()
+	})
+	const n = 20
+	var denied int
+	for range n {
+		if last = m.callReviewsAsLoadgen(ctx); last.denied() {
+			denied++
+		}
 	}
-	r.Checks = append(r.Checks, pt)
+	measured := fmt.Sprintf("%d/%d HTTP 403 (%s)", denied, n, rbacDenied)
+	if denied < n {
+		measured = fmt.Sprintf("%d/%d HTTP 403; last: %s", denied, n, last)
+	}
+	r.Checks = append(r.Checks, Check{What: "loadgen → reviews (not productpage)", Expected: "HTTP 403 (" + rbacDenied + ")",
+		Measured: measured, Pass: denied == n})
+
+	// Plaintext straight to each reviews sidecar's inbound listener: STRICT
+	// mTLS accepts the TCP connection, finds no TLS handshake and closes it
+	// unanswered; the same port speaks TLS with the sidecar's identity.
+	for _, in := range m.fleet.instances {
+		if in.service != bookinfo.Reviews {
+			continue
+		}
+		want := fmt.Sprintf("spiffe://%s/sa/%s", m.namespace, bookinfo.Reviews)
+		var pt plaintextProbe
+		settle(ctx, securityTimeout, func() bool {
+			pt = probePlaintext(ctx, in.w.Inbound())
+			return pt.refused && pt.identity == want
+		})
+		r.Checks = append(r.Checks, Check{What: "plaintext HTTP to " + in.name() + "'s inbound " + in.w.Inbound(),
+			Expected: "refused: TLS only, as " + want, Measured: pt.String(), Pass: pt.refused && pt.identity == want})
+	}
 
 	s := summarize(m.load.sample(ctx, 100, "", 8, 200))
 	r.Checks = append(r.Checks, Check{What: "productpage → reviews over mTLS", Expected: "100% complete pages",
 		Measured: fmt.Sprintf("%s of %d", pct(s.SuccessRate()), s.Requests), Pass: s.OK == s.Requests && s.Requests > 0})
 	return nil
+}
+
+// rbacDenied is the body of the proxy's 403 when an AuthorizationPolicy
+// denies a request (Envoy's text).
+const rbacDenied = "RBAC: access denied"
+
+// denial is the answer to one call of loadgen to reviews.
+type denial struct {
+	status int    // 0: no answer
+	body   string // the start of the body
+	err    error
+}
+
+func (d denial) denied() bool {
+	return d.err == nil && d.status == http.StatusForbidden && strings.Contains(d.body, rbacDenied)
+}
+
+func (d denial) String() string {
+	if d.err != nil {
+		return shortErr(d.err)
+	}
+	return fmt.Sprintf("HTTP %d %q", d.status, d.body)
+}
+
+// callReviewsAsLoadgen makes one GET /reviews/0 through the loadgen sidecar.
+func (m *Mesh) callReviewsAsLoadgen(ctx context.Context) denial {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.loadgen.w.Outbound()+"/reviews/0", nil)
+	if err != nil {
+		return denial{err: err}
+	}
+	req.Host = fmt.Sprintf("%s:%d", bookinfo.Reviews, bookinfo.Port)
+	resp, err := m.load.http.Do(req)
+	if err != nil {
+		return denial{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 200))
+	return denial{status: resp.StatusCode, body: strings.TrimSpace(string(b)), err: err}
+}
+
+// plaintextProbe is how a sidecar's inbound listener treated a plaintext
+// HTTP request, and which identity it presents to a TLS client.
+type plaintextProbe struct {
+	refused  bool   // the listener closed or reset the connection without answering
+	outcome  string // what happened to the plaintext request
+	identity string // the URI SAN of the certificate the port presents over TLS; "" if none
+	tlsErr   string // why no certificate was seen
+}
+
+func (p plaintextProbe) String() string {
+	if p.identity != "" {
+		return p.outcome + "; TLS as " + p.identity
+	}
+	return p.outcome + "; no TLS certificate (" + p.tlsErr + ")"
+}
+
+// probePlaintext sends a plaintext HTTP request to addr and reads the
+// answer. A STRICT mTLS listener accepts the connection (so a wrong port,
+// refused at dial, does not pass), reads the request as a TLS record that is
+// no handshake, and closes the connection: the client reads EOF or a reset
+// and no byte of an HTTP answer. Then a TLS handshake to addr records the
+// listener's certificate (the listener rejects the handshake for want of a
+// client certificate).
+func probePlaintext(ctx context.Context, addr string) plaintextProbe {
+	var p plaintextProbe
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	d := net.Dialer{}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		p.outcome = "not connected: " + shortErr(err)
+		return p
+	}
+	deadline, _ := ctx.Deadline()
+	_ = c.SetDeadline(deadline)
+	_, err = io.WriteString(c, "GET /reviews/0 HTTP/1.1\r\nHost: "+fmt.Sprintf("%s:%d", bookinfo.Reviews, bookinfo.Port)+"\r\n\r\n")
+	var answer []byte
+	if err == nil {
+		answer, err = io.ReadAll(io.LimitReader(c, 64))
+	}
+	c.Close()
+	switch {
+	case len(answer) > 0:
+		line, _, _ := strings.Cut(string(answer), "\r\n")
+		p.outcome = fmt.Sprintf("answered %q", line)
+	case err == nil: // io.ReadAll: EOF
+		p.refused, p.outcome = true, "closed unanswered"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		p.refused, p.outcome = true, "reset unanswered"
+	default:
+		p.outcome = "no answer: " + shortErr(err) // e.g. a timeout: the listener waits for more
+	}
+
+	tc := tls.Dialer{Config: &tls.Config{
+		InsecureSkipVerify: true, // only the certificate is read, nothing is sent
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 {
+				for _, u := range cs.PeerCertificates[0].URIs {
+					p.identity = u.String()
+				}
+			}
+			return nil
+		},
+	}}
+	conn, err := tc.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		conn.Close()
+	} else if p.identity == "" {
+		p.tlsErr = shortErr(err)
+	}
+	if p.identity == "" && p.tlsErr == "" {
+		p.tlsErr = "the certificate names no URI"
+	}
+	return p
 }
 
 func shortErr(err error) string {
