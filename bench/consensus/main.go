@@ -85,7 +85,7 @@ func main() {
 	lat := make([]time.Duration, 0, *latOps)
 	for i := range *latOps {
 		start := time.Now()
-		if err := commit(ctx, cl, c.Mesh(), "lat", i); err != nil {
+		if err := commit(ctx, cl, c.Mesh(), "lat-"+strconv.Itoa(i), i); err != nil {
 			log.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
@@ -95,7 +95,11 @@ func main() {
 	r.LatencyP50ms = ms(lat[len(lat)/2])
 	r.LatencyP99ms = ms(lat[len(lat)*99/100])
 
-	// Throughput: many writers; Raft batches their entries into shared appends and fsyncs.
+	// Throughput: many writers; Raft batches their entries into shared appends
+	// and fsyncs. Writes cycle through a bounded set of names (so the scope's
+	// size stays bounded), and every write gives its alias a target it never
+	// had, so that each one is a real change: a put of an unchanged object
+	// would measure a cheaper path.
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -108,7 +112,8 @@ func main() {
 				if i > *thrOps {
 					return
 				}
-				if err := commit(ctx, cl, c.Mesh(), "thr", i%512); err != nil {
+				name, target := throughputWrite(i)
+				if err := commit(ctx, cl, c.Mesh(), name, target); err != nil {
 					log.Fatal(err)
 				}
 			}
@@ -149,9 +154,19 @@ func main() {
 	}
 }
 
-func commit(ctx context.Context, cl *api.Client, mesh, prefix string, i int) error {
-	spec := fmt.Sprintf(`{"target":"t%d.default.%s","actions":["resolve"]}`, i, mesh)
-	o := resource.Object{Kind: "Alias", Namespace: "default." + mesh, Name: prefix + "-" + strconv.Itoa(i), Spec: []byte(spec)}
+// thrNames is how many aliases the throughput writers cycle through.
+const thrNames = 512
+
+// throughputWrite is the i-th write of the throughput phase: which alias it
+// puts and the target it gives it (never the one the alias has).
+func throughputWrite(i int) (name string, target int) {
+	return "thr-" + strconv.Itoa(i%thrNames), i
+}
+
+// commit puts the alias name with target t<target>.default.<mesh>.
+func commit(ctx context.Context, cl *api.Client, mesh, name string, target int) error {
+	spec := fmt.Sprintf(`{"target":"t%d.default.%s","actions":["resolve"]}`, target, mesh)
+	o := resource.Object{Kind: "Alias", Namespace: "default." + mesh, Name: name, Spec: []byte(spec)}
 	_, err := cl.Apply(ctx, []resource.Object{o}, false, nil)
 	return err
 }

@@ -225,11 +225,18 @@ func (a *Anchor) init(ctx context.Context) error {
 		return fmt.Errorf("anchor: storage: %w", err)
 	}
 	for _, g := range groups {
+		if a.wasRemoved(string(g)) {
+			// Removed from the scope, and stopped before its replica was deleted.
+			if err := a.host.DeleteGroup(g); err != nil {
+				return fmt.Errorf("anchor: %w", err)
+			}
+			continue
+		}
 		if _, err := a.startScope(string(g), nil, a.parentOf(string(g))); err != nil {
 			return err
 		}
 	}
-	if len(groups) == 0 && contains(m.RootVoters, m.ID) {
+	if len(groups) == 0 && contains(m.RootVoters, m.ID) && !a.wasRemoved(m.Mesh) {
 		if _, err := a.startScope(m.Mesh, m.RootVoters, ""); err != nil {
 			return err
 		}

@@ -7,7 +7,9 @@
 // request to the scope that governs its namespace — locally when this anchor
 // hosts a replica, otherwise by forwarding to an anchor that does; the lessor
 // expires workload leases while this anchor leads a scope; the reconciler
-// starts replicas of child scopes delegated to this anchor. Every replica
+// starts replicas of child scopes delegated to this anchor, and a replica
+// whose anchor was removed from its scope is deleted (membership.go). Every
+// replica
 // also serves xDS for its scope's proxies from its applied state (xds.go),
 // imports the remote services its policies name (imports.go), gives its
 // scope a sealed, name-constrained CA that signs workload CSRs (ca.go,
@@ -16,7 +18,8 @@
 //
 // Data directory layout:
 //
-//	anchor.json         who this anchor is: ID, mesh, address book, root voters
+//	anchor.json         who this anchor is: ID, mesh, address book, root voters,
+//	                    the scopes it was removed from
 //	anchor.credentials  this anchor's certificate chain, key and trust bundle
 //	raft.db             the Raft log, hard state and snapshots of every scope
 //	ca.crt, ca.key      the CA the root scope seals (only on the anchor that

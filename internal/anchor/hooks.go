@@ -28,6 +28,12 @@ func (a *Anchor) SetReplicationFilter(drop func(from, to string) bool) {
 	a.trans.SetDropFunc(func(from, to uint64) bool { return drop(a.book.name(from), a.book.name(to)) })
 }
 
+// Hosts reports whether this anchor hosts a replica of scope.
+func (a *Anchor) Hosts(scope string) bool {
+	_, ok := a.scope(scope)
+	return ok
+}
+
 // Revision is the last revision of scope applied on this anchor, or 0 when it
 // hosts no replica of it.
 func (a *Anchor) Revision(scope string) uint64 {

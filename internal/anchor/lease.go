@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"canton.dev/canton/internal/scope"
@@ -20,27 +21,56 @@ type lessor struct {
 
 	mu        sync.Mutex
 	active    bool
+	gen       uint64        // counts starts, so that a late stop of an earlier term is a no-op
+	ready     chan struct{} // closed while active
 	deadlines map[uint64]time.Time
+
+	waiting atomic.Int32 // keep-alives waiting for the lessor to start (tests observe it)
 }
 
 func newLessor(a *Anchor, h *hosted) *lessor {
-	return &lessor{a: a, h: h}
+	return &lessor{a: a, h: h, ready: make(chan struct{})}
+}
+
+// start activates the lessor for a term of leadership: every lease gets a
+// full TTL from now.
+func (l *lessor) start() (gen uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gen++
+	l.deadlines = map[uint64]time.Time{}
+	if !l.active {
+		l.active = true
+		close(l.ready)
+	}
+	return l.gen
+}
+
+// stop deactivates the lessor started as gen, unless it was started again since.
+func (l *lessor) stop(gen uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen != gen || !l.active {
+		return
+	}
+	l.active = false
+	l.deadlines = nil
+	l.ready = make(chan struct{})
+}
+
+// started is closed once the lessor is active.
+func (l *lessor) started() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ready
 }
 
 // lessorTick is how often the leader looks for expired leases.
 const lessorTick = 200 * time.Millisecond
 
 func (l *lessor) run(ctx context.Context) {
-	l.mu.Lock()
-	l.active = true
-	l.deadlines = map[uint64]time.Time{}
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.active = false
-		l.deadlines = nil
-		l.mu.Unlock()
-	}()
+	gen := l.start()
+	defer l.stop(gen)
 	changed, cancel := l.h.state.Subscribe()
 	defer cancel()
 	t := time.NewTicker(lessorTick)
@@ -74,6 +104,9 @@ func (l *lessor) sync(now time.Time) (expired []uint64, live int) {
 	leases := l.h.state.Leases()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.active {
+		return nil, len(leases)
+	}
 	alive := make(map[uint64]bool, len(leases))
 	for _, ls := range leases {
 		alive[ls.ID] = true

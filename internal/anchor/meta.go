@@ -31,6 +31,11 @@ type meta struct {
 	Anchors    map[string]string `json:"anchors"`           // address book: anchor ID -> host:port
 	RootVoters []string          `json:"rootVoters"`        // initial voters of the root scope
 	Parents    map[string]string `json:"parents,omitempty"` // hosted scope -> the scope that delegated it
+	// Removed are the scopes this anchor was removed from and whose replica
+	// it deleted: a stored replica of one is deleted rather than resumed, and
+	// a Delegation still naming this anchor does not start one again. Only an
+	// explicit start (StartReplica, CreateScope) lifts the mark.
+	Removed []string `json:"removed,omitempty"`
 }
 
 const metaFile = "anchor.json"

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"canton.dev/canton/internal/replica"
@@ -24,6 +26,11 @@ type hosted struct {
 	lessor *lessor
 	xds    xdsSnapshot
 	ca     caCache
+	// ctx ends when the replica stops being hosted here: the anchor closes,
+	// or this anchor was removed from the scope (see dropScope).
+	ctx    context.Context
+	cancel context.CancelFunc
+	loops  sync.WaitGroup // lead, reconcile and notifyXDS
 }
 
 // startScope starts (or resumes) this anchor's replica of a scope. voters are
@@ -45,15 +52,21 @@ func (a *Anchor) startScope(domain string, voters []string, parent string) (*hos
 		return nil, fmt.Errorf("anchor: start scope %s: %w", domain, err)
 	}
 	h := &hosted{domain: domain, parent: parent, state: st, group: g}
+	h.ctx, h.cancel = context.WithCancel(a.ctx)
 	h.lessor = newLessor(a, h)
 	a.scopes[domain] = h
 	if err := a.rememberParent(domain, parent); err != nil {
 		return nil, err
 	}
-	a.wg.Add(3)
-	go func() { defer a.wg.Done(); a.lead(h) }()
-	go func() { defer a.wg.Done(); a.reconcile(h) }()
-	go func() { defer a.wg.Done(); a.notifyXDS(h) }()
+	if err := a.setRemoved(domain, false); err != nil {
+		return nil, err
+	}
+	a.wg.Add(4)
+	h.loops.Add(3)
+	go func() { defer a.wg.Done(); defer h.loops.Done(); a.lead(h) }()
+	go func() { defer a.wg.Done(); defer h.loops.Done(); a.reconcile(h) }()
+	go func() { defer a.wg.Done(); defer h.loops.Done(); a.notifyXDS(h) }()
+	go func() { defer a.wg.Done(); a.watchRemoval(h) }()
 	a.log.Info("scope replica started", "scope", domain, "voters", voters)
 	return h, nil
 }
@@ -95,6 +108,89 @@ func (a *Anchor) rememberParent(domain, parent string) error {
 	return a.meta.save(a.cfg.DataDir)
 }
 
+// wasRemoved reports whether this anchor was removed from scope domain (and
+// not asked to host it again since).
+func (a *Anchor) wasRemoved(domain string) bool {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	return slices.Contains(a.meta.Removed, domain)
+}
+
+// setRemoved marks (or unmarks) domain as a scope this anchor was removed
+// from, durably.
+func (a *Anchor) setRemoved(domain string, removed bool) error {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	i := slices.Index(a.meta.Removed, domain)
+	switch {
+	case removed && i < 0:
+		a.meta.Removed = append(a.meta.Removed, domain)
+		sort.Strings(a.meta.Removed)
+	case !removed && i >= 0:
+		a.meta.Removed = slices.Delete(a.meta.Removed, i, i+1)
+	default:
+		return nil
+	}
+	if removed {
+		delete(a.meta.Parents, domain)
+	}
+	return a.meta.save(a.cfg.DataDir)
+}
+
+// watchRemoval drops the replica of h once it learns that this anchor is no
+// longer a member of the scope's group.
+func (a *Anchor) watchRemoval(h *hosted) {
+	select {
+	case <-h.ctx.Done():
+		return
+	case <-h.group.Removed():
+	}
+	if err := a.dropScope(h); err != nil {
+		a.log.Error("replica of a scope this anchor was removed from not deleted", "scope", h.domain, "err", err)
+	}
+}
+
+// dropScope stops serving scope h here and deletes its replica: requests for
+// the scope are forwarded to its anchors from now on. The removal is recorded
+// first, so that a restart in the middle deletes the replica rather than
+// resuming it.
+func (a *Anchor) dropScope(h *hosted) error {
+	if err := a.setRemoved(h.domain, true); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if a.scopes[h.domain] == h {
+		delete(a.scopes, h.domain)
+	}
+	a.mu.Unlock()
+	h.cancel()
+	h.loops.Wait()
+	a.imports.forgetScope(h.domain)
+	id := replica.GroupID(h.domain)
+	if err := a.host.StopGroup(id); err != nil {
+		return err
+	}
+	if err := a.host.DeleteGroup(id); err != nil {
+		return err
+	}
+	a.xds.Notify() // proxies of the scope connected here move to its anchors
+	a.log.Info("removed from scope: replica deleted", "scope", h.domain)
+	return nil
+}
+
+// forgetScope stops the imports of a scope no longer hosted here.
+func (im *importer) forgetScope(domain string) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	delete(im.users, domain)
+	for k, e := range im.entries {
+		if k.from == domain {
+			e.cancel()
+			delete(im.entries, k)
+		}
+	}
+}
+
 // lead runs the leader-only duties of a scope while this replica leads it:
 // committing the genesis of a new scope, publishing the address book into the
 // root scope, and expiring leases.
@@ -107,7 +203,7 @@ func (a *Anchor) lead(h *hosted) {
 	}()
 	for {
 		select {
-		case <-a.ctx.Done():
+		case <-h.ctx.Done():
 			return
 		case leader := <-h.group.LeaderCh():
 			if stopLessor != nil {
@@ -117,7 +213,7 @@ func (a *Anchor) lead(h *hosted) {
 			if !leader {
 				continue
 			}
-			ctx, cancel := context.WithCancel(a.ctx)
+			ctx, cancel := context.WithCancel(h.ctx)
 			stopLessor = cancel
 			go a.onLeader(ctx, h)
 		}
@@ -126,6 +222,9 @@ func (a *Anchor) lead(h *hosted) {
 
 func (a *Anchor) onLeader(ctx context.Context, h *hosted) {
 	a.log.Info("leading scope", "scope", h.domain)
+	// The lessor first: keep-alives reaching the new leader are answered
+	// while the duties below wait for their commits.
+	go h.lessor.run(ctx)
 	if h.state.Incarnation() == "" {
 		inc := make([]byte, 8)
 		if _, err := rand.Read(inc); err != nil {
@@ -150,8 +249,7 @@ func (a *Anchor) onLeader(ctx context.Context, h *hosted) {
 	if h.domain == a.meta.Mesh {
 		a.publishAddressBook(ctx, h)
 	}
-	go a.ensureCA(ctx, h)
-	h.lessor.run(ctx)
+	a.ensureCA(ctx, h)
 }
 
 // publishAddressBook makes sure every anchor this one knows is recorded as an
@@ -206,7 +304,7 @@ func (a *Anchor) reconcile(h *hosted) {
 			retry.Reset(2 * time.Second)
 		}
 		select {
-		case <-a.ctx.Done():
+		case <-h.ctx.Done():
 			return
 		case <-ch:
 		case <-retry.C:
@@ -240,7 +338,18 @@ func (a *Anchor) reconcileOnce(h *hosted) (failed bool) {
 		if _, ok := a.scope(spec.Domain); ok {
 			continue
 		}
-		if _, err := a.startScope(spec.Domain, spec.Anchors, h.domain); err != nil {
+		if a.wasRemoved(spec.Domain) {
+			continue // the Delegation is not updated yet, or this anchor is being added again (StartReplica)
+		}
+		// Only a Delegation as created names the initial voters. Once a
+		// membership change updated it the group exists: a replica started
+		// here joins it (the leader sends it the state) instead of
+		// bootstrapping a group of its own.
+		voters := spec.Anchors
+		if d.Version != d.Created {
+			voters = nil
+		}
+		if _, err := a.startScope(spec.Domain, voters, h.domain); err != nil {
 			a.log.Warn("delegated scope not started", "scope", spec.Domain, "err", err)
 			failed = true
 		}
@@ -307,6 +416,8 @@ func (a *Anchor) replicaErr(h *hosted, err error) error {
 		return &unavailableError{fmt.Sprintf("scope %s has no leader (voters %s): it has lost quorum or is electing; retry when a majority of its anchors is up", h.domain, strings.Join(voters, ","))}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &unavailableError{fmt.Sprintf("scope %s did not commit within %s (voters %s): a majority of its anchors may be unreachable", h.domain, a.cfg.RequestTimeout, strings.Join(voters, ","))}
+	case errors.Is(err, replica.ErrStopped) && h.ctx.Err() != nil && a.ctx.Err() == nil:
+		return &unavailableError{fmt.Sprintf("scope %s: anchor %s was removed from the scope; retry, and the request goes to its anchors", h.domain, a.meta.ID)}
 	case errors.Is(err, replica.ErrStopped):
 		return &unavailableError{fmt.Sprintf("scope %s: this anchor is shutting down", h.domain)}
 	}

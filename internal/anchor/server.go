@@ -228,19 +228,45 @@ func (s *server) Watch(req *apipb.WatchRequest, stream grpc.ServerStreamingServe
 		return statusOf(err)
 	}
 	if h == nil {
+		// forward moves on to the next anchor when one becomes unavailable,
+		// possibly in the middle of the stream: each attempt resumes after
+		// what was already delivered. One revision may carry several events
+		// (a put of many objects), so resume after the last revision
+		// delivered whole and skip the events of the next one already sent.
+		var (
+			done = req.FromRevision // every event up to here was delivered
+			cur  uint64             // the revision being delivered
+			sent int                // events of cur delivered
+		)
 		return s.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) error {
-			up, err := c.Watch(ctx, req)
+			up, err := c.Watch(ctx, &apipb.WatchRequest{Scope: req.Scope, FromRevision: done})
 			if err != nil {
 				return err
 			}
+			skip := sent
 			for {
 				ev, err := up.Recv()
 				if err != nil {
 					return err
 				}
+				if ev.Revision <= done || ev.Revision < cur {
+					continue // not expected from a correct anchor: never deliver twice
+				}
+				if ev.Revision == cur && skip > 0 {
+					skip--
+					continue
+				}
+				skip = 0
 				if err := stream.Send(ev); err != nil {
 					return err
 				}
+				if ev.Revision != cur {
+					if cur != 0 {
+						done = cur
+					}
+					cur, sent = ev.Revision, 0
+				}
+				sent++
 			}
 		})
 	}
@@ -270,6 +296,8 @@ func (s *server) Watch(req *apipb.WatchRequest, stream grpc.ServerStreamingServe
 			return nil
 		case <-s.a.ctx.Done():
 			return status.Error(codes.Unavailable, "anchor shutting down")
+		case <-h.ctx.Done():
+			return status.Errorf(codes.Unavailable, "anchor %s no longer hosts scope %s; watch again through its anchors", s.a.meta.ID, h.domain)
 		case <-ch:
 		}
 	}
@@ -406,59 +434,6 @@ func (s *server) StartReplica(ctx context.Context, req *apipb.StartReplicaReques
 	return &apipb.StartReplicaResponse{}, nil
 }
 
-func (s *server) ChangeMembership(ctx context.Context, req *apipb.MembershipRequest) (*apipb.MembershipResponse, error) {
-	a := s.a
-	h, ok := a.scope(req.Scope)
-	if !ok {
-		_, remote, err := a.governing(req.Scope)
-		if err != nil {
-			return nil, statusOf(err)
-		}
-		return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.MembershipResponse, error) {
-			return c.ChangeMembership(ctx, req)
-		})
-	}
-	if _, known := a.book.addr(req.AnchorId); !known {
-		return nil, status.Errorf(codes.InvalidArgument, "anchor %q is unknown", req.AnchorId)
-	}
-	node := NodeID(req.AnchorId)
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
-	defer cancel()
-	var err error
-	switch req.Change {
-	case apipb.MembershipRequest_ADD_LEARNER:
-		if err = h.group.AddLearner(cctx, node); err == nil {
-			err = a.startReplicaOn(ctx, req.AnchorId, h.domain, nil, h.parent)
-		}
-	case apipb.MembershipRequest_PROMOTE:
-		err = h.group.Promote(cctx, node)
-	case apipb.MembershipRequest_REMOVE:
-		err = h.group.Remove(cctx, node)
-	default:
-		return nil, status.Error(codes.InvalidArgument, "membership: change is required")
-	}
-	if err != nil {
-		return nil, statusOf(a.replicaErr(h, err))
-	}
-	st := h.group.Status()
-	resp := &apipb.MembershipResponse{}
-	gov := scope.Governance{}
-	for _, v := range st.Voters {
-		resp.Voters = append(resp.Voters, a.book.name(v))
-		gov.Anchors = append(gov.Anchors, scope.AnchorRef{ID: a.book.name(v), NodeID: v, Voter: true})
-	}
-	for _, v := range st.Learners {
-		resp.Learners = append(resp.Learners, a.book.name(v))
-		gov.Anchors = append(gov.Anchors, scope.AnchorRef{ID: a.book.name(v), NodeID: v})
-	}
-	sort.Slice(gov.Anchors, func(i, j int) bool { return gov.Anchors[i].ID < gov.Anchors[j].ID })
-	// Record the new membership in the scope's own state (and so its lineage).
-	if _, err := a.propose(ctx, h, scope.Mutation{Op: scope.OpSetGovernance, Proposer: callerFrom(ctx).principal, Governance: &gov}); err != nil {
-		return nil, statusOf(err)
-	}
-	return resp, nil
-}
-
 func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (*apipb.GrantLeaseResponse, error) {
 	if err := checkWorkloadScope(callerFrom(ctx), req.Scope); err != nil {
 		return nil, err
@@ -495,23 +470,59 @@ func (s *server) KeepAlive(ctx context.Context, req *apipb.KeepAliveRequest) (*a
 		return nil, statusOf(err)
 	}
 	if h != nil {
-		ttl, leading, found := h.lessor.keepAlive(req.LeaseId)
-		switch {
-		case leading && !found:
-			return nil, status.Errorf(codes.NotFound, "lease %d of scope %s has expired or was revoked", req.LeaseId, h.domain)
-		case leading:
-			return &apipb.KeepAliveResponse{TtlSeconds: ttl}, nil
+		resp, leader, err := a.keepAliveHere(ctx, h, req.LeaseId)
+		if resp != nil || err != nil {
+			return resp, err
 		}
 		// Deadlines live on the leader: send it there.
-		leader := h.group.Status().Leader
-		if leader == 0 {
-			return nil, statusOf(a.replicaErr(h, replica.ErrNoLeader))
-		}
-		remote = []string{a.book.name(leader)}
+		remote = []string{leader}
 	}
 	return forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.KeepAliveResponse, error) {
 		return c.KeepAlive(ctx, req)
 	})
+}
+
+// keepAliveHere renews a lease when this replica leads its scope, or returns
+// the leader to forward to. Raft makes a replica leader a moment before its
+// lessor starts (see onLeader); a keep-alive arriving in between waits for
+// the lessor rather than being forwarded to this anchor itself.
+func (a *Anchor) keepAliveHere(ctx context.Context, h *hosted, id uint64) (*apipb.KeepAliveResponse, string, error) {
+	var giveUp, recheck <-chan time.Time
+	for {
+		ttl, leading, found := h.lessor.keepAlive(id)
+		switch {
+		case leading && !found:
+			return nil, "", status.Errorf(codes.NotFound, "lease %d of scope %s has expired or was revoked", id, h.domain)
+		case leading:
+			return &apipb.KeepAliveResponse{TtlSeconds: ttl}, "", nil
+		}
+		st := h.group.Status()
+		if st.Leader == 0 {
+			return nil, "", statusOf(a.replicaErr(h, replica.ErrNoLeader))
+		}
+		if !st.IsLeader {
+			return nil, a.book.name(st.Leader), nil
+		}
+		if giveUp == nil {
+			t := time.NewTimer(a.cfg.RequestTimeout)
+			defer t.Stop()
+			tk := time.NewTicker(a.cfg.TickInterval) // leadership may move on meanwhile
+			defer tk.Stop()
+			giveUp, recheck = t.C, tk.C
+			h.lessor.waiting.Add(1)
+			defer h.lessor.waiting.Add(-1)
+		}
+		select {
+		case <-h.lessor.started():
+		case <-recheck:
+		case <-giveUp:
+			return nil, "", status.Errorf(codes.Unavailable, "scope %s: anchor %s leads it but has not taken over its leases within %s; retry", h.domain, a.meta.ID, a.cfg.RequestTimeout)
+		case <-ctx.Done():
+			return nil, "", statusOf(ctx.Err())
+		case <-h.ctx.Done():
+			return nil, "", statusOf(a.replicaErr(h, replica.ErrStopped))
+		}
+	}
 }
 
 func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest) (*apipb.RevokeLeaseResponse, error) {

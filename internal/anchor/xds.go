@@ -130,7 +130,7 @@ func (a *Anchor) notifyXDS(h *hosted) {
 	a.imports.sync(h)
 	for {
 		select {
-		case <-a.ctx.Done():
+		case <-h.ctx.Done():
 			return
 		case <-ch:
 			a.imports.sync(h)

@@ -105,7 +105,16 @@ func listAll(ctx context.Context, c *api.Client, kind string) ([]resource.Object
 			return nil, fmt.Errorf("scope %s: %w", sc, err)
 		}
 		for _, d := range dels.Objects {
-			queue = append(queue, d.Name)
+			// The child scope is the Delegation's domain; its name is any name.
+			t, err := resource.Typed(d)
+			if err != nil {
+				return nil, fmt.Errorf("scope %s: Delegation %s/%s: %w", sc, d.Namespace, d.Name, err)
+			}
+			spec, ok := t.(*resource.DelegationSpec)
+			if !ok || spec.Domain == "" {
+				return nil, fmt.Errorf("scope %s: Delegation %s/%s names no child domain", sc, d.Namespace, d.Name)
+			}
+			queue = append(queue, spec.Domain)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {

@@ -49,6 +49,7 @@ type applyState struct {
 	applied   uint64
 	snapIndex uint64            // index of the latest snapshot (taken or restored)
 	conf      *raftpb.ConfState // configuration as of applied
+	removed   bool              // a change applied here removed this node
 }
 
 func (g *Group) applyLoop(st applyState) {
@@ -117,6 +118,10 @@ func (g *Group) applyTask(st *applyState, t applyTask) bool {
 			}
 		case raftpb.EntryType_EntryConfChange, raftpb.EntryType_EntryConfChangeV2:
 			if cs := t.confs[idx]; cs != nil {
+				if inConf(st.conf, self) && !inConf(cs, self) {
+					st.removed = true
+					g.markRemoved("applied", idx)
+				}
 				st.conf = cs
 			}
 			if node, req, ok := confChangeRequest(e); ok && node == self {
@@ -168,6 +173,14 @@ func (g *Group) notifyApplied(applied uint64) {
 // maybeSnapshot takes a state machine snapshot every SnapshotEntries applied
 // entries and hands it to the loop, which stores it and compacts the log.
 func (g *Group) maybeSnapshot(st *applyState, force bool) {
+	if st.removed {
+		// Never snapshot past this node's removal: should the node restart
+		// before its owner deleted the group, the removal is applied again.
+		if force {
+			g.h.submit(func() { g.snapRequested = false })
+		}
+		return
+	}
 	if st.applied < st.snapIndex+g.h.cfg.SnapshotEntries && !(force && st.applied > st.snapIndex) {
 		if force {
 			g.h.submit(func() { g.snapRequested = false })

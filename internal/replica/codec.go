@@ -15,7 +15,7 @@ import (
 //	uvarint    number of envelopes
 //	per envelope:
 //	  uvarint  length of the group ID, then its bytes (at most maxGroupIDLen)
-//	  byte     flags (bit 0: quiesce)
+//	  byte     flags (bit 0: quiesce, bit 1: removal notice)
 //	  uvarint  length of the marshaled raftpb.Message, then its bytes
 //
 // An empty batch (count 0) is a node liveness ping.
@@ -24,6 +24,7 @@ const (
 	batchVersion  = 1
 	maxGroupIDLen = 1024
 	flagQuiesce   = 1
+	flagRemoved   = 2
 )
 
 var errBadBatch = errors.New("replica: malformed batch frame")
@@ -43,6 +44,9 @@ func EncodeBatch(batch []Envelope) ([]byte, error) {
 		var flags byte
 		if env.Quiesce {
 			flags |= flagQuiesce
+		}
+		if env.Removed {
+			flags |= flagRemoved
 		}
 		b = append(b, flags)
 		size := mo.Size(env.Msg)
@@ -94,7 +98,7 @@ func DecodeBatch(b []byte) ([]Envelope, error) {
 			return nil, fmt.Errorf("%w: envelope %d: message: %v", errBadBatch, i, err)
 		}
 		b = b[ml:]
-		out = append(out, Envelope{Group: group, Msg: m, Quiesce: flags&flagQuiesce != 0})
+		out = append(out, Envelope{Group: group, Msg: m, Quiesce: flags&flagQuiesce != 0, Removed: flags&flagRemoved != 0})
 	}
 	if len(b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errBadBatch, len(b))

@@ -17,6 +17,9 @@ func sampleBatch() []Envelope {
 		{Group: "shop.demo.mesh", Quiesce: true, Msg: &raftpb.Message{
 			Type: raftpb.MessageType_MsgHeartbeat.Enum(), To: new(uint64(2)), From: new(uint64(1)), Commit: new(uint64(9)),
 		}},
+		{Group: "old.demo.mesh", Removed: true, Msg: &raftpb.Message{
+			Type: raftpb.MessageType_MsgUnreachable.Enum(), To: new(uint64(2)), From: new(uint64(1)), Index: new(uint64(12)),
+		}},
 	}
 }
 
@@ -34,7 +37,7 @@ func TestBatchRoundTrip(t *testing.T) {
 			t.Fatalf("got %d envelopes, want %d", len(got), len(batch))
 		}
 		for i := range got {
-			if got[i].Group != batch[i].Group || got[i].Quiesce != batch[i].Quiesce || !proto.Equal(got[i].Msg, batch[i].Msg) {
+			if got[i].Group != batch[i].Group || got[i].Quiesce != batch[i].Quiesce || got[i].Removed != batch[i].Removed || !proto.Equal(got[i].Msg, batch[i].Msg) {
 				t.Errorf("envelope %d: got %+v, want %+v", i, got[i], batch[i])
 			}
 		}
@@ -77,7 +80,7 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-decode: %v (%d vs %d)", err, len(batch2), len(batch))
 		}
 		for i := range batch {
-			if batch[i].Group != batch2[i].Group || batch[i].Quiesce != batch2[i].Quiesce || !proto.Equal(batch[i].Msg, batch2[i].Msg) {
+			if batch[i].Group != batch2[i].Group || batch[i].Quiesce != batch2[i].Quiesce || batch[i].Removed != batch2[i].Removed || !proto.Equal(batch[i].Msg, batch2[i].Msg) {
 				t.Fatalf("envelope %d changed in a round trip", i)
 			}
 		}

@@ -64,6 +64,15 @@
 // local apply. Both fail fast with ErrNoLeader when no leader is known. A waiter
 // whose proposal was lost with a leader change returns at its context's deadline.
 //
+// # Membership
+//
+// AddLearner, Promote and Remove are single-node configuration changes. A
+// message from a node outside a group's configuration is dropped (see
+// Group.accepts). A removed node learns of its removal from the applied
+// change, or, if it missed it (it was down), from the removal notice a member
+// answers its next message with (Envelope.Removed); Group.Removed tells the
+// owner, which stops the replica and deletes its data.
+//
 // # Quiescence and liveness
 //
 // Idle groups stop ticking (see quiesce.go): a leader whose group is fully

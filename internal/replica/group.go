@@ -35,6 +35,15 @@ type Group struct {
 	suppressHBResp uint64
 	confIndex      uint64 // index of the latest configuration change raft applied
 	snapRequested  bool   // a snapshot was requested from the apply goroutine
+	// confAsOf is the log index as of which conf is known: the latest
+	// configuration change applied or snapshot installed. A removal notice
+	// about an older change is stale (this node was added again since).
+	confAsOf uint64
+	// removedNodes are the nodes a configuration change applied here removed
+	// (by the index of that change), so that one still sending to the group
+	// can be told; noticed is the tick at which each was last told.
+	removedNodes map[uint64]uint64
+	noticed      map[uint64]uint64
 
 	// Published by the loop for Status.
 	stLead     atomic.Uint64
@@ -46,6 +55,9 @@ type Group struct {
 	inflight   atomic.Int32 // appends queued to the writer and not yet durable
 
 	leaderCh chan bool
+
+	removed     chan struct{} // closed once this node is known to be removed
+	removedOnce sync.Once
 
 	mu        sync.Mutex
 	waiters   map[uint64]chan result // proposals and conf changes by request id
@@ -76,6 +88,7 @@ func newGroup(h *Host, id GroupID, sm StateMachine) *Group {
 		h:        h,
 		sm:       sm,
 		leaderCh: make(chan bool, 1),
+		removed:  make(chan struct{}),
 		waiters:  make(map[uint64]chan result),
 		reads:    make(map[uint64]chan result),
 		changed:  make(chan struct{}),
@@ -110,6 +123,25 @@ func (g *Group) Status() Status {
 // LeaderCh delivers true when this replica becomes leader and false when it stops
 // being leader. It is buffered; only the latest value is kept.
 func (g *Group) LeaderCh() <-chan bool { return g.leaderCh }
+
+// Removed is closed once this replica knows that this node is no longer a
+// member of the group: it applied the configuration change that removed it,
+// or a member told it so (a node that missed the change, e.g. because it was
+// down, hears it when it next contacts a member). The replica keeps running:
+// its owner should stop it (StopGroup) and delete its data (DeleteGroup).
+// After its removal is applied the replica takes no more snapshots, so the
+// change is applied again if the node restarts before its owner deleted it.
+//
+// A learner removed while it was down is not told: it never contacts the
+// other members on its own.
+func (g *Group) Removed() <-chan struct{} { return g.removed }
+
+func (g *Group) markRemoved(how string, index uint64) {
+	g.removedOnce.Do(func() {
+		g.h.log.Info("this node was removed from the group", "group", g.id, "index", index, "learned", how)
+		close(g.removed)
+	})
+}
 
 // Propose replicates data and waits until it is applied on this replica. It returns
 // what StateMachine.Apply returned and the entry's index. It works on followers

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,6 +227,7 @@ func (h *Host) StartGroup(id GroupID, peers []uint64, sm StateMachine) (*Group, 
 		h.w.push(writeItem{g: g, init: &groupWrite{id: id, dl: &g.dl, snap: p.snap, hs: p.hs}})
 	}
 	g.conf = cs
+	g.confAsOf = snapIndex
 	g.stConf.Store(cs)
 	g.stTerm.Store(hs.GetTerm())
 	g.stCommit.Store(hs.GetCommit())
@@ -432,9 +434,14 @@ func (h *Host) receive(in incoming) {
 		if g == nil || env.Msg == nil {
 			continue // unknown group (not started here yet): raft retries
 		}
+		if env.Removed {
+			h.removalNotice(g, in.from, env.Msg)
+			continue
+		}
 		if !g.accepts(in.from, env.Msg) {
 			h.log.Debug("dropping a raft message from a node outside the group", "group", g.id, "from", in.from,
 				"claimed", env.Msg.GetFrom(), "type", env.Msg.GetType())
+			h.tellRemoved(g, in.from, env.Msg)
 			continue
 		}
 		if env.Quiesce {
@@ -453,6 +460,51 @@ func (h *Host) receive(in incoming) {
 		}
 		h.unquiesce(g)
 	}
+}
+
+// tellRemoved answers a message from a node that a configuration change
+// applied here removed from g with a removal notice (at most one per
+// election timeout per node): a removed node that missed its removal, e.g.
+// because it was down, would otherwise keep a stale replica forever, since
+// nobody sends it anything any more.
+func (h *Host) tellRemoved(g *Group, from uint64, m *raftpb.Message) {
+	idx, ok := g.removedNodes[from]
+	if !ok || m.GetFrom() != from {
+		return
+	}
+	if last, told := g.noticed[from]; told && h.tickN-last < uint64(h.cfg.ElectionTicks) {
+		return
+	}
+	if g.noticed == nil {
+		g.noticed = map[uint64]uint64{}
+	}
+	g.noticed[from] = h.tickN
+	h.out[from] = append(h.out[from], Envelope{
+		Group:   g.id,
+		Removed: true,
+		Msg: &raftpb.Message{
+			Type:  raftpb.MessageType_MsgUnreachable.Enum(),
+			From:  new(h.cfg.NodeID),
+			To:    new(from),
+			Index: new(idx),
+		},
+	})
+}
+
+// removalNotice handles a member's notice that this node was removed from g
+// by the configuration change at m.Index. It is believed only from a member
+// of the configuration this replica knows, which includes this node, and
+// only when that configuration is older than the change: a node added again
+// since ignores notices about its earlier removal.
+func (h *Host) removalNotice(g *Group, from uint64, m *raftpb.Message) {
+	self := h.cfg.NodeID
+	if m.GetFrom() != from || m.GetTo() != self || from == self || !inConf(g.conf, from) || !inConf(g.conf, self) {
+		return
+	}
+	if m.GetIndex() <= g.confAsOf {
+		return
+	}
+	g.markRemoved("notice from node "+strconv.FormatUint(from, 10), m.GetIndex())
 }
 
 func dedup(ids []uint64) []uint64 {

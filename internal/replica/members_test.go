@@ -73,3 +73,92 @@ func TestReadIndexSurvivesLeaderLoss(t *testing.T) {
 		t.Fatalf("read answered while the dead leader %d is still the known leader", lead)
 	}
 }
+
+// TestRemovedNodeLearnsItsRemoval: a member removed from a group learns it
+// from the applied configuration change (Removed is closed) while the others
+// are not told anything; the remaining members keep committing.
+func TestRemovedNodeLearnsItsRemoval(t *testing.T) {
+	c := newCluster(t, 1, 2, 3)
+	peers := []uint64{1, 2, 3}
+	for _, id := range peers {
+		c.open(id)
+		c.start(id, "g", peers)
+	}
+	lead := c.waitLeader("g", peers...)
+	propose(t, c.group(lead, "g"), "before")
+	// Remove a follower, asked through the other follower.
+	removed := peers[(slices.Index(peers, lead)+1)%3]
+	asker := peers[(slices.Index(peers, lead)+2)%3]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.group(asker, "g").Remove(ctx, removed); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.group(removed, "g").Removed():
+	case <-ctx.Done():
+		t.Fatalf("node %d was removed but its replica was not told (status %+v)", removed, c.group(removed, "g").Status())
+	}
+	for _, id := range []uint64{lead, asker} {
+		select {
+		case <-c.group(id, "g").Removed():
+			t.Fatalf("node %d, still a member, was told it is removed", id)
+		default:
+		}
+	}
+	propose(t, c.group(asker, "g"), "after")
+	c.waitHas("g", "after", lead, asker)
+}
+
+// TestNodeRemovedWhileDownIsTold: a node removed while it was down never
+// applies its removal (nobody sends it the log any more); when it comes back
+// and campaigns, a member answers with a removal notice. A node removed and
+// then added again is not fooled by notices about the old removal.
+func TestNodeRemovedWhileDownIsTold(t *testing.T) {
+	c := newCluster(t, 1, 2, 3)
+	peers := []uint64{1, 2, 3}
+	for _, id := range peers {
+		c.open(id)
+		c.start(id, "g", peers)
+	}
+	lead := c.waitLeader("g", peers...)
+	propose(t, c.group(lead, "g"), "before")
+	gone := peers[(slices.Index(peers, lead)+1)%3]
+	c.waitHas("g", "before", gone)
+	c.close(gone)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.group(lead, "g").Remove(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	propose(t, c.group(lead, "g"), "after")
+
+	c.open(gone)
+	g := c.start(gone, "g", nil)
+	select {
+	case <-g.Removed():
+	case <-ctx.Done():
+		t.Fatalf("node %d, removed while down, was not told after it came back (status %+v)", gone, g.Status())
+	}
+	if c.sm(gone, "g").has("after") {
+		t.Fatal("the removed node applied an entry committed after its removal")
+	}
+
+	// Added again with a fresh replica: no notice about the old removal.
+	if err := c.hosts[gone].StopGroup("g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.hosts[gone].DeleteGroup("g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.group(lead, "g").AddLearner(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	again := c.start(gone, "g", nil)
+	c.waitHas("g", "after", gone)
+	select {
+	case <-again.Removed():
+		t.Fatal("a node added again was told it is removed")
+	default:
+	}
+}

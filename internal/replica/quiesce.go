@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"slices"
+
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
@@ -117,6 +119,12 @@ func isMember(cs *raftpb.ConfState, id uint64) bool {
 		}
 	}
 	return false
+}
+
+// inConf reports whether id is in cs in any role, on either side of a joint
+// configuration.
+func inConf(cs *raftpb.ConfState, id uint64) bool {
+	return isMember(cs, id) || slices.Contains(cs.GetLearnersNext(), id)
 }
 
 // recomputeMembers refreshes the set of peers this host shares a group with.

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -42,6 +43,7 @@ func (h *Host) processReady() {
 func (h *Host) handleReady(g *Group, rd raft.Ready, snapSent []snapReport) []snapReport {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		g.conf = rd.Snapshot.GetMetadata().GetConfState()
+		g.confAsOf = max(g.confAsOf, rd.Snapshot.GetMetadata().GetIndex())
 		g.stConf.Store(g.conf)
 		h.recomputeMembers()
 	}
@@ -147,6 +149,20 @@ func (h *Host) applyConfChange(g *Group, e *raftpb.Entry) *raftpb.ConfState {
 	}
 	cs := g.rn.ApplyConfChange(cc)
 	g.confIndex = e.GetIndex()
+	g.confAsOf = e.GetIndex()
+	for _, id := range slices.Concat(g.conf.GetVoters(), g.conf.GetLearners(), g.conf.GetVotersOutgoing(), g.conf.GetLearnersNext()) {
+		if id != h.cfg.NodeID && !inConf(cs, id) {
+			if g.removedNodes == nil {
+				g.removedNodes = map[uint64]uint64{}
+			}
+			g.removedNodes[id] = e.GetIndex()
+		}
+	}
+	for id := range g.removedNodes {
+		if inConf(cs, id) {
+			delete(g.removedNodes, id) // added again
+		}
+	}
 	g.conf = cs
 	g.stConf.Store(cs)
 	h.recomputeMembers()

@@ -103,6 +103,11 @@ type Envelope struct {
 	Msg   *raftpb.Message
 	// Quiesce marks a leader heartbeat telling the follower to stop ticking.
 	Quiesce bool
+	// Removed marks a removal notice: a member tells the receiver, which sent
+	// the group a message, that a configuration change applied at Msg.Index
+	// removed it from the group (see Group.Removed). Msg carries only From,
+	// To and Index, with a type raft ignores from a peer.
+	Removed bool
 }
 
 // Transport carries batches of envelopes between nodes.
