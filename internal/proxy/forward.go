@@ -170,6 +170,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 	} else {
 		hdr["X-Forwarded-Proto"] = schemeHTTP
 	}
+	if cl.Mesh {
+		st.meshUp = true
+		p.putPeerMetadata(hdr) // the callee's proxy learns who calls
+	}
 	if st.hcm.remoteAddress {
 		// use_remote_address: this proxy is the edge; append the peer address as Envoy does.
 		hdr["X-Forwarded-For"] = append(hdr["X-Forwarded-For"], netipAddrOf(r.RemoteAddr))
@@ -413,6 +417,14 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 		h[k] = vv
 	}
 	removeHopByHop(h)
+	// The peer metadata exchange: the callee's workload from a mesh upstream (never passed on to the
+	// application); an inbound proxy answers a mesh caller with its own.
+	if remote := p.takePeerMetadata(h, st.meshUp); st.meshUp {
+		st.remote = remote
+	}
+	if st.hasPeer && st.ci != nil && st.ci.inbound {
+		p.putPeerMetadata(h)
+	}
 	for _, m := range st.rt.ResponseHeaders {
 		m.Apply(h)
 	}

@@ -37,7 +37,9 @@ type reqState struct {
 	draining    bool
 	peer        filter.Peer
 	hasPeer     bool
-	reqDeadline time.Time // request_timeout's deadline while it applies, else zero
+	reqDeadline time.Time           // request_timeout's deadline while it applies, else zero
+	remote      *telemetry.Workload // the other side's workload, from the peer metadata exchange
+	meshUp      bool                // the upstream is a proxy of the mesh (cluster.Mesh)
 	w           respWriter
 	timer       *reqTimer // kept across uses of the pooled state (its time.Timer is reused)
 }
@@ -184,6 +186,9 @@ func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		peer = &st.peer
 	}
 	h.sanitizeHeaders(r, st)
+	if st.hasPeer {
+		st.remote = p.takePeerMetadata(r.Header, true) // a verified mesh peer says who it is
+	}
 
 	scheme := "http"
 	if r.TLS != nil {
@@ -383,8 +388,10 @@ type labelKey struct {
 	inbound bool
 	grpc    bool
 	tcp     bool
-	mtls    bool
-	peer    string
+	mtls    bool   // inbound: the peer was verified (its principal is peer)
+	peer    string // inbound: the peer's principal
+	meshUp  bool   // outbound: the upstream is a mesh proxy (mTLS with this proxy's identity)
+	remote  *telemetry.Workload
 }
 
 // labelsFor returns the interned Istio labels of a request or connection.
@@ -397,9 +404,25 @@ func (p *Proxy) labelsFor(k labelKey) *telemetry.Labels {
 	if k.inbound {
 		l.Reporter = telemetry.ReporterDestination
 		l.ConnectionSecurityPolicy = telemetry.SecurityNone
+		l.SetDestination(p.self)
+		if k.remote != nil {
+			l.SetSource(k.remote)
+		}
 		if k.mtls {
 			l.ConnectionSecurityPolicy = telemetry.SecurityMutualTLS
 			l.SourcePrincipal = "spiffe://" + k.peer
+			if l.SourceWorkloadNamespace == "" {
+				l.SourceWorkloadNamespace, _, _ = strings.Cut(k.peer, "/") // the trust domain is the namespace
+			}
+		}
+	} else {
+		self := *p.self
+		if !k.meshUp {
+			self.Principal = "" // this proxy's identity was not presented
+		}
+		l.SetSource(&self)
+		if k.remote != nil {
+			l.SetDestination(k.remote)
 		}
 	}
 	switch {
@@ -426,7 +449,8 @@ func (p *Proxy) labelsFor(k labelKey) *telemetry.Labels {
 func (p *Proxy) report(st *reqState, w *respWriter, r *http.Request) {
 	dur := time.Since(st.start)
 	inbound := st.ci != nil && st.ci.inbound
-	l := p.labelsFor(labelKey{cluster: st.cluster, inbound: inbound, grpc: st.grpc, mtls: st.hasPeer, peer: st.peer.Principal})
+	l := p.labelsFor(labelKey{cluster: st.cluster, inbound: inbound, grpc: st.grpc, mtls: st.hasPeer, peer: st.peer.Principal,
+		meshUp: st.meshUp, remote: st.remote})
 	grpcStatus := telemetry.NoGRPCStatus
 	if st.grpc {
 		grpcStatus = grpcStatusOf(w.Header())

@@ -63,6 +63,9 @@ type Options struct {
 	// never requested from the control plane, so the workload's private key never leaves it. Nil means
 	// every secret comes from SDS.
 	LocalSecrets SecretSource
+	// Workload is the proxy's own workload for telemetry and the peer metadata exchange; its zero
+	// value reports "unknown" and sends no metadata.
+	Workload Workload
 	// Bound are sockets the caller already bound, by address (host:port): a listener (or the
 	// admin endpoint) configured with that address serves on the socket instead of binding its
 	// own, so a port chosen in advance cannot be taken by someone else in between. The proxy owns
@@ -86,11 +89,15 @@ type Proxy struct {
 	applied   map[string]bool              // types received at least once
 	closed    bool
 
-	bound     map[string]net.Listener // Options.Bound not yet in use; under mu
-	adminAddr atomic.Value            // string
-	ready     atomic.Bool
-	labels    sync.Map // labelKey -> *telemetry.Labels
-	wg        sync.WaitGroup
+	bound      map[string]net.Listener // Options.Bound not yet in use; under mu
+	adminAddr  atomic.Value            // string
+	ready      atomic.Bool
+	labels     sync.Map // labelKey -> *telemetry.Labels
+	self       *telemetry.Workload
+	peerMeta   []string // the encoded own workload as a header value; nil: none to send
+	peerMetaID []string
+	peers      peerCache
+	wg         sync.WaitGroup
 }
 
 // New checks o and returns a proxy that does nothing until Run.
@@ -109,6 +116,14 @@ func New(o Options) (*Proxy, error) {
 	}
 	p := &Proxy{opts: o, log: o.Logger, metrics: o.Reporter, listeners: map[string]*runningListener{}, applied: map[string]bool{},
 		bound: maps.Clone(o.Bound)}
+	p.self = &p.opts.Workload
+	if o.Workload != (Workload{}) {
+		meta, err := telemetry.EncodePeerMetadata(o.NodeID, o.Workload)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: options: workload: %w", err)
+		}
+		p.peerMeta, p.peerMetaID = []string{meta}, []string{o.NodeID}
+	}
 	p.snap.Store(emptySnapshot())
 	p.local.Store(emptyLocalSecrets())
 	node := &corev3.Node{Id: o.NodeID, Cluster: o.NodeCluster, UserAgentName: "canton-proxy"}

@@ -191,6 +191,7 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 				return nil, created, fmt.Errorf("cluster %q: %w", name, err)
 			}
 			o.TLS = p.clientTLS(tc)
+			o.Mesh = tc.mesh()
 		}
 		cl, err := cluster.New(c, o)
 		if err != nil {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -36,7 +37,17 @@ func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainS
 			n -= uint64(w.Weight)
 		}
 	}
-	labels := p.labelsFor(labelKey{cluster: name, inbound: spec.inbound, tcp: true})
+	key := labelKey{cluster: name, inbound: spec.inbound, tcp: true}
+	if tc, ok := c.(*tls.Conn); ok && spec.inbound {
+		cs := tc.ConnectionState()
+		if peer, ok := peerOf(&cs, c.RemoteAddr()); ok {
+			key.mtls, key.peer = true, peer.Principal
+		}
+	}
+	if cl := p.snap.Load().clusters[name]; cl != nil && !spec.inbound {
+		key.meshUp = cl.Mesh
+	}
+	labels := p.labelsFor(key)
 	p.metrics.TCPOpened(labels)
 	flagsStr := "-"
 	var sent, received atomic.Int64

@@ -322,6 +322,20 @@ func (p *Proxy) clientTLS(t *tlsContext) *tls.Config {
 	}
 }
 
+// mesh reports whether an upstream TLS context reaches a proxy of the mesh: mutual TLS (a client
+// certificate, a trust bundle) with the peer matched by URI SANs (SPIFFE IDs).
+func (t *tlsContext) mesh() bool {
+	if t.certSecret == "" || t.caSecret == "" {
+		return false
+	}
+	for _, m := range t.sans {
+		if m.kind == tlsv3.SubjectAltNameMatcher_URI {
+			return true
+		}
+	}
+	return false
+}
+
 // checkPeer checks a peer whose certificate chains crypto/x509 verified against the trust bundle (who
 // names the peer in errors: "client" or "upstream"). A peer presenting a SPIFFE ID must hold a valid
 // X.509 SVID, the only kind of certificate the mesh issues: exactly one URI SAN that is a SPIFFE ID

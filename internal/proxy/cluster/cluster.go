@@ -74,6 +74,9 @@ type Options struct {
 	TLS *tls.Config
 	// DrainTime is how long a replaced cluster keeps its pooled connections for in-flight requests.
 	DrainTime time.Duration
+	// Mesh marks an upstream that is a proxy of the mesh (mutual TLS verified as a SPIFFE identity):
+	// the proxies exchange peer metadata over it.
+	Mesh bool
 }
 
 // Cluster is one upstream cluster. Its methods are safe for concurrent use.
@@ -98,6 +101,8 @@ type Cluster struct {
 	// TLS is the upstream TLS configuration (nil: plain text), for TCP proxying; the HTTP transports
 	// carry it themselves.
 	TLS *tls.Config
+	// Mesh is Options.Mesh.
+	Mesh bool
 	// ConnectTimeout bounds connection establishment.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes pooled upstream connections idle this long (common_http_protocol_options.
@@ -250,7 +255,7 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if cl.HTTP2, cl.IdleTimeout, err = httpOptions(c); err != nil {
 		return nil, err
 	}
-	cl.Scheme, cl.TLS = "http", o.TLS
+	cl.Scheme, cl.TLS, cl.Mesh = "http", o.TLS, o.Mesh
 	if o.TLS != nil {
 		cl.Scheme = "https"
 	}
