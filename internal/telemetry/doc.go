@@ -20,6 +20,11 @@
 // AccessLog writes one JSON object per line for each request (or TCP
 // connection) to an io.Writer, with a configurable set of fields.
 //
+// peer.go holds Istio's peer metadata exchange encoding (the workload a
+// proxy tells the proxy at the other end of a call) and the Workload type
+// that fills the source_* and destination_* labels.
+//
 // Only internal/proxy (and tests, benchmarks and internal/meshtest) may
-// import this package. It imports no other Canton package.
+// import this package; others name a workload through proxy.Workload. It
+// imports no other Canton package.
 package telemetry
