@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"canton.dev/canton/internal/dns"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/resolve"
 )
 
@@ -33,11 +34,18 @@ func dnsCmd(e *env) *cobra.Command {
 			if mesh == "" {
 				return fmt.Errorf("dns: use credentials of the mesh's admin (a workload's do not name the mesh)")
 			}
+			// Every answer is verified against the credentials' mesh trust bundle (never empty:
+			// LoadCredentials checks) before it is cached (docs/design/0004); one that fails is
+			// never served.
+			creds, err := identity.LoadCredentials(e.credentials)
+			if err != nil {
+				return err
+			}
 			var searches []string
 			for _, s := range splitList(search) {
 				searches = append(searches, namespace(s, mesh))
 			}
-			srv, err := dns.New(resolve.New(resolve.FromClient(c), maxStale), dns.Options{
+			srv, err := dns.New(resolve.New(resolve.FromClient(c, creds.Bundle...), maxStale), dns.Options{
 				Listen:        listen,
 				Mesh:          mesh,
 				SearchDomains: searches,

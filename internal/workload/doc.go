@@ -5,7 +5,8 @@
 // by heartbeats, runs the data plane (internal/proxy) against the scope's
 // anchors with the identity served as local secrets, and deregisters at
 // once on a clean shutdown. With Options.DNS it also serves DNS for mesh names
-// (internal/dns over internal/resolve's cache, asking with the workload's identity).
+// (internal/dns over internal/resolve's cache, asking with the workload's identity and
+// verifying every answer's proof against the workload's trust bundle).
 //
 // Only internal/cli and tests import this package.
 package workload

@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,14 +45,15 @@ type Options struct {
 	Outbound  string            // the local outbound HTTP listener; default 127.0.0.1:<free>
 	Admin     string            // admin listener; empty: none
 	NodeID    string            // default <service>-<version>-<random>
-	LeaseTTL  time.Duration     // default 10s; a dead workload vanishes within it
+	LeaseTTL  time.Duration     // default 10s; at least 1s, granted in whole seconds (rounded down); a dead workload vanishes within it
 	CertTTL   time.Duration     // default 24h; rotated at half-life
 	DrainTime time.Duration     // how long connections may finish at shutdown; default 5s
 	Logger    *slog.Logger
 	// DNS, if set, is where the sidecar serves DNS for mesh names (UDP and TCP, e.g.
 	// 127.0.0.1:15053; port 0 picks one, see Workload.DNS): answers come from the anchors
-	// through a cache over the workload's own API client, short names are tried in the
-	// workload's namespace, then in the mesh. Empty: no DNS.
+	// through a cache over the workload's own API client, each verified against the
+	// workload's trust bundle before it is cached (docs/design/0004); short names are tried
+	// in the workload's namespace, then in the mesh. Empty: no DNS.
 	DNS string
 	// DNSUpstream are the resolvers (host:port) for names outside the mesh; empty: such
 	// names get SERVFAIL. Mesh names are never sent there.
@@ -74,6 +77,11 @@ type Workload struct {
 	outbound string
 	dns      *dns.Server
 
+	// crash, when set before Run's context ends, makes the shutdown skip the
+	// deregistration, as a crash would: the lease is left to expire. Only tests set it
+	// (export_test.go), to show that a dead workload vanishes within its lease TTL.
+	crash atomic.Bool
+
 	mu     sync.Mutex
 	creds  *identity.Credentials
 	issued time.Time // when creds were received; rotation is due at half their remaining life
@@ -89,6 +97,11 @@ func (w *Workload) Outbound() string { return w.outbound }
 
 // Inbound is the address other proxies reach this workload on.
 func (w *Workload) Inbound() string { return w.inbound }
+
+// Admin is the address of the proxy's admin listener (/ready, /stats/prometheus,
+// /config_dump, /clusters); empty without Options.Admin. It is bound before Ready is
+// called, so it is known then (the proxy's own AdminAddr only once its Run started).
+func (w *Workload) Admin() string { return w.opts.Admin }
 
 // DNS is the address of the sidecar's DNS server; empty without Options.DNS.
 func (w *Workload) DNS() string {
@@ -111,6 +124,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.LeaseTTL == 0 {
 		opts.LeaseTTL = 10 * time.Second
+	}
+	if opts.LeaseTTL < time.Second { // anchors grant whole seconds: less would ask for 0
+		return fmt.Errorf("proxy: --lease-ttl %s: must be at least 1s", opts.LeaseTTL)
 	}
 	if opts.CertTTL == 0 {
 		opts.CertTTL = 24 * time.Hour
@@ -228,7 +244,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	// Clean shutdown: leave the endpoint sets first, then drain.
-	w.deregister(client)
+	if !w.crash.Load() {
+		w.deregister(client)
+	}
 	stop()
 	wg.Wait()
 	w.log.Debug("agent loops stopped; draining the proxy")
@@ -419,8 +437,9 @@ func (w *Workload) rotate(ctx context.Context) {
 }
 
 // newDNS binds the sidecar's DNS server: the anchors answer through a cache over client
-// (the workload's identity, so it sees what its scope may see), short names expand in
-// the workload's namespace, then in the mesh.
+// (the workload's identity, so it sees what its scope may see) that keeps only answers
+// verified against the workload's trust bundle; short names expand in the workload's
+// namespace, then in the mesh.
 func (w *Workload) newDNS(client *api.Client) (*dns.Server, error) {
 	if w.mesh == "" {
 		return nil, errors.New("proxy: --dns: the anchors did not name the mesh in the certificate response")
@@ -429,7 +448,7 @@ func (w *Workload) newDNS(client *api.Client) (*dns.Server, error) {
 	if w.opts.Namespace != w.mesh {
 		search = append(search, w.mesh)
 	}
-	srv, err := dns.New(resolve.New(resolve.FromClient(client), w.opts.DNSMaxStale), dns.Options{
+	srv, err := dns.New(resolve.New(verifiedLookup(client, func() []*x509.Certificate { return w.credentials().Bundle }), w.opts.DNSMaxStale), dns.Options{
 		Listen:        w.opts.DNS,
 		Mesh:          w.mesh,
 		SearchDomains: search,
@@ -441,6 +460,33 @@ func (w *Workload) newDNS(client *api.Client) (*dns.Server, error) {
 	}
 	w.log.Info("serving dns", "addr", srv.Addr(), "search", strings.Join(search, ","))
 	return srv, nil
+}
+
+// verifiedLookup asks the anchors through client and verifies every answer's proof against
+// the trust bundle that bundle returns at the time of the answer (the workload's current
+// one: it changes when the mesh root rotates), so the DNS cache only ever holds answers
+// the hierarchy signed (docs/design/0004); one that does not verify is an error, and the
+// cache serves the last verified answer instead. The verifier, with its cache of verified
+// chains, is kept while the bundle stays the same.
+func verifiedLookup(client *api.Client, bundle func() []*x509.Certificate) resolve.Lookuper {
+	var (
+		mu       sync.Mutex
+		current  []*x509.Certificate
+		verified resolve.Lookuper
+	)
+	return func(ctx context.Context, name string) (*apipb.ResolveResponse, error) {
+		b := bundle()
+		if len(b) == 0 { // never answer unverified: FromClient without a bundle would
+			return nil, &resolve.UnverifiedError{Name: name, Err: errors.New("no trust bundle to verify answers against")}
+		}
+		mu.Lock()
+		if verified == nil || !slices.EqualFunc(current, b, (*x509.Certificate).Equal) {
+			current, verified = b, resolve.FromClient(client, b...)
+		}
+		lookup := verified
+		mu.Unlock()
+		return lookup(ctx, name)
+	}
 }
 
 // dial connects to the scope's anchors with the workload's identity.

@@ -1,6 +1,7 @@
 package workload_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -647,7 +649,33 @@ func startBookinfo(ctx context.Context, t *testing.T) (*meshtest.Cluster, *api.C
 // namespace (retrying while scopes settle).
 func startScopes(ctx context.Context, t *testing.T, opts meshtest.Options, scopes map[string]string) (*meshtest.Cluster, *api.Client, func(namespace, yaml string)) {
 	t.Helper()
+	var tree []scopeOn
+	for domain, anchor := range scopes {
+		tree = append(tree, scopeOn{domain, []string{anchor}})
+	}
+	// Parents before their children.
+	slices.SortFunc(tree, func(a, b scopeOn) int {
+		return cmp.Or(cmp.Compare(strings.Count(a.domain, "."), strings.Count(b.domain, ".")), cmp.Compare(a.domain, b.domain))
+	})
+	return startScopeTree(ctx, t, opts, tree)
+}
+
+// scopeOn is a scope and the anchors (by name, "a4") that replicate it.
+type scopeOn struct {
+	domain  string
+	anchors []string
+}
+
+// startScopeTree starts a mesh with opts, delegates the scopes of tree in
+// order (a parent before its children) to their anchors, and returns an admin
+// client and a function that applies YAML in a namespace (retrying while
+// scopes settle).
+func startScopeTree(ctx context.Context, t *testing.T, opts meshtest.Options, tree []scopeOn) (*meshtest.Cluster, *api.Client, func(namespace, yaml string)) {
+	t.Helper()
 	opts.Dir = t.TempDir()
+	if opts.Logger == nil {
+		opts.Logger = testLogger()
+	}
 	c, err := meshtest.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -661,11 +689,17 @@ func startScopes(ctx context.Context, t *testing.T, opts meshtest.Options, scope
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	for scope, anchor := range scopes {
-		if _, err := cl.CreateScope(ctx, scope, []string{anchor}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.WaitScope(ctx, scope); err != nil {
+	for _, s := range tree {
+		// A child scope is a mutation of its parent, whose anchors may still be
+		// learning the child's anchors' addresses: retry until it is committed.
+		eventually(t, 15*time.Second, func() error {
+			_, err := cl.CreateScope(ctx, s.domain, s.anchors)
+			if err != nil && strings.Contains(err.Error(), "exists") { // an earlier try was committed after all
+				return nil
+			}
+			return err
+		})
+		if err := c.WaitScope(ctx, s.domain); err != nil {
 			t.Fatal(err)
 		}
 	}
