@@ -203,6 +203,7 @@ func Run(ctx context.Context, opts Options) error {
 		DrainTime:    opts.DrainTime,
 		Delta:        true, // anchors serve incremental xDS; only changed resources travel
 		Bound:        bound,
+		Workload:     w.telemetryWorkload(),
 	})
 	if err != nil {
 		w.deregister(client)
@@ -282,6 +283,15 @@ func (w *Workload) labels() map[string]string {
 		l[k] = v
 	}
 	return l
+}
+
+// telemetryWorkload is what the proxy reports as this workload in Istio's metric labels and tells
+// the proxies it talks to: the workload is the service and version (Istio's deployment, e.g.
+// reviews-v2), app and version its labels.
+func (w *Workload) telemetryWorkload() proxy.Workload {
+	l := w.labels()
+	return proxy.Workload{Name: strings.Trim(w.opts.Service+"-"+w.opts.Version, "-"), Namespace: w.opts.Namespace,
+		App: l["app"], Version: l["version"], Principal: w.id.String()}
 }
 
 func (w *Workload) node() xds.Node {
