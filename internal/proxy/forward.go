@@ -280,8 +280,18 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState) er
 			cl.EndRetry()
 		}
 	}()
+	var tried [4]*cluster.Endpoint // the hosts of earlier attempts, for the previous_hosts predicate
 	for attempt := 0; ; attempt++ {
-		ep := cl.Pick(hash, hasHash)
+		var ep *cluster.Endpoint
+		if attempt > 0 && f.Retry.OtherHosts {
+			prev := tried[:min(attempt, len(tried))]
+			ep = cl.PickOther(hash, hasHash, f.Retry.HostAttempts, func(e *cluster.Endpoint) bool { return triedHost(prev, e) })
+		} else {
+			ep = cl.Pick(hash, hasHash)
+		}
+		if attempt < len(tried) {
+			tried[attempt] = ep
+		}
 		if ep == nil {
 			st.flags |= flagNoHealthyUpstream
 			localReply(w, r, st, http.StatusServiceUnavailable, "no healthy upstream")
@@ -565,6 +575,15 @@ func (p *Proxy) mirror(s *snapshot, name, method, path, rawPath, query, host str
 		}
 		cl.End(ep, status)
 	}()
+}
+
+func triedHost(tried []*cluster.Endpoint, ep *cluster.Endpoint) bool {
+	for _, t := range tried {
+		if t == ep {
+			return true
+		}
+	}
+	return false
 }
 
 // bodyOf is a request body read from memory.

@@ -473,6 +473,30 @@ func (c *Cluster) Pick(hash uint64, hasHash bool) *Endpoint {
 	return nil
 }
 
+// PickOther is Pick for a retry that avoids the hosts for which tried is true (Envoy's
+// previous_hosts predicate): the balancer chooses up to attempts times; if it keeps choosing tried
+// hosts, the first available untried host of the highest priority level with one is taken, and when
+// every host was tried, the balancer's choice.
+func (c *Cluster) PickOther(hash uint64, hasHash bool, attempts int, tried func(*Endpoint) bool) *Endpoint {
+	first := c.Pick(hash, hasHash)
+	for n := 1; n < attempts && first != nil && tried(first); n++ {
+		if e := c.Pick(hash+uint64(n), hasHash); e != nil && !tried(e) {
+			return e
+		}
+	}
+	if first == nil || !tried(first) {
+		return first
+	}
+	for _, l := range c.set.Load().levels {
+		for _, e := range l.eps {
+			if e.available() && !tried(e) {
+				return e
+			}
+		}
+	}
+	return first
+}
+
 func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
 	n := len(l.schedule)
 	if n == 0 {

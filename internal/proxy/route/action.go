@@ -136,6 +136,10 @@ type RetryPolicy struct {
 	BaseBackoff time.Duration
 	MaxBackoff  time.Duration
 	StatusCodes []int
+	// OtherHosts is the previous_hosts retry host predicate: a retry avoids the hosts already
+	// tried, re-picking up to HostAttempts times (host_selection_retry_max_attempts, default 1).
+	OtherHosts   bool
+	HostAttempts int
 }
 
 // RetryResponse reports whether a response (status code and headers) warrants a retry. For gRPC the
@@ -235,6 +239,17 @@ func compileRetry(rp *routev3.RetryPolicy, field string) (*RetryPolicy, error) {
 	for _, c := range rp.GetRetriableStatusCodes() {
 		p.StatusCodes = append(p.StatusCodes, int(c))
 	}
+	for i, hp := range rp.GetRetryHostPredicate() {
+		f := fmt.Sprintf("%s.retry_host_predicate[%d]", field, i)
+		switch {
+		case hp.GetName() == "envoy.retry_host_predicates.previous_hosts",
+			hp.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate":
+			p.OtherHosts = true
+		default:
+			return nil, fmt.Errorf("%s: only envoy.retry_host_predicates.previous_hosts is supported", f)
+		}
+	}
+	p.HostAttempts = max(int(rp.GetHostSelectionRetryMaxAttempts()), 1)
 	return p, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
@@ -113,7 +114,10 @@ func init() {
 	allow("envoy.config.route.v3.WeightedCluster", "clusters")
 	allow("envoy.config.route.v3.WeightedCluster.ClusterWeight", "name", "weight")
 	allow("envoy.type.matcher.v3.RegexMatchAndSubstitute", "pattern", "substitution")
-	allow("envoy.config.route.v3.RetryPolicy", "retry_on", "num_retries", "per_try_timeout", "retry_back_off", "retriable_status_codes")
+	allow("envoy.config.route.v3.RetryPolicy", "retry_on", "num_retries", "per_try_timeout", "retry_back_off", "retriable_status_codes",
+		"retry_host_predicate", "host_selection_retry_max_attempts")
+	allow("envoy.config.route.v3.RetryPolicy.RetryHostPredicate", "name", "typed_config")
+	allow("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate")
 	allow("envoy.config.route.v3.RetryPolicy.RetryBackOff", "base_interval", "max_interval")
 	allow("envoy.config.route.v3.RouteAction.RequestMirrorPolicy", "cluster", "runtime_fraction")
 	allow("envoy.config.route.v3.RouteAction.HashPolicy", "header", "cookie", "connection_properties", "terminal")
@@ -176,6 +180,7 @@ var extensions = map[protoreflect.FullName]bool{
 	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":                      true,
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext":                    true,
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                            true,
+	"envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate":              true,
 }
 
 // Check returns an error naming the first field of m (in field-number order, depth first) that is
