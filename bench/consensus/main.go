@@ -52,6 +52,7 @@ func main() {
 		window  = flag.Duration("idle", 10*time.Second, "how long to measure idle CPU")
 		asJSON  = flag.Bool("json", false, "print one JSON object")
 		profile = flag.String("idle-cpuprofile", "", "write a CPU profile of the idle window to this file")
+		thrProf = flag.String("cpuprofile", "", "write a CPU profile of the throughput phase to this file")
 	)
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "canton-bench-consensus-")
@@ -102,6 +103,16 @@ func main() {
 	// would measure a cheaper path.
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	if *thrProf != "" {
+		f, err := os.Create(*thrProf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+	}
 	start := time.Now()
 	for range *writers {
 		wg.Add(1)
@@ -122,6 +133,9 @@ func main() {
 	wg.Wait()
 	r.ThroughputOps, r.Writers = *thrOps, *writers
 	r.Throughput = float64(*thrOps) / time.Since(start).Seconds()
+	if *thrProf != "" {
+		pprof.StopCPUProfile()
+	}
 
 	if *scopes > 0 {
 		if err := createScopes(ctx, cl, c, *scopes); err != nil {
