@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -129,8 +130,8 @@ spec:
 		t.Fatalf("lineage --verify: %d %s %s", code, out, stderr)
 	}
 	out, _, _ = run(t, c, "", "lineage")
-	if !strings.Contains(out, "delete VirtualService bookinfo.demo.mesh/reviews") {
-		t.Fatalf("lineage listing lacks the delete:\n%s", out)
+	if !regexp.MustCompile(`(?m)^\d+ +[0-9a-f]{12} +spiffe://\S+ +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z +delete VirtualService bookinfo.demo.mesh/reviews$`).MatchString(out) {
+		t.Fatalf("lineage listing lacks the delete with its time:\n%s", out)
 	}
 	out, _, code = run(t, c, "", "status")
 	if code != 0 || strings.Count(out, "leader") < 1 {

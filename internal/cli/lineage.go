@@ -130,13 +130,27 @@ func fetchLineageFrom(ctx context.Context, addr string, creds *identity.Credenti
 	return fetchLineage(ctx, c, sc)
 }
 
+// printLineage prints one line per record. TIME comes before CHANGE so that the
+// earlier columns keep their positions for scripts.
 func printLineage(w io.Writer, recs []scope.Record) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "INDEX\tHASH\tPROPOSER\tCHANGE")
+	fmt.Fprintln(tw, "INDEX\tHASH\tPROPOSER\tTIME\tCHANGE")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Index, short(r.Hash), r.Proposer, describe(r.Mutation))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.Index, short(r.Hash), r.Proposer, recordTime(r), describe(r.Mutation))
 	}
 	return tw.Flush()
+}
+
+// recordTime is the time the proposing anchor claims, RFC 3339 in UTC with
+// milliseconds; "-" for a record committed before mutations carried a time.
+func recordTime(r scope.Record) string {
+	if r.Time == "" {
+		return "-"
+	}
+	if t, ok := r.At(); ok {
+		return scope.FormatTime(t)
+	}
+	return "(invalid)" // only a record that fails --verify has one
 }
 
 func short(h string) string {

@@ -199,7 +199,7 @@ func record(t testing.TB, idx uint64, prev string, m scope.Mutation) scope.Recor
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(append([]byte(prev), b...))
-	return scope.Record{Index: idx, Prev: prev, Hash: hex.EncodeToString(sum[:]), Mutation: b, Proposer: m.Proposer}
+	return scope.Record{Index: idx, Prev: prev, Hash: hex.EncodeToString(sum[:]), Mutation: b, Proposer: m.Proposer, Time: m.Time}
 }
 
 // newBookinfoSource returns the bookinfo mesh: anchors a1..a3 (a3
@@ -220,9 +220,12 @@ func newBookinfoSource(t testing.TB, a3Down bool, admins map[string]string) *fak
 	zero := strings.Repeat("0", 64)
 	r1 := record(t, 3, zero, scope.Mutation{Op: scope.OpGenesis, Proposer: "anchor/a1",
 		Genesis: &scope.Genesis{Domain: "bookinfo.demo.mesh", Incarnation: "0123abcd", Anchors: []string{"a1", "a2", "a3"}, Parent: "demo.mesh"}})
-	r2 := record(t, 9, r1.Hash, scope.Mutation{Op: scope.OpPut, Proposer: "spiffe://demo.mesh/admin/admin", Objects: objs[:4]})
-	r3 := record(t, 12, r2.Hash, scope.Mutation{Op: scope.OpPut, Proposer: "spiffe://demo.mesh/admin/admin", Objects: objs[4:]})
-	r4 := record(t, 15, r3.Hash, scope.Mutation{Op: scope.OpGrantLease, Proposer: "anchor/a2", Lease: &scope.Lease{TTLSeconds: 10}})
+	// r1 is from before mutations carried a time; the others are stamped
+	// (relative to newBookinfoTraffic's clock: 2 h ago, 2 min ago, and 4s
+	// ahead of it, as from an anchor whose clock runs ahead).
+	r2 := record(t, 9, r1.Hash, scope.Mutation{Op: scope.OpPut, Proposer: "spiffe://demo.mesh/admin/admin", Time: "2026-01-02T01:03:05.250Z", Objects: objs[:4]})
+	r3 := record(t, 12, r2.Hash, scope.Mutation{Op: scope.OpPut, Proposer: "spiffe://demo.mesh/admin/admin", Time: "2026-01-02T03:01:35.000Z", Objects: objs[4:]})
+	r4 := record(t, 15, r3.Hash, scope.Mutation{Op: scope.OpGrantLease, Proposer: "anchor/a2", Time: "2026-01-02T03:04:09.000Z", Lease: &scope.Lease{TTLSeconds: 10}})
 	anchors := []Anchor{
 		{ID: "a1", Address: "127.0.0.1:7001", Reachable: true, Scopes: []Replica{
 			{Domain: "demo.mesh", Role: RoleLeader, Leader: "a1", Term: 2, Applied: 40, LineageHead: strings.Repeat("ab", 32)},

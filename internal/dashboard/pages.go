@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/scope"
@@ -92,8 +93,15 @@ type PolicyRow struct {
 
 // LineageRow is one lineage record, readable.
 type LineageRow struct {
-	Index    uint64   `json:"index"`
-	Who      string   `json:"who"`
+	Index uint64 `json:"index"`
+	Who   string `json:"who"`
+	// Time is when the proposing anchor says it proposed the change (RFC 3339,
+	// UTC, milliseconds, by its clock); empty for records committed before
+	// mutations carried a time.
+	Time string `json:"time,omitempty"`
+	// Ago is Time relative to this anchor's clock when the page was read, e.g.
+	// "3 min ago"; empty when Time is.
+	Ago      string   `json:"ago,omitempty"`
 	Op       string   `json:"op"`
 	What     []string `json:"what"`
 	Hash     string   `json:"hash"`
@@ -308,7 +316,7 @@ func (h *handler) scopePage(ctx context.Context, domain string) *ScopePage {
 	if err != nil {
 		p.Errors = append(p.Errors, "lineage: "+err.Error())
 	}
-	p.Lineage = lineageRows(recs, d.mesh)
+	p.Lineage = lineageRows(recs, d.mesh, h.now())
 	if len(recs) >= limit {
 		p.LineageNote = fmt.Sprintf("the last %d records, newest first", limit)
 	} else {
@@ -421,11 +429,15 @@ func sortPolicies(ps []PolicyRow) {
 	})
 }
 
-// lineageRows makes records readable, newest first.
-func lineageRows(recs []scope.Record, mesh string) []LineageRow {
+// lineageRows makes records readable, newest first; now is the reference of
+// the relative times.
+func lineageRows(recs []scope.Record, mesh string, now time.Time) []LineageRow {
 	out := make([]LineageRow, 0, len(recs))
 	for i, r := range recs {
 		row := LineageRow{Index: r.Index, Who: r.Proposer, Hash: r.Hash, Prev: r.Prev, Short: shortHash(r.Hash)}
+		if at, ok := r.At(); ok {
+			row.Time, row.Ago = scope.FormatTime(at), agoText(at, now)
+		}
 		row.Chained = i == 0 || recs[i-1].Hash == r.Prev
 		m, err := scope.Decode(r.Mutation)
 		if err != nil {
@@ -440,6 +452,28 @@ func lineageRows(recs []scope.Record, mesh string) []LineageRow {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out
+}
+
+// agoText says how long before now t was: "just now", "42s ago", "3 min
+// ago", "5 h ago", "12 days ago". A t after now (the proposer's clock ahead of
+// this anchor's) reads "12s in the future".
+func agoText(t, now time.Time) string {
+	d := now.Sub(t)
+	suffix := " ago"
+	if d < 0 {
+		d, suffix = -d, " in the future"
+	}
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second)) + suffix
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d/time.Minute)) + suffix
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h", int(d/time.Hour)) + suffix
+	}
+	return fmt.Sprintf("%d days", int(d/(24*time.Hour))) + suffix
 }
 
 func shortHash(h string) string {

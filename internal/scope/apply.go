@@ -559,7 +559,7 @@ func (s *State) commit(index uint64, out *outcome, canon []byte) {
 	}
 	p, _ := parseHash(prev)
 	sum := chainHash(p, canon, out.recorded.Proposer, index)
-	s.lineage = append(s.lineage, Record{Index: index, Prev: prev, Hash: hex.EncodeToString(sum[:]), Mutation: canon, Proposer: out.recorded.Proposer})
+	s.lineage = append(s.lineage, Record{Index: index, Prev: prev, Hash: hex.EncodeToString(sum[:]), Mutation: canon, Proposer: out.recorded.Proposer, Time: out.recorded.Time})
 }
 
 // index adds o to the derived indexes; unindex removes the object at k from them.

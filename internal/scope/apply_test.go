@@ -3,6 +3,7 @@ package scope
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -325,5 +326,66 @@ func TestListAndGet(t *testing.T) {
 	o2, _ := s.Get("Service", "a.demo.mesh", "y")
 	if o2.Spec[0] != '{' {
 		t.Error("Get returned shared spec bytes")
+	}
+}
+
+// TestApplyTime: a mutation's time is checked for its one spelling and recorded as the
+// proposer claimed it, never compared with a clock or with the previous record's time.
+func TestApplyTime(t *testing.T) {
+	timed := func(tm string) Mutation {
+		m := put(svc(bk, "timed", 80))
+		m.Time = tm
+		return m
+	}
+	recordedAt := func(want string) func(t *testing.T, s *State, r Result) {
+		return func(t *testing.T, s *State, r Result) {
+			t.Helper()
+			recs := s.Lineage(r.Revision, 1)
+			if len(recs) != 1 || recs[0].Index != r.Revision {
+				t.Fatalf("no record at index %d", r.Revision)
+			}
+			if recs[0].Time != want {
+				t.Errorf("record at index %d: time %q, want %q", r.Revision, recs[0].Time, want)
+			}
+			if got, ok := recs[0].At(); ok != (want != "") || (ok && FormatTime(got) != want) {
+				t.Errorf("At() = %v, %v", got, ok)
+			}
+		}
+	}
+	bad := func(raw string) string {
+		return `invalid: decode mutation: time: "` + raw + `" is not a UTC time in the form 2006-01-02T15:04:05.000Z (RFC 3339, milliseconds)`
+	}
+	rawPut := func(tm string) []byte {
+		return []byte(`{"op":"put","proposer":"p","time":"` + tm + `","objects":[{"kind":"Service","namespace":"bookinfo.demo.mesh","name":"x","spec":{"ports":[{"name":"http","port":80}]}}]}`)
+	}
+	steps := []step{
+		{m: timed("2026-03-14T09:26:53.589Z"), check: recordedAt("2026-03-14T09:26:53.589Z")},
+		// Earlier than the previous record: recorded anyway (clocks differ across anchors).
+		{m: func() Mutation { m := timed("2001-01-01T00:00:00.000Z"); m.Objects[0] = svc(bk, "timed", 81); return m }(), check: recordedAt("2001-01-01T00:00:00.000Z")},
+		// Far in the future: recorded anyway (Apply has no clock to compare with).
+		{m: func() Mutation { m := timed("9999-12-31T23:59:59.999Z"); m.Objects[0] = svc(bk, "timed", 82); return m }(), check: recordedAt("9999-12-31T23:59:59.999Z")},
+		{m: func() Mutation { m := timed(""); m.Objects[0] = svc(bk, "timed", 83); return m }(), check: recordedAt("")},
+		{raw: rawPut("2026-03-14T09:26:53Z"), code: CodeInvalid, msg: bad("2026-03-14T09:26:53Z")},
+		{raw: rawPut("2026-03-14T09:26:53.5890Z"), code: CodeInvalid, msg: bad("2026-03-14T09:26:53.5890Z")},
+		{raw: rawPut("2026-03-14T10:26:53.589+01:00"), code: CodeInvalid, msg: bad("2026-03-14T10:26:53.589+01:00")},
+		{raw: rawPut("2026-03-14 09:26:53.589Z"), code: CodeInvalid, msg: bad("2026-03-14 09:26:53.589Z")},
+		{raw: rawPut("2026-02-30T09:26:53.589Z"), code: CodeInvalid, msg: bad("2026-02-30T09:26:53.589Z")},
+		{raw: rawPut("1773480413589"), code: CodeInvalid, msg: bad("1773480413589")},
+		{raw: []byte(`{"op":"noop","proposer":"p","time":1773480413589}`), code: CodeInvalid},
+	}
+	runSteps(t, steps)
+}
+
+func TestFormatTime(t *testing.T) {
+	at := time.Date(2026, 3, 14, 10, 26, 53, 589_999_999, time.FixedZone("CET", 3600))
+	if got := FormatTime(at); got != "2026-03-14T09:26:53.589Z" {
+		t.Errorf("FormatTime = %q: want UTC, truncated to the millisecond", got)
+	}
+	if got := FormatTime(time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)); got != "2026-03-14T09:26:53.000Z" {
+		t.Errorf("FormatTime of a whole second = %q: want three fractional digits", got)
+	}
+	back, err := ParseTime("2026-03-14T09:26:53.589Z")
+	if err != nil || !back.Equal(at.Truncate(time.Millisecond)) || back.Location() != time.UTC {
+		t.Errorf("ParseTime = %v, %v", back, err)
 	}
 }

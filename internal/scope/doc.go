@@ -39,6 +39,18 @@
 // proposer are raw bytes, and uint64be is the 8-byte big-endian encoding. Records store
 // hashes as 64 lower-case hex characters. VerifyLineage recomputes all of this.
 //
+// # Time
+//
+// The proposing anchor stamps a mutation with its wall-clock time (Mutation.Time, RFC 3339
+// UTC with milliseconds) before proposing it, so the time travels in the Raft entry, every
+// replica applies the same bytes, and the time is part of the canonical mutation the hash
+// covers. Record.Time repeats it, as Record.Proposer repeats the proposer. Apply checks only
+// its spelling: it never reads a clock and never compares the time with anything, so a
+// time is the proposer's claim, recorded, not a fact the anchors agreed on (it may go
+// backwards from one record to the next). Mutations without a time (everything committed
+// before anchors stamped them) encode without the field, so their records hash exactly as
+// before; the hash layout above is the same for both.
+//
 // # Who may import it
 //
 // internal/replica (through its StateMachine interface), internal/anchor, internal/xds and

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Record is one entry of a scope's lineage: an accepted mutation and its chained hash.
@@ -20,6 +21,22 @@ type Record struct {
 	Mutation json.RawMessage `json:"mutation"`
 	// Proposer repeats Mutation's proposer.
 	Proposer string `json:"proposer"`
+	// Time repeats Mutation's time: when the proposing anchor says it proposed it (see
+	// TimeLayout). Empty when the mutation has none, e.g. for records committed before
+	// anchors stamped their proposals. The hash covers it as part of Mutation, so it cannot
+	// be changed without breaking the chain, but it is a claim by the anchor that proposed
+	// the mutation (for a user's mutation not the Proposer, and not named in the record),
+	// not a time the scope's anchors agreed on.
+	Time string `json:"time,omitempty"`
+}
+
+// At returns r.Time parsed; ok is false when the record has no (valid) time.
+func (r Record) At() (t time.Time, ok bool) {
+	if r.Time == "" {
+		return time.Time{}, false
+	}
+	t, err := ParseTime(r.Time)
+	return t, err == nil
 }
 
 // zeroHash is hash_0, as hex.
@@ -67,7 +84,7 @@ func shortHash(s string) string {
 
 // VerifyLineage checks a run of consecutive lineage records: each record's hash is
 // recomputed from its fields, each record's Prev equals the previous record's Hash, indices
-// increase, and each mutation decodes with the record's proposer. If records[0] is the
+// increase, and each mutation decodes with the record's proposer and time. If records[0] is the
 // first record of a scope, its Prev must be all zeros; otherwise the run is checked from
 // its first record's Prev on. The error names the first bad record by index.
 func VerifyLineage(records []Record) error {
@@ -94,6 +111,9 @@ func VerifyLineage(records []Record) error {
 		}
 		if m.Proposer != r.Proposer {
 			return fail("proposer %q does not match the mutation's proposer %q", r.Proposer, m.Proposer)
+		}
+		if m.Time != r.Time {
+			return fail("time %q does not match the mutation's time %q", r.Time, m.Time)
 		}
 		sum := chainHash(prev, r.Mutation, r.Proposer, r.Index)
 		if got := hex.EncodeToString(sum[:]); got != r.Hash {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -56,8 +57,19 @@ func fixedLog() []Mutation {
 		{Op: OpSetGovernance, Proposer: admin, Governance: &Governance{Anchors: []AnchorRef{{ID: "a1", NodeID: 1, Voter: true}, {ID: "a2", NodeID: 2, Voter: true}, {ID: "a3", NodeID: 3, Voter: true}}}},
 		{Op: OpNoop, Proposer: "anchor/a1"},
 		{Op: OpRename, Proposer: admin, Kind: "svc", Namespace: bk, Name: "reviews", NewName: "critiques", IfVersion: u64(6)},
+		// From here on the proposers stamped their mutations with a time, as an anchor does
+		// since lineage records carry one; the entries above are what an existing data
+		// directory holds from before (untimedLogLen of them).
+		{Op: OpGrantLease, Proposer: "anchor/a2", Time: "2026-03-14T09:26:53.589Z", Lease: &Lease{TTLSeconds: 30}},
+		{Op: OpPut, Proposer: admin, Time: "2026-03-14T09:26:54.000Z", Objects: []resource.Object{workload(bk, "critiques-v1", 14)}},
+		// A leader whose clock is behind the last proposer's: recorded as claimed.
+		{Op: OpExpireLeases, Proposer: "anchor/a3", Time: "2026-03-14T09:26:50.120Z", LeaseIDs: []uint64{14}},
+		{Op: OpNoop, Proposer: "anchor/a3", Time: "2026-03-14T09:27:00.000Z"},
 	}
 }
+
+// untimedLogLen is how many mutations at the start of fixedLog carry no time.
+const untimedLogLen = 13
 
 func applyLog(t testing.TB, s *State, log [][]byte, from uint64) {
 	t.Helper()
@@ -100,23 +112,68 @@ func TestGoldenLineage(t *testing.T) {
 	if err := VerifyLineage(recs); err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 11 { // 13 mutations, minus one rejected delete and the noop
-		t.Errorf("%d lineage records, want 11", len(recs))
+	if len(recs) != 14 { // 17 mutations, minus one rejected delete and two noops
+		t.Errorf("%d lineage records, want 14", len(recs))
 	}
 	var buf bytes.Buffer
 	for _, r := range recs {
-		fmt.Fprintf(&buf, "%d %s %s %s\n  %s\n", r.Index, r.Prev, r.Hash, r.Proposer, r.Mutation)
+		// An untimed record's line reads as it did before records had a time.
+		tm := ""
+		if r.Time != "" {
+			tm = " " + r.Time
+		}
+		fmt.Fprintf(&buf, "%d %s %s %s%s\n  %s\n", r.Index, r.Prev, r.Hash, r.Proposer, tm, r.Mutation)
 	}
 	checkGolden(t, "lineage.golden", buf.Bytes())
 	idx, head := s.LineageHead()
-	if idx != 13 || head != recs[len(recs)-1].Hash {
+	if idx != 16 || head != recs[len(recs)-1].Hash {
 		t.Errorf("LineageHead = %d %s", idx, head)
 	}
 	if got := s.Lineage(5, 2); len(got) != 2 || got[0].Index != 5 || got[1].Index != 6 {
 		t.Errorf("Lineage(5, 2) = %+v", got)
 	}
-	if got := s.Lineage(9, 0); len(got) != 3 || got[0].Index != 10 || got[2].Index != 13 {
+	if got := s.Lineage(9, 0); len(got) != 6 || got[0].Index != 10 || got[2].Index != 13 {
 		t.Errorf("Lineage(9, 0) starts at %d with %d records", got[0].Index, len(got))
+	}
+	for i, r := range recs {
+		if timed := r.Index > untimedLogLen; timed != (r.Time != "") {
+			t.Errorf("record %d at index %d: time %q", i, r.Index, r.Time)
+		}
+	}
+	if last := recs[len(recs)-1]; last.Time != "2026-03-14T09:26:50.120Z" || last.Proposer != "anchor/a3" {
+		t.Errorf("the expiry is recorded at %q by %s, want the time its proposer claimed", last.Time, last.Proposer)
+	}
+}
+
+// TestSnapshotBeforeTime restores testdata/snapshot-before-time.json, a snapshot written
+// by the state machine before mutations carried a time (what an existing data directory
+// holds; a fixture, never rewritten by -update). It must restore and verify, replaying the
+// same entries today must give the same bytes, and the chain goes on with timed records.
+func TestSnapshotBeforeTime(t *testing.T) {
+	old, err := os.ReadFile(filepath.Join("testdata", "snapshot-before-time.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old = bytes.TrimSuffix(old, []byte("\n"))
+	s := New(testDomain)
+	if err := s.Restore(old); err != nil {
+		t.Fatalf("a snapshot from before lineage times does not restore: %v", err)
+	}
+	replay := New(testDomain)
+	applyLog(t, replay, encodeLog(t, fixedLog()[:untimedLogLen]), 1)
+	if now, _ := replay.Snapshot(); !bytes.Equal(now, old) {
+		t.Fatalf("replaying the untimed entries gives different bytes than before:\n got: %s\nwant: %s", now, old)
+	}
+	applyLog(t, s, encodeLog(t, fixedLog()[untimedLogLen:]), untimedLogLen+1)
+	recs := s.Lineage(0, 0)
+	if err := VerifyLineage(recs); err != nil {
+		t.Fatalf("old and new records do not verify as one chain: %v", err)
+	}
+	fresh := New(testDomain)
+	applyLog(t, fresh, encodeLog(t, fixedLog()), 1)
+	_, want := fresh.LineageHead()
+	if _, got := s.LineageHead(); got != want {
+		t.Errorf("head after restoring the old snapshot %s, after applying the whole log %s", got, want)
 	}
 }
 
@@ -147,6 +204,25 @@ func TestVerifyLineageTamper(t *testing.T) {
 		{"index changed", func(r []Record) { r[7].Index++ }, ""},
 		{"record dropped", func(r []Record) { copy(r[4:], r[5:]) }, ""},
 		{"garbage mutation", func(r []Record) { r[1].Mutation = json.RawMessage(`{"op":"put"`) }, ""},
+		{"time changed", func(r []Record) {
+			r[12].Time = "2026-03-14T09:26:59.000Z"
+		}, `lineage record at index 15: time "2026-03-14T09:26:59.000Z" does not match the mutation's time "2026-03-14T09:26:54.000Z"`},
+		{"time changed in both places", func(r []Record) {
+			r[12].Time = "2026-03-14T09:26:59.000Z"
+			r[12].Mutation = json.RawMessage(strings.Replace(string(r[12].Mutation), "09:26:54.000Z", "09:26:59.000Z", 1))
+		}, "lineage record at index 15: hash mismatch"},
+		{"time removed in both places", func(r []Record) {
+			r[12].Time = ""
+			r[12].Mutation = json.RawMessage(strings.Replace(string(r[12].Mutation), `,"time":"2026-03-14T09:26:54.000Z"`, "", 1))
+		}, "lineage record at index 15: hash mismatch"},
+		{"time added to an untimed record in both places", func(r []Record) {
+			r[3].Time = "2026-03-14T09:00:00.000Z"
+			r[3].Mutation = json.RawMessage(strings.Replace(string(r[3].Mutation), `"proposer":"anchor/a1"`, `"proposer":"anchor/a1","time":"2026-03-14T09:00:00.000Z"`, 1))
+		}, "lineage record at index 4: hash mismatch"},
+		{"time respelled", func(r []Record) {
+			r[12].Time = "2026-03-14T09:26:54Z"
+			r[12].Mutation = json.RawMessage(strings.Replace(string(r[12].Mutation), "09:26:54.000Z", "09:26:54Z", 1))
+		}, "lineage record at index 15: decode mutation: time: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +300,9 @@ func randomLog(t testing.TB, n int, seed uint64) [][]byte {
 				from = "web" // the Service the random Workloads name
 			}
 			ms = append(ms, Mutation{Op: OpRename, Proposer: admin, Namespace: ns, Name: from, NewName: fmt.Sprintf("s%d", rng.IntN(12))})
+		}
+		if rng.IntN(2) == 0 { // half of them timed, at random (not increasing) times
+			ms[len(ms)-1].Time = FormatTime(time.UnixMilli(rng.Int64N(1 << 42)))
 		}
 	}
 	return encodeLog(t, ms)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -43,6 +44,12 @@ type Mutation struct {
 	Op Op `json:"op"`
 	// Proposer is who asked, e.g. "spiffe://demo.mesh/admin/admin" or "anchor/a1". Required.
 	Proposer string `json:"proposer"`
+	// Time is when the proposing anchor proposed the mutation, by its own wall clock, in
+	// the one spelling FormatTime gives (RFC 3339, UTC, milliseconds). It is that anchor's
+	// claim: the state machine checks its spelling, never its value (Apply reads no clock,
+	// and anchors' clocks differ). Empty = not recorded (mutations committed before anchors
+	// stamped them, or proposed by an anchor that does not).
+	Time string `json:"time,omitempty"`
 
 	// Objects (put) are applied atomically: all or nothing.
 	Objects []resource.Object `json:"objects,omitempty"`
@@ -110,6 +117,25 @@ type AnchorRef struct {
 	Voter bool `json:"voter,omitempty"`
 }
 
+// TimeLayout is the layout of Mutation.Time and Record.Time: RFC 3339 in UTC with exactly
+// three fractional digits, e.g. "2026-03-14T09:26:53.589Z". Fixed width, so that one
+// instant has one spelling and the strings sort in time order.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// FormatTime spells t as a Mutation.Time: in UTC, truncated to the millisecond.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(TimeLayout)
+}
+
+// ParseTime parses a Mutation.Time; anything but FormatTime's spelling is an error.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(TimeLayout, s)
+	if err != nil || FormatTime(t) != s {
+		return time.Time{}, fmt.Errorf("%q is not a UTC time in the form 2006-01-02T15:04:05.000Z (RFC 3339, milliseconds)", s)
+	}
+	return t.UTC(), nil
+}
+
 // Encode returns the canonical bytes of m: compact JSON with fields in a fixed order, maps
 // with sorted keys, object specs with sorted keys and no whitespace. It does not validate
 // m beyond what encoding needs.
@@ -149,8 +175,8 @@ func sortJSON(b []byte) (json.RawMessage, error) {
 	return json.Marshal(v)
 }
 
-// Decode decodes a mutation strictly: unknown fields, trailing data, an unknown op and
-// fields that do not belong to the op are errors.
+// Decode decodes a mutation strictly: unknown fields, trailing data, an unknown op, fields
+// that do not belong to the op and a time not spelled as FormatTime spells it are errors.
 func Decode(b []byte) (Mutation, error) {
 	var m Mutation
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -163,6 +189,11 @@ func Decode(b []byte) (Mutation, error) {
 	}
 	if err := checkShape(m); err != nil {
 		return Mutation{}, fmt.Errorf("decode mutation: %w", err)
+	}
+	if m.Time != "" {
+		if _, err := ParseTime(m.Time); err != nil {
+			return Mutation{}, fmt.Errorf("decode mutation: time: %w", err)
+		}
 	}
 	return m, nil
 }

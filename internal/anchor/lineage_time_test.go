@@ -1,0 +1,139 @@
+package anchor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/scope"
+)
+
+func TestStampKeepsAGivenTime(t *testing.T) {
+	m := stamp(scope.Mutation{Op: scope.OpNoop, Proposer: "p", Time: "2001-01-01T00:00:00.000Z"})
+	if m.Time != "2001-01-01T00:00:00.000Z" {
+		t.Errorf("stamp replaced the time a mutation had: %q", m.Time)
+	}
+	before := time.Now().Truncate(time.Millisecond)
+	m = stamp(scope.Mutation{Op: scope.OpNoop, Proposer: "p"})
+	after := time.Now()
+	at, err := scope.ParseTime(m.Time)
+	if err != nil || at.Before(before) || at.After(after) {
+		t.Errorf("stamp set %q (%v), want a time in [%s, %s]", m.Time, err, before, after)
+	}
+}
+
+// TestProposedMutationsAreStamped: mutations an anchor proposes for a caller
+// (apply, delete, grant, revoke) and those the leader proposes itself (lease
+// expiry) carry the proposing anchor's time in the committed lineage record.
+func TestProposedMutationsAreStamped(t *testing.T) {
+	const mesh = "demo.mesh"
+	a, err := Start(context.Background(), Config{
+		ID: "a1", DataDir: t.TempDir(), Listen: "127.0.0.1:0", Bootstrap: true, Mesh: mesh,
+		TickInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	h, ok := a.scope(mesh)
+	if !ok {
+		t.Fatal("the bootstrap anchor hosts no root scope")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.Leads(mesh) || !a.Initialised(mesh) {
+		if time.Now().After(deadline) {
+			t.Fatal("the single root voter did not lead and initialise the root scope")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const admin = "spiffe://demo.mesh/admin/test"
+	ctx = context.WithValue(ctx, callerKey{}, caller{role: roleAdmin, principal: admin})
+	srv := &server{a: a}
+
+	before := time.Now().Truncate(time.Millisecond)
+	svc := `[{"kind":"Service","namespace":"default.demo.mesh","name":"reviews","spec":{"ports":[{"name":"http","port":9080}]}}]`
+	applied, err := srv.Apply(ctx, &apipb.ApplyRequest{Objects: []byte(svc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := srv.Delete(ctx, &apipb.DeleteRequest{Kind: "Service", Namespace: "default.demo.mesh", Name: "reviews"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toRevoke, err := srv.GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: mesh, TtlSeconds: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := srv.RevokeLease(ctx, &apipb.RevokeLeaseRequest{Scope: mesh, LeaseId: toRevoke.LeaseId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiring, err := srv.GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: mesh, TtlSeconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody keeps the lease alive: the leader's lessor proposes its expiry.
+	var expiry scope.Record
+	expires := time.Now().Add(10 * time.Second)
+	for expiry.Index == 0 {
+		if time.Now().After(expires) {
+			t.Fatal("the leader did not commit the lease's expiry")
+		}
+		for _, r := range h.state.Lineage(expiring.LeaseId+1, 0) {
+			if m, err := scope.Decode(r.Mutation); err == nil && m.Op == scope.OpExpireLeases {
+				expiry = r
+			}
+		}
+		if expiry.Index == 0 {
+			time.Sleep(20 * time.Millisecond) // the lessor's tick is 200ms
+		}
+	}
+	after := time.Now()
+
+	recs := h.state.Lineage(0, 0)
+	if err := scope.VerifyLineage(recs); err != nil {
+		t.Fatal(err)
+	}
+	byIndex := map[uint64]scope.Record{}
+	for _, r := range recs {
+		byIndex[r.Index] = r
+	}
+	for _, want := range []struct {
+		what     string
+		index    uint64
+		proposer string
+	}{
+		{"apply", applied.Revision, admin},
+		{"delete", deleted.Revision, admin},
+		{"grant-lease", toRevoke.LeaseId, admin},
+		{"revoke-lease", rev.Revision, admin},
+		{"expire-leases", expiry.Index, "anchor/a1"},
+	} {
+		r, ok := byIndex[want.index]
+		if !ok {
+			t.Errorf("%s: no lineage record at index %d", want.what, want.index)
+			continue
+		}
+		if err := checkStamp(r, want.proposer, before, after); err != nil {
+			t.Errorf("%s: %v", want.what, err)
+		}
+	}
+}
+
+func checkStamp(r scope.Record, proposer string, before, after time.Time) error {
+	if r.Proposer != proposer {
+		return fmt.Errorf("record at index %d proposed by %s, want %s", r.Index, r.Proposer, proposer)
+	}
+	at, ok := r.At()
+	if !ok {
+		return fmt.Errorf("record at index %d has no time (%q)", r.Index, r.Time)
+	}
+	if at.Before(before) || at.After(after) {
+		return fmt.Errorf("record at index %d stamped %s, outside the test's [%s, %s]", r.Index, r.Time, scope.FormatTime(before), scope.FormatTime(after))
+	}
+	return nil
+}
