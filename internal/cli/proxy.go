@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"canton.dev/canton/internal/workload"
+	"canton.dev/canton/internal/xds"
 )
 
 func proxyCmd(e *env) *cobra.Command {
@@ -26,8 +27,9 @@ func proxyCmd(e *env) *cobra.Command {
 		Short: "Run a workload's sidecar: identity, registration under a lease, and the xDS-driven data plane",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if upstreams != "" {
-				return fmt.Errorf("proxy: --upstream is not supported yet; use --outbound as HTTP_PROXY or route by Host")
+			var err error
+			if opts.Upstreams, err = xds.ParseUpstreams(upstreams); err != nil {
+				return fmt.Errorf("proxy: --upstream: %w", err)
 			}
 			if anchors == "" {
 				anchors = e.server
@@ -63,6 +65,9 @@ func proxyCmd(e *env) *cobra.Command {
 			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			opts.Ready = func(w *workload.Workload) {
 				fmt.Fprintf(e.stdout, "proxy for %s.%s: inbound %s (mTLS) -> app %s; outbound %s\n", opts.Service, opts.Namespace, w.Inbound(), opts.App, w.Outbound())
+				for _, u := range w.Upstreams() {
+					fmt.Fprintf(e.stdout, "upstream %s (listening)\n", u)
+				}
 				if d := w.DNS(); d != "" {
 					fmt.Fprintf(e.stdout, "dns for mesh names on %s (udp and tcp); other names -> %s\n", d, dash(dnsUp))
 				}
@@ -79,7 +84,7 @@ func proxyCmd(e *env) *cobra.Command {
 	f.StringVar(&anchors, "anchors", "", "anchors of the scope, HOST:PORT,... (default --server)")
 	f.StringVar(&opts.Inbound, "inbound", "", "HOST:PORT other proxies reach this one on, mTLS (default 127.0.0.1:<free>)")
 	f.StringVar(&opts.Outbound, "outbound", "", "HOST:PORT of the outbound HTTP listener that routes by Host (default 127.0.0.1:<free>)")
-	f.StringVar(&upstreams, "upstream", "", "NAME=HOST:PORT,... local ports bound to one remote service (not supported yet)")
+	f.StringVar(&upstreams, "upstream", "", "NAME[:PORT]=HOST:PORT,... a loopback port per remote service (TCP, TLS passthrough, or HTTP routed as the mesh routes it); PORT 0 picks one")
 	f.StringVar(&opts.Admin, "admin", "", "HOST:PORT for /ready, /stats/prometheus, /config_dump")
 	f.StringVar(&tokenFile, "join-token", "", "join token file, for the first identity")
 	f.StringVar(&opts.NodeID, "id", "", "proxy ID (default <service>-<version>-<random>)")

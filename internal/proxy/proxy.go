@@ -29,7 +29,7 @@ import (
 // supports, and Capabilities that list (comma separated, empty: none). See docs/xds.md.
 const (
 	CapabilitiesKey = "CANTON_CAPABILITIES"
-	Capabilities    = ""
+	Capabilities    = "cluster.transport_socket_matches"
 )
 
 // Options configure a proxy. XDSServers is required.
@@ -129,7 +129,7 @@ func New(o Options) (*Proxy, error) {
 	node := &corev3.Node{Id: o.NodeID, Cluster: o.NodeCluster, UserAgentName: "canton-proxy"}
 	{
 		// CANTON_CAPABILITIES lists the optional features of docs/xds.md this proxy implements
-		// (comma separated); none of them yet. Options.NodeMetadata may not override it.
+		// (comma separated). Options.NodeMetadata may not override it.
 		fields := map[string]any{}
 		for k, v := range o.NodeMetadata {
 			fields[k] = v

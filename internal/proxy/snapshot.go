@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"canton.dev/canton/internal/filter"
 	"canton.dev/canton/internal/proxy/cluster"
@@ -184,14 +186,9 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 			s.clusters[name] = cl
 			continue
 		}
-		o := cluster.Options{DrainTime: p.opts.DrainTime}
-		if ts := c.GetTransportSocket(); ts != nil {
-			tc, err := upstreamTLSContext(ts)
-			if err != nil {
-				return nil, created, fmt.Errorf("cluster %q: %w", name, err)
-			}
-			o.TLS = p.clientTLS(tc)
-			o.Mesh = tc.mesh()
+		o, err := p.clusterOptions(c)
+		if err != nil {
+			return nil, created, fmt.Errorf("cluster %q: %w", name, err)
 		}
 		cl, err := cluster.New(c, o)
 		if err != nil {
@@ -235,6 +232,50 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 	}
 	return s, created, nil
 }
+
+// clusterOptions compiles the transport sockets of c: its own and those of its
+// transport_socket_matches (an UpstreamTlsContext, or raw_buffer for plain text).
+func (p *Proxy) clusterOptions(c *clusterv3.Cluster) (cluster.Options, error) {
+	o := cluster.Options{DrainTime: p.opts.DrainTime}
+	var err error
+	if o.TLS, o.Mesh, err = p.upstreamTransport(c.GetTransportSocket(), "transport_socket"); err != nil {
+		return o, err
+	}
+	for i, m := range c.GetTransportSocketMatches() {
+		field := fmt.Sprintf("transport_socket_matches[%d]", i)
+		tm := cluster.TransportMatch{Name: m.GetName(), Match: map[string]string{}}
+		for k, v := range m.GetMatch().GetFields() {
+			sv, ok := v.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return o, fmt.Errorf("%s.match[%q]: only string values are supported", field, k)
+			}
+			tm.Match[k] = sv.StringValue
+		}
+		if m.GetTransportSocket() == nil {
+			return o, fmt.Errorf("%s.transport_socket: required", field)
+		}
+		if tm.TLS, tm.Mesh, err = p.upstreamTransport(m.GetTransportSocket(), field+".transport_socket"); err != nil {
+			return o, err
+		}
+		o.Matches = append(o.Matches, tm)
+	}
+	return o, nil
+}
+
+// upstreamTransport compiles an upstream transport socket (nil or raw_buffer: plain text), named
+// field in errors.
+func (p *Proxy) upstreamTransport(ts *corev3.TransportSocket, field string) (*tls.Config, bool, error) {
+	if ts == nil || ts.GetTypedConfig().GetTypeUrl() == rawBufferType || (ts.GetTypedConfig() == nil && ts.GetName() == "envoy.transport_sockets.raw_buffer") {
+		return nil, false, nil
+	}
+	tc, err := upstreamTLSContext(ts)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s%s", strings.TrimSuffix(field, "transport_socket"), err)
+	}
+	return p.clientTLS(tc), tc.mesh(), nil
+}
+
+const rawBufferType = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 
 // applyEndpoints hands each EDS cluster its assignment (none: no endpoints) when it changed.
 func (s *snapshot) applyEndpoints(old *snapshot) {

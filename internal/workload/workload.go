@@ -61,6 +61,9 @@ type Options struct {
 	// DNSMaxStale bounds how long the last answer is served while no anchor answers;
 	// default 1h.
 	DNSMaxStale time.Duration
+	// Upstreams bind loopback ports to one service each (--upstream, xds.ParseUpstreams); an
+	// address with port 0 gets a free port (see Workload.Upstreams).
+	Upstreams []xds.Upstream
 	// Ready, if set, is called once the workload is registered and its proxy runs.
 	Ready func(w *Workload)
 }
@@ -75,6 +78,7 @@ type Workload struct {
 	proxy    *proxy.Proxy
 	inbound  string
 	outbound string
+	upstream []xds.Upstream // Options.Upstreams with their bound addresses
 	dns      *dns.Server
 
 	// crash, when set before Run's context ends, makes the shutdown skip the
@@ -94,6 +98,9 @@ func (w *Workload) Credentials() *identity.Credentials { return w.credentials() 
 
 // Outbound is the address of the outbound HTTP listener.
 func (w *Workload) Outbound() string { return w.outbound }
+
+// Upstreams are the --upstream bindings with the addresses bound (a port 0 resolved).
+func (w *Workload) Upstreams() []xds.Upstream { return w.upstream }
 
 // Inbound is the address other proxies reach this workload on.
 func (w *Workload) Inbound() string { return w.inbound }
@@ -168,6 +175,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if w.outbound, err = bind("--outbound", opts.Outbound); err != nil {
 		return err
+	}
+	for _, u := range opts.Upstreams {
+		if u.Address, err = bind("--upstream "+u.String(), u.Address); err != nil {
+			return err
+		}
+		w.upstream = append(w.upstream, u)
 	}
 	if opts.Admin != "" {
 		if w.opts.Admin, err = bind("--admin", opts.Admin); err != nil {
@@ -297,6 +310,7 @@ func (w *Workload) telemetryWorkload() proxy.Workload {
 func (w *Workload) node() xds.Node {
 	n := xds.Node{ID: w.opts.NodeID, Service: w.opts.Service, Namespace: w.opts.Namespace, Labels: w.labels(), Kind: xds.KindSidecar, AdminAddress: w.opts.Admin}
 	_, n.OutboundPort = splitPort(w.outbound)
+	n.Upstreams = w.upstream
 	if w.opts.App != "" {
 		n.InboundAddress, n.InboundPort = splitPort(w.inbound)
 		n.AppAddress = w.opts.App

@@ -112,8 +112,8 @@ func (t *ruleTranslator) source(s *security.Source, path string) *rbacconfigv3.P
 		}
 		parts = append(parts, p)
 	}
-	add("principals", s.GetPrincipals(), false, t.principal)
-	add("notPrincipals", s.GetNotPrincipals(), true, t.principal)
+	add("principals", s.GetPrincipals(), false, t.principal(false))
+	add("notPrincipals", s.GetNotPrincipals(), true, t.principal(true))
 	add("requestPrincipals", s.GetRequestPrincipals(), false, t.requestPrincipal)
 	add("notRequestPrincipals", s.GetNotRequestPrincipals(), true, t.requestPrincipal)
 	add("namespaces", s.GetNamespaces(), false, t.namespace)
@@ -152,8 +152,8 @@ func (t *ruleTranslator) operation(o *security.Operation, path string) *rbacconf
 	}
 	add("hosts", o.GetHosts(), false, t.host)
 	add("notHosts", o.GetNotHosts(), true, t.host)
-	add("ports", o.GetPorts(), false, t.port)
-	add("notPorts", o.GetNotPorts(), true, t.port)
+	add("ports", o.GetPorts(), false, t.port(false))
+	add("notPorts", o.GetNotPorts(), true, t.port(true))
 	add("methods", o.GetMethods(), false, t.method)
 	add("notMethods", o.GetNotMethods(), true, t.method)
 	add("paths", o.GetPaths(), false, t.urlPath)
@@ -167,6 +167,9 @@ func (t *ruleTranslator) condition(c *security.Condition, path string) (*rbaccon
 	type conv struct {
 		perm  func(v, field string) *rbacconfigv3.Permission
 		princ func(v, field string) *rbacconfigv3.Principal
+		// notPerm and notPrinc convert notValues when they need another conversion than values.
+		notPerm  func(v, field string) *rbacconfigv3.Permission
+		notPrinc func(v, field string) *rbacconfigv3.Principal
 	}
 	var cv conv
 	switch {
@@ -190,7 +193,7 @@ func (t *ruleTranslator) condition(c *security.Condition, path string) (*rbaccon
 	case key == "source.namespace":
 		cv.princ = t.namespace
 	case key == "source.principal":
-		cv.princ = t.principal
+		cv.princ, cv.notPrinc = t.principal(false), t.principal(true)
 	case key == "source.serviceAccount":
 		cv.princ = t.serviceAccount
 	case key == "request.auth.principal", key == "request.auth.audiences", key == "request.auth.presenter":
@@ -215,7 +218,7 @@ func (t *ruleTranslator) condition(c *security.Condition, path string) (*rbaccon
 			return &rbacconfigv3.Permission{Rule: &rbacconfigv3.Permission_DestinationIp{DestinationIp: cidr}}
 		}
 	case key == "destination.port":
-		cv.perm = t.port
+		cv.perm, cv.notPerm = t.port(false), t.port(true)
 	case key == "connection.sni":
 		cv.perm = func(v, field string) *rbacconfigv3.Permission {
 			sm := t.stringMatch(v, false, field)
@@ -229,11 +232,14 @@ func (t *ruleTranslator) condition(c *security.Condition, path string) (*rbaccon
 		return nil, nil
 	}
 	if cv.perm != nil {
+		if cv.notPerm == nil {
+			cv.notPerm = cv.perm
+		}
 		var p []*rbacconfigv3.Permission
 		if ps := condValues(c.GetValues(), path+".values", cv.perm); len(ps) > 0 && len(ps) == len(c.GetValues()) {
 			p = append(p, orPerm(ps))
 		}
-		if ps := condValues(c.GetNotValues(), path+".notValues", cv.perm); len(ps) > 0 {
+		if ps := condValues(c.GetNotValues(), path+".notValues", cv.notPerm); len(ps) > 0 {
 			p = append(p, notPerm(orPerm(ps)))
 		}
 		if len(p) == 0 {
@@ -241,11 +247,14 @@ func (t *ruleTranslator) condition(c *security.Condition, path string) (*rbaccon
 		}
 		return andPerm(p), nil
 	}
+	if cv.notPrinc == nil {
+		cv.notPrinc = cv.princ
+	}
 	var p []*rbacconfigv3.Principal
 	if ps := condValues(c.GetValues(), path+".values", cv.princ); len(ps) > 0 && len(ps) == len(c.GetValues()) {
 		p = append(p, orPrinc(ps))
 	}
-	if ps := condValues(c.GetNotValues(), path+".notValues", cv.princ); len(ps) > 0 {
+	if ps := condValues(c.GetNotValues(), path+".notValues", cv.notPrinc); len(ps) > 0 {
 		p = append(p, notPrinc(orPrinc(ps)))
 	}
 	if len(p) == 0 {
@@ -281,26 +290,72 @@ func claimPath(s string) ([]string, bool) {
 	return out, len(out) > 0
 }
 
-// mapPrincipal turns an Istio-style principal "<trust domain>/ns/<namespace>/sa/<account>"
-// (trust domain cluster.local, the mesh domain or *) into Canton's "<namespace domain>/sa/<account>";
-// other values are returned as written, without a "spiffe://" scheme.
-func (t *ruleTranslator) mapPrincipal(v string) string {
+// mapPrincipal turns a principal into the form of Canton's SPIFFE IDs (without "spiffe://"):
+// a workload is "<namespace domain>/sa/<account>". Istio's "<trust domain>/ns/<namespace>/sa/<account>"
+// is mapped to it when its trust domain is cluster.local, the mesh domain or "*": Canton takes
+// them as aliases of its own trust domains (Istio's trustDomainAliases; Canton has no
+// MeshConfig to declare others). Any other value is returned as written.
+//
+// foreign is set when the trust domain of the result is neither the mesh domain nor inside it
+// (and has no wildcard): no Canton workload has such an ID, only a peer of another trust
+// domain admitted by the trust bundle could present it. alias is then what the value means
+// were that trust domain an alias of the mesh: for the Istio form the mapped ID, otherwise the
+// trust domain read as a namespace of the mesh, as namespaces are.
+func (t *ruleTranslator) mapPrincipal(v string) (p, alias string, foreign bool) {
+	mesh := t.g.in.Mesh
 	v = strings.TrimPrefix(v, spiffePrefix)
-	td, rest, ok := strings.Cut(v, "/ns/")
-	if !ok || (td != "cluster.local" && td != t.g.in.Mesh && td != "*") {
-		return v
-	}
+	td, rest, istio := strings.Cut(v, "/ns/")
 	ns, sa, ok := strings.Cut(rest, "/sa/")
-	if !ok || ns == "" || strings.ContainsAny(ns, "/*") {
-		return v
+	istio = istio && ok && ns != "" && !strings.ContainsAny(ns, "/*") && !strings.Contains(td, "/")
+	if istio && (td == "cluster.local" || td == mesh || td == "*") {
+		return resource.AbsoluteNamespace(ns, mesh) + "/sa/" + sa, "", false
 	}
-	return resource.AbsoluteNamespace(ns, t.g.in.Mesh) + "/sa/" + sa
+	td, path, ok := strings.Cut(v, "/")
+	if !ok || td == "" || strings.Contains(td, "*") || td == mesh || strings.HasSuffix(td, "."+mesh) {
+		return v, "", false
+	}
+	if istio {
+		return v, resource.AbsoluteNamespace(ns, mesh) + "/sa/" + sa, true
+	}
+	return v, resource.AbsoluteNamespace(td, mesh) + "/" + path, true
 }
 
-// principal matches the peer's verified SPIFFE ID (a plaintext peer has none, so it never
-// matches, and a not-list over it always does).
-func (t *ruleTranslator) principal(v, field string) *rbacconfigv3.Principal {
-	p := t.mapPrincipal(v)
+// principal returns the converter of principal values: they match the peer's verified SPIFFE
+// ID (a plaintext peer has none, so it never matches, and a not-list over it always does). not
+// tells whether the values are a not-list (notPrincipals, notValues).
+//
+// A principal of a foreign trust domain (see mapPrincipal) is matched as written, as Istio
+// does, so it still matches if such a peer ever connects; where the rule would otherwise be
+// weaker than meant if that trust domain were an alias of the mesh (the values of a DENY or
+// CUSTOM rule, the not-values of an ALLOW or AUDIT rule), it also matches the alias, so the
+// rule fails closed. Either way it is reported.
+func (t *ruleTranslator) principal(not bool) func(v, field string) *rbacconfigv3.Principal {
+	return func(v, field string) *rbacconfigv3.Principal {
+		p, alias, foreign := t.mapPrincipal(v)
+		m := t.principalMatcher(v, p, field)
+		if m == nil || !foreign {
+			return m
+		}
+		td, _, _ := strings.Cut(p, "/")
+		reason := "principal " + strconv.Quote(v) + ": trust domain " + td + " is neither cluster.local nor in the mesh (" + t.g.in.Mesh +
+			"), whose workloads are spiffe://<namespace>." + t.g.in.Mesh + "/sa/<account>; it is matched as written (only a peer of that trust domain, if the trust bundle admits one, presents it)"
+		widen := (t.mode == modeDeny || t.mode == modeCustom) != not
+		if !widen {
+			t.g.skip(t.ap.ref, t.path+"."+field, reason+"; it is not taken as "+alias+", which would make this rule weaker")
+			return m
+		}
+		am := t.principalMatcher(v, alias, field)
+		if am == nil {
+			t.g.skip(t.ap.ref, t.path+"."+field, reason)
+			return m
+		}
+		t.g.skip(t.ap.ref, t.path+"."+field, reason+" and, in case "+td+" is an alias of this mesh, as "+alias+" (fail closed)")
+		return orPrinc([]*rbacconfigv3.Principal{m, am})
+	}
+}
+
+// principalMatcher matches the SPIFFE ID p (Canton form, see mapPrincipal) of value v.
+func (t *ruleTranslator) principalMatcher(v, p, field string) *rbacconfigv3.Principal {
 	if p == "*" {
 		return authenticated(nil)
 	}
@@ -455,23 +510,60 @@ func (t *ruleTranslator) urlPath(v, field string) *rbacconfigv3.Permission {
 		Rule: &matcherv3.PathMatcher_Path{Path: sm}}}}
 }
 
-// port is decided at generation time on the inbound listener: it serves one workload (the
-// application's port and the ports of its Service all arrive on it), so a port condition is
-// true for those ports and false for any other. A gateway's listeners listen on the ports of
-// its servers: there it is the port the request arrived on (destination_port).
-func (t *ruleTranslator) port(v, field string) *rbacconfigv3.Permission {
-	n, err := strconv.ParseUint(v, 10, 16)
-	if err != nil {
-		t.unsupported(field, strconv.Quote(v)+" is not a port number")
-		return nil
+// port returns the converter of port values (not: a not-list, notPorts or notValues). They
+// match the destination port of the request's connection at run time (RBAC's
+// destination_port: the listener's local address, which the original_dst listener filter
+// makes the address a captured connection was sent to). On a gateway that is the port of the
+// listener the request arrived on.
+//
+// On the inbound listener Istio's ports are the workload's (target) ports, not its Service's.
+// Every request the inbound listener accepts goes to the application, Node.AppAddress: a
+// connection to the listener's own port (InboundPort, how callers reach the workload without
+// transparent capture) is for the application's port, and a captured connection is for the
+// port it was sent to. So the application's port matches connections to either; InboundPort
+// itself, when it is not the application's port, never matches; any other port matches a
+// captured connection sent to it.
+//
+// A port of the node's Service that is not the application's port is reported: requests for
+// it arrive like all others and are delivered to the application's port. Where the rule would
+// otherwise be weaker than meant (the values of a DENY or CUSTOM rule, the not-values of an
+// ALLOW or AUDIT rule), it also matches every connection to the listener's own port, which
+// may be such a request (fail closed).
+func (t *ruleTranslator) port(not bool) func(v, field string) *rbacconfigv3.Permission {
+	return func(v, field string) *rbacconfigv3.Permission {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil {
+			t.unsupported(field, strconv.Quote(v)+" is not a port number")
+			return nil
+		}
+		port := uint32(n)
+		if t.g.gatewayListener {
+			return dstPort(port)
+		}
+		app, listener := t.g.appPort, t.g.node.InboundPort
+		switch {
+		case port == app && listener != app:
+			return orPerm([]*rbacconfigv3.Permission{dstPort(listener), dstPort(app)})
+		case port == app:
+			return dstPort(port)
+		case port == listener:
+			return notPerm(permAny())
+		case !slices.Contains(t.g.workloadPorts(), port):
+			return dstPort(port)
+		}
+		reason := "port " + v + " is a port of Service " + t.g.node.Service + ", not of the workload, whose application port is " +
+			itoa(int(app)) + ": Istio's ports are workload (target) ports, and requests for service port " + v + " are delivered to " + itoa(int(app))
+		if (t.mode == modeDeny || t.mode == modeCustom) == not {
+			t.g.skip(t.ap.ref, t.path+"."+field, reason+", so they do not match")
+			return dstPort(port)
+		}
+		t.g.skip(t.ap.ref, t.path+"."+field, reason+" and cannot be told from the others: this rule matches every connection to the inbound listener's own port (fail closed)")
+		return orPerm([]*rbacconfigv3.Permission{dstPort(port), dstPort(listener)})
 	}
-	if t.g.gatewayListener {
-		return &rbacconfigv3.Permission{Rule: &rbacconfigv3.Permission_DestinationPort{DestinationPort: uint32(n)}}
-	}
-	if slices.Contains(t.g.workloadPorts(), uint32(n)) {
-		return permAny()
-	}
-	return notPerm(permAny())
+}
+
+func dstPort(port uint32) *rbacconfigv3.Permission {
+	return &rbacconfigv3.Permission{Rule: &rbacconfigv3.Permission_DestinationPort{DestinationPort: port}}
 }
 
 // headerMatcher matches header name against an Istio value: exact, prefix*, *suffix, or *

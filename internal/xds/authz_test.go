@@ -119,6 +119,10 @@ func serve(h filter.Handler, q req) int {
 	return w.Code
 }
 
+// inboundAddr is the inbound listener's address of reviewsNode: the local address of the
+// connections it accepts without transparent capture.
+var inboundAddr = netip.MustParseAddrPort("127.0.0.1:15006")
+
 const (
 	pp      = "bookinfo.demo.mesh/sa/productpage"
 	ratings = "bookinfo.demo.mesh/sa/ratings"
@@ -295,6 +299,9 @@ spec:
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := inboundChain(t, tc.policies, reviewsNode())
 			for i, q := range tc.reqs {
+				if !q.dst.IsValid() {
+					q.dst = inboundAddr // the connection's local address on the inbound listener
+				}
 				if got := serve(h, q); got != tc.want[i] {
 					t.Errorf("request %d (%s %s from %q): got %d, want %d", i, q.method, q.path, q.peer, got, tc.want[i])
 				}
@@ -407,7 +414,7 @@ spec:
 // (a rejected filter would make the proxy NACK the whole inbound listener).
 func FuzzSecurityPolicies(f *testing.F) {
 	for _, dir := range []string{"authz-allow-productpage", "authz-deny-not-principals", "authz-allow-nothing",
-		"authz-jwt-request-principals", "peer-auth-port-strict", "authz-conditions", "authz-custom-unsupported", "authz-custom-scoped", "peer-auth-permissive"} {
+		"authz-jwt-request-principals", "peer-auth-port-strict", "authz-conditions", "authz-custom-unsupported", "authz-custom-scoped", "peer-auth-permissive", "authz-foreign-trust-domain", "peer-auth-auto-mtls"} {
 		b, err := os.ReadFile(filepath.Join("testdata", dir, "input.yaml"))
 		if err != nil {
 			f.Fatal(err)
@@ -462,5 +469,188 @@ spec: {action: AUDIT, rules: [{}]}
 	b.ReportAllocs()
 	for b.Loop() {
 		serve(h, q)
+	}
+}
+
+// TestForeignTrustDomainPrincipals: a principal whose trust domain is neither cluster.local nor
+// the mesh's is matched as written (a peer of that trust domain), and, where that makes the rule
+// stricter, also as the mesh's workload of that namespace and account (in case the trust domain
+// is an alias of the mesh): a DENY rule then still denies the mesh's workload, an ALLOW rule does
+// not grant it. Every such principal is reported.
+func TestForeignTrustDomainPrincipals(t *testing.T) {
+	const (
+		foreignEvil = "other.org/ns/bookinfo/sa/evil"
+		foreignPP   = "other.org/ns/bookinfo/sa/productpage"
+		meshEvil    = "bookinfo.demo.mesh/sa/evil"
+	)
+	get := func(peer string) req { return req{peer: peer, method: "GET", path: "/"} }
+	cases := []struct {
+		name, policies string
+		reqs           []req
+		want           []int
+	}{
+		{"DENY principals", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: ["` + foreignEvil + `"]}}]}]
+`, []req{get(foreignEvil), get(meshEvil), get(pp)}, []int{403, 403, 200}},
+		{"DENY source.principal condition", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  action: DENY
+  rules: [{when: [{key: source.principal, values: ["spiffe://` + foreignEvil + `"]}]}]
+`, []req{get(foreignEvil), get(meshEvil), get(pp)}, []int{403, 403, 200}},
+		{"DENY notPrincipals", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  action: DENY
+  rules: [{from: [{source: {notPrincipals: ["` + foreignPP + `"]}}]}]
+`, []req{get(foreignPP), get(pp)}, []int{200, 403}},
+		{"ALLOW principals", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{from: [{source: {principals: ["` + foreignPP + `"]}}]}]
+`, []req{get(foreignPP), get(pp)}, []int{200, 403}},
+		{"ALLOW notPrincipals", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{from: [{source: {notPrincipals: ["` + foreignEvil + `"]}}]}]
+`, []req{get(foreignEvil), get(meshEvil), get(pp)}, []int{403, 403, 200}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, res := inboundChain(t, tc.policies, reviewsNode())
+			for i, q := range tc.reqs {
+				q.dst = inboundAddr
+				if got := serve(h, q); got != tc.want[i] {
+					t.Errorf("request %d from %q: got %d, want %d", i, q.peer, got, tc.want[i])
+				}
+			}
+			if want := "trust domain other.org is neither cluster.local nor in the mesh"; !strings.Contains(skippedText(res), want) {
+				t.Errorf("skipped lacks %q:\n%s", want, skippedText(res))
+			}
+		})
+	}
+}
+
+// TestInboundPortsAreWorkloadPorts: on the inbound listener, ports and destination.port are
+// the workload's ports, matched at run time against the connection's destination: a connection
+// to the listener's own port is for the application's port (9080), a captured one for the port
+// it was sent to. A port of the Service that is not the application's (9090) is not the
+// destination of any request the listener forwards, so ALLOW ports: [9090] does not allow
+// requests to 9080; a DENY naming it, which cannot tell its requests from the others on the
+// listener's port, denies them all (fail closed).
+func TestInboundPortsAreWorkloadPorts(t *testing.T) {
+	service := `
+apiVersion: canton.dev/v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  ports: [{name: http, port: 9080}, {name: http-admin, port: 9090}]
+---
+`
+	captured := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("10.1.0.7"), port) }
+	cases := []struct {
+		name, policies string
+		dsts           []netip.AddrPort
+		want           []int
+		skip           string
+	}{
+		{"ALLOW ports [9090]", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{to: [{operation: {ports: ["9090"]}}]}]
+`, []netip.AddrPort{inboundAddr, captured(9080), captured(9090)}, []int{403, 403, 200},
+			"port 9090 is a port of Service reviews, not of the workload"},
+		{"ALLOW ports [9080]", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{to: [{operation: {ports: ["9080"]}}]}]
+`, []netip.AddrPort{inboundAddr, captured(9080), captured(9090)}, []int{200, 200, 403}, ""},
+		{"ALLOW ports [the listener's port]", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{to: [{operation: {ports: ["15006"]}}]}]
+`, []netip.AddrPort{inboundAddr, captured(15006)}, []int{403, 403}, ""},
+		{"DENY destination.port [9080]", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  action: DENY
+  rules: [{when: [{key: destination.port, values: ["9080"]}]}]
+`, []netip.AddrPort{inboundAddr, captured(9080), captured(9090)}, []int{403, 403, 200}, ""},
+		{"DENY ports [9090], a service port: fail closed", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {ports: ["9090"]}}]}]
+`, []netip.AddrPort{inboundAddr, captured(9080), captured(9090)}, []int{403, 200, 403},
+			"this rule matches every connection to the inbound listener's own port (fail closed)"},
+		{"ALLOW notPorts [9090], a service port: fail closed", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{to: [{operation: {notPorts: ["9090"]}}]}]
+`, []netip.AddrPort{inboundAddr, captured(9080), captured(9090)}, []int{403, 200, 403},
+			"this rule matches every connection to the inbound listener's own port (fail closed)"},
+		{"ALLOW notPorts [9080]", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules: [{to: [{operation: {notPorts: ["9080"]}}]}]
+`, []netip.AddrPort{inboundAddr, captured(9090)}, []int{403, 200}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := resource.Parse("in.yaml", []byte(service+tc.policies), testMesh, "bookinfo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range objs {
+				objs[i].Created = uint64(i + 1)
+			}
+			res, err := Generate(Input{Mesh: testMesh, Scope: testMesh, Objects: objs}, reviewsNode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			validateAll(t, res)
+			h, err := filter.Build(inboundFilters(t, res), filter.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				w.WriteHeader(http.StatusOK)
+				return nil
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, dst := range tc.dsts {
+				if got := serve(h, req{peer: pp, method: "GET", path: "/", dst: dst}); got != tc.want[i] {
+					t.Errorf("request to %s: got %d, want %d", dst, got, tc.want[i])
+				}
+			}
+			if tc.skip != "" && !strings.Contains(skippedText(res), tc.skip) {
+				t.Errorf("skipped lacks %q:\n%s", tc.skip, skippedText(res))
+			}
+		})
 	}
 }

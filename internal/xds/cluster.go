@@ -7,10 +7,12 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -155,7 +157,7 @@ func (g *gen) cluster(s *service, p servicePort, subset string, subsetLabels map
 	g.applyLoadBalancer(c, pol, ref)
 	opts := g.applyConnectionPool(c, pol, ref)
 	g.applyOutlier(c, pol, ref)
-	g.applyTLS(c, s, p, subset, pol, ref)
+	g.applyTLS(c, s, p, subset, subsetLabels, pol, ref)
 	if p.h2() {
 		opts.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}
@@ -342,9 +344,23 @@ func (g *gen) applyOutlier(c *clusterv3.Cluster, pol policy, ref string) {
 	c.OutlierDetection = out
 }
 
-// applyTLS sets the upstream transport: Istio mutual TLS with the SDS secrets for Canton
-// Services (and where a DestinationRule asks for ISTIO_MUTUAL), plain otherwise.
-func (g *gen) applyTLS(c *clusterv3.Cluster, s *service, p servicePort, subset string, pol policy, ref string) {
+// Istio's names for the transport socket match of endpoints that get plain text under auto
+// mutual TLS, and the endpoint metadata it matches.
+const (
+	transportSocketMatchFilter = "envoy.transport_socket_match"
+	tlsModeKey                 = "tlsMode"
+	tlsModeDisabled            = "disabled"
+)
+
+// applyTLS sets the upstream transport: Istio mutual TLS with the SDS secrets where a
+// DestinationRule asks for ISTIO_MUTUAL, plain text where it disables TLS. Without a
+// DestinationRule tls, ServiceEntries get plain text and Canton Services auto mutual TLS (see
+// autoMTLS): mutual TLS to workloads that accept it, plain text to those whose
+// PeerAuthentication is DISABLE; a cluster with both keeps mutual TLS as its transport and
+// gets a transport socket match that gives plain text to the endpoints marked tlsMode:
+// disabled (endpointMetadata), or, for a proxy that cannot choose per endpoint, mutual TLS to
+// all of them (fail closed, reported).
+func (g *gen) applyTLS(c *clusterv3.Cluster, s *service, p servicePort, subset string, subsetLabels map[string]string, pol policy, ref string) {
 	mutual := s.native
 	var sans []string
 	if t := pol.tls; t != nil {
@@ -356,6 +372,20 @@ func (g *gen) applyTLS(c *clusterv3.Cluster, s *service, p servicePort, subset s
 			mutual = false
 		default:
 			g.skip(ref, pol.tlsPath+".mode", t.GetMode().String()+" (TLS origination with files or credentials) is not supported yet; the default transport is kept")
+		}
+	}
+	plainMatch := false
+	if autoMTLSApplies(s, pol) {
+		switch t, _ := g.autoMTLS(s, subsetLabels); t {
+		case peerPlain:
+			return
+		case peerMixed:
+			if g.node.supports(FeatureTransportSocketMatches) {
+				plainMatch = true
+			} else {
+				g.skip(s.ref, "", "some of its workloads serve plain text only (PeerAuthentication DISABLE) and others mutual TLS; this proxy cannot choose the transport per endpoint ("+
+					FeatureTransportSocketMatches+"), so it uses mutual TLS to all of them and cannot reach the plain-text ones (fail closed)")
+			}
 		}
 	}
 	if !mutual {
@@ -385,11 +415,43 @@ func (g *gen) applyTLS(c *clusterv3.Cluster, s *service, p servicePort, subset s
 			ValidationContextSdsSecretConfig: sdsSecret(RootSecretName),
 		}},
 	}}
-	if p.h2() {
+	switch {
+	case p.h2():
 		ctx.CommonTlsContext.AlpnProtocols = []string{"h2"}
+	case !p.http():
+		ctx.CommonTlsContext.AlpnProtocols = []string{tcpALPN} // the peer's inbound picks its TCP chain
 	}
 	c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}
+	if plainMatch {
+		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
+			Name:  "tlsMode-" + tlsModeDisabled,
+			Match: &structpb.Struct{Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeDisabled)}},
+			TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.raw_buffer",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&rawbufferv3.RawBuffer{})}},
+		}}
+	}
+}
+
+// autoMTLSApplies reports whether auto mutual TLS chooses the transport of a cluster of s with
+// policy pol: s is a Canton Service and the DestinationRule sets no tls mode Canton
+// implements (ISTIO_MUTUAL or DISABLE; the others keep the default transport, reported).
+func autoMTLSApplies(s *service, pol policy) bool {
+	if !s.native {
+		return false
+	}
+	if pol.tls == nil {
+		return true
+	}
+	m := pol.tls.GetMode()
+	return m != networking.ClientTLSSettings_ISTIO_MUTUAL && m != networking.ClientTLSSettings_DISABLE
+}
+
+// endpointMetadata marks an endpoint that gets plain text in a cluster with both transports
+// (see applyTLS), as Istio marks endpoints without a sidecar.
+func endpointMetadata() *corev3.Metadata {
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{transportSocketMatchFilter: {
+		Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeDisabled)}}}}
 }
 
 func sdsSecret(name string) *tlsv3.SdsSecretConfig {

@@ -21,6 +21,13 @@
 // namespace's policies apply mesh-wide: the root scope holds them and the anchors send them to
 // every scope (internal/anchor, meshwide.go), so every scope's snapshot has them.
 //
+// TCP and TLS (tcp.go, upstream.go): each Node.Upstreams binding (canton proxy --upstream) gets
+// a loopback listener for one service port: a tcp_proxy following the VirtualService's tcp
+// routes, TLS passthrough by SNI following its tls routes, or, for HTTP ports, the outbound
+// routes of that host. The inbound listener serves TCP ports with tcp_proxy chains (mTLS
+// terminated, bytes to the application), told apart from HTTP by the ALPN mesh TCP clients
+// offer.
+//
 // Config that a proxy cannot apply (a feature missing from Node.Capabilities) or that the
 // translation does not support is not sent; every such omission is reported in
 // Resources.Skipped with the object, the field and the reason, never dropped silently.

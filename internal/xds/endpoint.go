@@ -19,22 +19,37 @@ func generateEndpoints(g *gen, out *Resources) error {
 		dr := g.destinationRuleFor(s)
 		for _, p := range s.ports {
 			name := clusterName(p.number, "", s.host)
-			out.Endpoints[name] = g.loadAssignment(s, p, name, nil)
+			out.Endpoints[name] = g.loadAssignment(s, p, name, nil, g.plainEndpoints(s, dr, "", p.number, nil))
 			if dr == nil {
 				continue
 			}
 			for _, sub := range dr.spec.GetSubsets() {
 				name := clusterName(p.number, sub.GetName(), s.host)
-				out.Endpoints[name] = g.loadAssignment(s, p, name, sub.GetLabels())
+				out.Endpoints[name] = g.loadAssignment(s, p, name, sub.GetLabels(), g.plainEndpoints(s, dr, sub.GetName(), p.number, sub.GetLabels()))
 			}
 		}
 	}
 	return nil
 }
 
-func (g *gen) loadAssignment(s *service, p servicePort, name string, subsetLabels map[string]string) *endpointv3.ClusterLoadAssignment {
+// plainEndpoints returns which endpoints of s (by index) the cluster of port, subset and
+// subsetLabels reaches in plain text through its transport socket match (see applyTLS): nil
+// when the cluster has none.
+func (g *gen) plainEndpoints(s *service, dr *destinationRule, subset string, port uint32, subsetLabels map[string]string) []bool {
+	if !autoMTLSApplies(s, effectivePolicy(dr, subset, port)) || !g.node.supports(FeatureTransportSocketMatches) {
+		return nil
+	}
+	if t, plain := g.autoMTLS(s, subsetLabels); t == peerMixed {
+		return plain
+	}
+	return nil
+}
+
+// loadAssignment lists the endpoints of s that match subsetLabels; those plain marks (by
+// index, nil: none) carry the metadata that selects plain text (endpointMetadata).
+func (g *gen) loadAssignment(s *service, p servicePort, name string, subsetLabels map[string]string, plain []bool) *endpointv3.ClusterLoadAssignment {
 	byLocality := map[string][]*endpointv3.LbEndpoint{}
-	for _, e := range s.endpoints {
+	for i, e := range s.endpoints {
 		if !labelsMatch(subsetLabels, e.labels) {
 			continue
 		}
@@ -42,7 +57,11 @@ func (g *gen) loadAssignment(s *service, p servicePort, name string, subsetLabel
 			g.skip(s.ref, "endpoints", "endpoint address "+e.address+" is not an IP address; resolution STATIC needs IPs")
 			continue
 		}
-		byLocality[e.locality] = append(byLocality[e.locality], lbEndpoint(e.address, e.portFor(p), e.weight))
+		lb := lbEndpoint(e.address, e.portFor(p), e.weight)
+		if plain != nil && plain[i] {
+			lb.Metadata = endpointMetadata()
+		}
+		byLocality[e.locality] = append(byLocality[e.locality], lb)
 	}
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	for _, loc := range sortedKeys(byLocality) {

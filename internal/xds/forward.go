@@ -76,30 +76,16 @@ func findSubset(dr *destinationRule, name string) *networking.Subset {
 // forward builds the RouteAction of an HTTP route that forwards (not redirect/direct response).
 func (g *gen) forward(vs *virtualService, hr *networking.HTTPRoute, path string, s *service, p servicePort, m *networking.HTTPMatchRequest) (*routev3.RouteAction, bool) {
 	ra := &routev3.RouteAction{Timeout: durationOf(0)}
-	var dests []destination
-	var weights []uint32
+	dests, weights, ok := routeDestinations(g, vs, hr.GetRoute(), path, s, p)
+	if !ok {
+		return nil, false
+	}
 	for i, rd := range hr.GetRoute() {
-		dpath := path + ".route[" + itoa(i) + "].destination"
-		d, ok := g.resolveDestination(rd.GetDestination(), vs.namespace, s, p, vs.ref, dpath)
-		if !ok {
-			return nil, false
-		}
-		if rd.GetWeight() < 0 {
-			continue
-		}
-		if len(hr.GetRoute()) > 1 && rd.GetWeight() == 0 {
-			continue // a weight of 0 takes no traffic
-		}
-		if rd.GetHeaders() != nil && len(hr.GetRoute()) > 1 {
+		if rd.GetHeaders() != nil && len(hr.GetRoute()) > 1 && rd.GetWeight() > 0 {
 			g.skip(vs.ref, path+".route["+itoa(i)+"].headers", "per-destination headers of a weighted route are not supported")
 		}
-		dests = append(dests, d)
-		weights = append(weights, uint32(rd.GetWeight()))
 	}
 	switch {
-	case len(dests) == 0:
-		g.skip(vs.ref, path+".route", "no destination with a positive weight; the route is left out")
-		return nil, false
 	case len(dests) == 1:
 		ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: dests[0].cluster}
 	default:
@@ -121,6 +107,39 @@ func (g *gen) forward(vs *virtualService, hr *networking.HTTPRoute, path string,
 		ra.HashPolicy = g.hashPolicy(d.svc, d.port, d.subset, vs.ref)
 	}
 	return ra, true
+}
+
+// routeDestinations resolves the destinations of an http, tcp or tls route (at path) with
+// their weights: a negative weight is left out, and so is a weight of 0 among several
+// destinations (it takes no traffic). It returns false, reported, when a destination cannot
+// be resolved or none is left.
+func routeDestinations[D weightedDestination](g *gen, vs *virtualService, rds []D, path string, s *service, p servicePort) ([]destination, []uint32, bool) {
+	var dests []destination
+	var weights []uint32
+	for i, rd := range rds {
+		dpath := path + ".route[" + itoa(i) + "].destination"
+		d, ok := g.resolveDestination(rd.GetDestination(), vs.namespace, s, p, vs.ref, dpath)
+		if !ok {
+			return nil, nil, false
+		}
+		if rd.GetWeight() < 0 || (len(rds) > 1 && rd.GetWeight() == 0) {
+			continue
+		}
+		dests = append(dests, d)
+		weights = append(weights, uint32(rd.GetWeight()))
+	}
+	if len(dests) == 0 {
+		g.skip(vs.ref, path+".route", "no destination with a positive weight; the route is left out")
+		return nil, nil, false
+	}
+	return dests, weights, true
+}
+
+// weightedDestination is a route destination of any route kind (HTTPRouteDestination,
+// RouteDestination).
+type weightedDestination interface {
+	GetDestination() *networking.Destination
+	GetWeight() int32
 }
 
 // retryPolicy converts HTTPRetry; nil in gives Istio's default, attempts 0 disables retries.

@@ -27,6 +27,7 @@ type generator struct {
 var generators = []generator{
 	{"routes", generateRoutes},
 	{"listeners", generateListeners},
+	{"upstreams", generateUpstreams},
 	{"clusters", generateClusters},
 	{"endpoints", generateEndpoints},
 	{"secrets", generateSecrets},
@@ -164,6 +165,9 @@ func (g *gen) checkNode() error {
 		if _, err := netip.ParseAddr(n.InboundAddress); err != nil {
 			return fmt.Errorf("inbound address %q must be an IP address", n.InboundAddress)
 		}
+	}
+	if err := checkUpstreams(n); err != nil {
+		return err
 	}
 	if n.InboundPort != 0 {
 		ap, err := netip.ParseAddrPort(n.AppAddress)

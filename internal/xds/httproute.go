@@ -25,8 +25,8 @@ const RouterFilterName = "envoy.filters.http.router"
 // translateHTTP turns the http routes of vs into Envoy routes for service s on port p. Each
 // match of an HTTP route becomes one Envoy route (Istio ORs matches); routes keep their order.
 func (g *gen) translateHTTP(vs *virtualService, s *service, p servicePort) []*routev3.Route {
-	if len(vs.spec.GetTcp()) > 0 || len(vs.spec.GetTls()) > 0 {
-		g.skip(vs.ref, "tcp/tls", "TCP and TLS routes are not translated: the proxy has an HTTP outbound listener only")
+	if g.gatewayRef != "" && (len(vs.spec.GetTcp()) > 0 || len(vs.spec.GetTls()) > 0) {
+		g.skip(vs.ref, "tcp/tls", "TCP and TLS routes are not translated for gateways (their HTTP servers only)")
 	}
 	var routes []*routev3.Route
 	for i, hr := range vs.spec.GetHttp() {
@@ -86,21 +86,24 @@ func (g *gen) matchApplies(m *networking.HTTPMatchRequest, vsNS string, port uin
 	if ns := m.GetSourceNamespace(); ns != "" && resource.AbsoluteNamespace(ns, g.in.Mesh) != g.node.Namespace {
 		return false
 	}
-	if len(m.GetGateways()) > 0 {
-		found := false
-		for _, gw := range m.GetGateways() {
-			switch {
-			case g.gatewayRef == "" && gw == "mesh":
-				found = true
-			case g.gatewayRef != "" && gw != "mesh" && gatewayName(gw, vsNS, g.in.Mesh) == g.gatewayRef:
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
+	if len(m.GetGateways()) > 0 && !g.gatewaysMatch(m.GetGateways(), vsNS) {
+		return false
 	}
 	return true
+}
+
+// gatewaysMatch reports whether a match's gateways name what is being translated: "mesh" for
+// sidecar routes, the gateway gatewayRef for a gateway's.
+func (g *gen) gatewaysMatch(gateways []string, vsNS string) bool {
+	for _, gw := range gateways {
+		switch {
+		case g.gatewayRef == "" && gw == "mesh":
+			return true
+		case g.gatewayRef != "" && gw != "mesh" && gatewayName(gw, vsNS, g.in.Mesh) == g.gatewayRef:
+			return true
+		}
+	}
+	return false
 }
 
 // routeMatch converts the request-time parts of m (nil: match everything).

@@ -8,7 +8,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	security "istio.io/api/security/v1beta1"
@@ -142,21 +141,49 @@ func (g *gen) inboundListener(authn []*hcmv3.HttpFilter) *listenerv3.Listener {
 	}
 	l := &listenerv3.Listener{Name: InboundListenerName, Address: socketAddress(addr, g.node.InboundPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND}
-	tlsChain := &listenerv3.FilterChain{Name: "inbound_mtls", Filters: []*listenerv3.Filter{hcmFilter(h)},
-		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
-			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS())}}}
-	plainChain := &listenerv3.FilterChain{Name: "inbound_plaintext", Filters: []*listenerv3.Filter{hcmFilter(h)}}
+	mtls := func(c *listenerv3.FilterChain) *listenerv3.FilterChain {
+		c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS())}}
+		return c
+	}
+	// The application's protocol decides the chains: HTTP ports get the connection manager,
+	// other ports (TCP, TLS: opaque bytes) a tcp_proxy; a service with both tells them apart by
+	// the ALPN its mesh clients offer for TCP (tcpALPN); plain text goes to HTTP then.
+	httpPorts, tcpPorts := g.inboundProtocols()
+	var tlsChains []*listenerv3.FilterChain
+	var plainChain *listenerv3.FilterChain
+	switch {
+	case !tcpPorts:
+		tlsChains = []*listenerv3.FilterChain{mtls(&listenerv3.FilterChain{Name: "inbound_mtls", Filters: []*listenerv3.Filter{hcmFilter(h)}})}
+		plainChain = &listenerv3.FilterChain{Name: "inbound_plaintext", Filters: []*listenerv3.Filter{hcmFilter(h)}}
+	case !httpPorts:
+		t := g.inboundTCPProxy()
+		tlsChains = []*listenerv3.FilterChain{mtls(tcpChain("inbound_mtls_tcp", t))}
+		plainChain = tcpChain("inbound_plaintext_tcp", t)
+	default:
+		tcpTLS := mtls(tcpChain("inbound_mtls_tcp", g.inboundTCPProxy()))
+		tcpTLS.FilterChainMatch = &listenerv3.FilterChainMatch{ApplicationProtocols: []string{tcpALPN}}
+		tlsChains = []*listenerv3.FilterChain{mtls(&listenerv3.FilterChain{Name: "inbound_mtls", Filters: []*listenerv3.Filter{hcmFilter(h)}}), tcpTLS}
+		plainChain = &listenerv3.FilterChain{Name: "inbound_plaintext", Filters: []*listenerv3.Filter{hcmFilter(h)}}
+	}
 	switch g.peerAuthenticationMode() {
 	case security.PeerAuthentication_MutualTLS_DISABLE:
 		l.FilterChains = []*listenerv3.FilterChain{plainChain}
 	case security.PeerAuthentication_MutualTLS_PERMISSIVE:
-		tlsChain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "tls"}
+		for _, c := range tlsChains {
+			if c.FilterChainMatch == nil {
+				c.FilterChainMatch = &listenerv3.FilterChainMatch{}
+			}
+			c.FilterChainMatch.TransportProtocol = "tls"
+		}
 		plainChain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}
-		l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector",
-			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}}}
-		l.FilterChains = []*listenerv3.FilterChain{tlsChain, plainChain}
+		l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector()}
+		l.FilterChains = append(tlsChains, plainChain)
 	default:
-		l.FilterChains = []*listenerv3.FilterChain{tlsChain}
+		if len(tlsChains) > 1 {
+			l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector()} // ALPN
+		}
+		l.FilterChains = tlsChains
 	}
 	return l
 }
@@ -171,60 +198,10 @@ func downstreamTLS() *tlsv3.DownstreamTlsContext {
 	}
 }
 
-// peerAuthenticationMode returns the mutual TLS mode of the node's inbound listener, with
-// Istio's precedence: the mesh root namespace's default, overridden by the node namespace's
-// default, overridden by a PeerAuthentication whose selector matches the node (the oldest),
-// overridden by that one's portLevelMtls entry for a port the listener serves; UNSET inherits
-// at every level. Without any, Canton requires mutual TLS (STRICT): every caller in the mesh is
-// a proxy. The inbound listener serves one workload, so a port-level mode applies when its port
-// is the application's port or a port of the node's Service; if several entries apply with
-// different modes, the strictest wins (reported).
+// peerAuthenticationMode returns the mutual TLS mode of the node's inbound listener, which
+// serves the application's port and the ports of the node's Service (see mtlsMode).
 func (g *gen) peerAuthenticationMode() security.PeerAuthentication_MutualTLS_Mode {
-	var nsDefault, rootDefault, chosen *peerAuthentication
-	for _, pa := range g.m.pas {
-		sel := pa.spec.GetSelector().GetMatchLabels()
-		switch {
-		case pa.namespace == g.node.Namespace && len(sel) > 0:
-			if chosen == nil && labelsMatch(sel, g.node.Labels) {
-				chosen = pa
-			}
-		case pa.namespace == g.node.Namespace:
-			if nsDefault == nil {
-				nsDefault = pa
-			}
-		case pa.namespace == g.in.Mesh && len(sel) == 0:
-			if rootDefault == nil {
-				rootDefault = pa
-			}
-		}
-	}
-	mode := security.PeerAuthentication_MutualTLS_STRICT
-	for _, pa := range []*peerAuthentication{rootDefault, nsDefault, chosen} {
-		if m := pa.mode(); m != security.PeerAuthentication_MutualTLS_UNSET {
-			mode = m
-		}
-	}
-	if chosen == nil {
-		return mode
-	}
-	served := g.workloadPorts()
-	var portModes []security.PeerAuthentication_MutualTLS_Mode
-	for _, port := range sortedPorts(chosen.spec.GetPortLevelMtls()) {
-		m := chosen.spec.GetPortLevelMtls()[port].GetMode()
-		if m == security.PeerAuthentication_MutualTLS_UNSET || !slices.Contains(served, port) {
-			continue
-		}
-		if len(portModes) > 0 && !slices.Contains(portModes, m) {
-			g.skip(chosen.ref, "portLevelMtls", "the ports of this workload share one inbound listener and their modes differ; the strictest applies to all of them")
-		}
-		portModes = append(portModes, m)
-	}
-	if len(portModes) > 0 {
-		mode = slices.MaxFunc(portModes, func(a, b security.PeerAuthentication_MutualTLS_Mode) int {
-			return strictness(a) - strictness(b)
-		})
-	}
-	return mode
+	return g.mtlsMode(g.node.Namespace, g.node.Labels, g.workloadPorts(), true)
 }
 
 func (pa *peerAuthentication) mode() security.PeerAuthentication_MutualTLS_Mode {

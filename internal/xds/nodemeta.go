@@ -1,8 +1,10 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,8 +27,10 @@ const (
 	MetaCapabilities      = "CANTON_CAPABILITIES" // comma-separated Feature* names; absent = all
 	MetaPathNormalization = "CANTON_PATH_NORMALIZATION"
 	MetaAdminAddress      = "CANTON_ADMIN_ADDRESS"
+	MetaUpstreams         = "CANTON_UPSTREAMS" // NAME[:PORT]=IP:PORT,... (Upstream.String)
 	maxMetaValue          = 4096
 	maxLabelsInMetadata   = 64
+	maxUpstreams          = 64
 )
 
 // NodeMetadata renders the metadata a proxy sends for n.
@@ -65,6 +69,13 @@ func NodeMetadata(n Node) map[string]string {
 	}
 	if n.AdminAddress != "" {
 		m[MetaAdminAddress] = n.AdminAddress
+	}
+	if len(n.Upstreams) > 0 {
+		parts := make([]string, len(n.Upstreams))
+		for i, u := range n.Upstreams {
+			parts[i] = u.String()
+		}
+		m[MetaUpstreams] = strings.Join(parts, ",")
 	}
 	if n.Capabilities != nil {
 		var caps []string
@@ -156,6 +167,13 @@ func NodeFromProto(pn *corev3.Node) (Node, error) {
 	if err := checkPathNormalization(n.PathNormalization); err != nil {
 		return Node{}, fmt.Errorf("xds node %s: metadata %s: %w", n.ID, MetaPathNormalization, err)
 	}
+	ups, err := str(MetaUpstreams)
+	if err != nil {
+		return Node{}, err
+	}
+	if n.Upstreams, err = parseUpstreams(ups, false); err != nil {
+		return Node{}, fmt.Errorf("xds node %s: metadata %s: %w", n.ID, MetaUpstreams, err)
+	}
 	labels, err := str(MetaLabels)
 	if err != nil {
 		return Node{}, err
@@ -186,4 +204,84 @@ func NodeFromProto(pn *corev3.Node) (Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// ParseUpstreams reads a --upstream list, NAME[:PORT]=HOST:PORT entries separated by commas:
+// NAME a service (see Upstream.Service), PORT its port when it has several, HOST:PORT a
+// loopback IP and port to bind (port 0: any free port). Addresses with a port must differ.
+func ParseUpstreams(list string) ([]Upstream, error) { return parseUpstreams(list, true) }
+
+// parseUpstreams is ParseUpstreams; without zeroPort, every address must have its port.
+func parseUpstreams(list string, zeroPort bool) ([]Upstream, error) {
+	var out []Upstream
+	seen := map[string]bool{}
+	for _, entry := range strings.Split(list, ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		u, err := parseUpstream(entry, zeroPort)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", entry, err)
+		}
+		if ap := netip.MustParseAddrPort(u.Address); ap.Port() != 0 {
+			if seen[u.Address] {
+				return nil, fmt.Errorf("upstream %q: address %s is bound twice", entry, u.Address)
+			}
+			seen[u.Address] = true
+		}
+		if out = append(out, u); len(out) > maxUpstreams {
+			return nil, fmt.Errorf("more than %d upstreams", maxUpstreams)
+		}
+	}
+	return out, nil
+}
+
+func parseUpstream(entry string, zeroPort bool) (Upstream, error) {
+	name, addr, ok := strings.Cut(entry, "=")
+	if !ok {
+		return Upstream{}, errors.New("want NAME[:PORT]=HOST:PORT")
+	}
+	var u Upstream
+	if host, port, ok := strings.Cut(name, ":"); ok {
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || p == 0 {
+			return Upstream{}, fmt.Errorf("service port %q must be 1..65535", port)
+		}
+		name, u.Port = host, uint32(p)
+	}
+	u.Service = strings.ToLower(strings.TrimSuffix(name, "."))
+	if err := checkServiceName(u.Service); err != nil {
+		return Upstream{}, err
+	}
+	ap, err := netip.ParseAddrPort(strings.TrimSpace(addr))
+	if err != nil {
+		return Upstream{}, fmt.Errorf("address %q: want IP:PORT (an IP literal; IPv6 as [::1]:PORT)", addr)
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if !ap.Addr().IsLoopback() || ap.Addr().Zone() != "" {
+		return Upstream{}, fmt.Errorf("address %s: must be a loopback address (127.0.0.0/8 or ::1): the listener carries this proxy's identity", ap)
+	}
+	if ap.Port() == 0 && !zeroPort {
+		return Upstream{}, fmt.Errorf("address %s: port must not be 0", ap)
+	}
+	u.Address = ap.String()
+	return u, nil
+}
+
+// checkServiceName accepts host names: dot-separated labels of letters, digits and '-'.
+func checkServiceName(name string) error {
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("service name %q must be 1..253 characters", name)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("service name %q: %q is not a DNS label", name, label)
+		}
+		for _, c := range label {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+				return fmt.Errorf("service name %q: %q is not a DNS label", name, label)
+			}
+		}
+	}
+	return nil
 }

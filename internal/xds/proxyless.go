@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -65,6 +66,10 @@ func (s *Snapshot) generateProxyless(node Node) (Resources, error) {
 	}
 	clusters := make(map[string]proto.Message, len(res.Clusters))
 	for name, m := range res.Clusters {
+		if len(m.(*clusterv3.Cluster).GetTransportSocketMatches()) > 0 {
+			res.Skipped = append(res.Skipped, Skip{Object: "node", Field: "cluster " + name, Reason: "grpc-go does not support transport_socket_matches: " +
+				"mutual TLS is used to every endpoint, and those that serve plain text only (PeerAuthentication DISABLE) cannot be reached (fail closed)"})
+		}
 		c, err := proxylessCluster(m.(*clusterv3.Cluster))
 		if err != nil {
 			return Resources{}, fmt.Errorf("proxyless: cluster %s: %w", name, err)
@@ -74,6 +79,7 @@ func (s *Snapshot) generateProxyless(node Node) (Resources, error) {
 	out2 := newResources()
 	out2.Listeners, out2.Routes, out2.Clusters, out2.Endpoints = listeners, res.Routes, clusters, res.Endpoints
 	out2.Skipped = res.Skipped
+	slices.SortFunc(out2.Skipped, func(a, b Skip) int { return strings.Compare(a.String(), b.String()) })
 	if err := out2.computeVersions(); err != nil {
 		return Resources{}, err
 	}
@@ -81,8 +87,10 @@ func (s *Snapshot) generateProxyless(node Node) (Resources, error) {
 }
 
 // proxylessCluster returns c with its SDS-based mutual TLS rewritten to
-// certificate provider instances; a cluster without TLS is returned as is.
-// The cluster is copied: c may be shared with other nodes' resources.
+// certificate provider instances and without transport_socket_matches, which
+// grpc-go rejects (the cluster's own transport, mutual TLS, then applies to
+// every endpoint); a cluster without TLS is returned as is. The cluster is
+// copied: c may be shared with other nodes' resources.
 func proxylessCluster(c *clusterv3.Cluster) (*clusterv3.Cluster, error) {
 	ts := c.GetTransportSocket()
 	if ts == nil {
@@ -111,6 +119,7 @@ func proxylessCluster(c *clusterv3.Cluster) (*clusterv3.Cluster, error) {
 		}},
 	}}
 	cc := proto.Clone(c).(*clusterv3.Cluster)
+	cc.TransportSocketMatches = nil
 	cc.TransportSocket = &corev3.TransportSocket{Name: ts.GetName(),
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(out)}}
 	return cc, nil

@@ -48,6 +48,10 @@ const (
 	FeatureMaxRequestsPerConnection = "cluster.max_requests_per_connection"
 	// FeatureCORS: the envoy.filters.http.cors filter and its per-route config (corsPolicy).
 	FeatureCORS = "http.cors"
+	// FeatureTransportSocketMatches: Cluster.transport_socket_matches chosen by the endpoints'
+	// envoy.transport_socket_match metadata (auto mutual TLS to a service some of whose
+	// workloads serve plain text only).
+	FeatureTransportSocketMatches = "cluster.transport_socket_matches"
 )
 
 // Input is an immutable snapshot of one scope. Generate never modifies it.
@@ -102,11 +106,39 @@ type Node struct {
 	// Capabilities is the set of optional features (Feature*) the proxy supports; nil means
 	// all of them.
 	Capabilities map[string]bool
+	// Upstreams are local ports bound to one service each (canton proxy --upstream): every
+	// one gets a listener "upstream.<address>" (docs/xds-translation.md, "Upstream
+	// listeners"). Addresses are loopback, distinct, with a non-zero port.
+	Upstreams []Upstream
 	// CertificateChain and PrivateKey (PEM) are the proxy's current SVID when the anchor
 	// holds it for SDS. Empty: no "default" secret is generated (the proxy gets its key pair
 	// elsewhere).
 	CertificateChain []byte
 	PrivateKey       []byte
+}
+
+// Upstream binds a local address to one port of one service: `canton proxy --upstream
+// NAME[:PORT]=HOST:PORT`, for TCP clients and for HTTP clients that cannot use a proxy.
+type Upstream struct {
+	// Service names the service as the user wrote it, lower case without a trailing dot: a
+	// short name (a service of the proxy's namespace), "<svc>.<namespace relative to the
+	// mesh>", "<svc>.<ns>.svc.cluster.local" or a fully qualified name. Required.
+	Service string `json:"service"`
+	// Port is the service port; 0 means the service's only port.
+	Port uint32 `json:"port,omitempty"`
+	// Address is the loopback IP:port the listener binds, e.g. "127.0.0.1:15432" or
+	// "[::1]:15432" (netip.AddrPort form). Port 0 is accepted by ParseUpstreams only: whoever
+	// binds the socket reports the port it got.
+	Address string `json:"address"`
+}
+
+// String is the entry's --upstream (and node metadata) form, NAME[:PORT]=HOST:PORT.
+func (u Upstream) String() string {
+	name := u.Service
+	if u.Port != 0 {
+		name += ":" + itoa(int(u.Port))
+	}
+	return name + "=" + u.Address
 }
 
 func (n Node) supports(feature string) bool { return n.Capabilities == nil || n.Capabilities[feature] }

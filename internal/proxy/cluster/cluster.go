@@ -77,6 +77,9 @@ type Options struct {
 	// Mesh marks an upstream that is a proxy of the mesh (mutual TLS verified as a SPIFFE identity):
 	// the proxies exchange peer metadata over it.
 	Mesh bool
+	// Matches are the cluster's transport_socket_matches, in order: they choose another transport
+	// for the endpoints whose metadata they match.
+	Matches []TransportMatch
 }
 
 // Cluster is one upstream cluster. Its methods are safe for concurrent use.
@@ -101,13 +104,17 @@ type Cluster struct {
 	// TLS is the upstream TLS configuration (nil: plain text), for TCP proxying; the HTTP transports
 	// carry it themselves.
 	TLS *tls.Config
-	// Mesh is Options.Mesh.
+	// Mesh is Options.Mesh, and false unless every transport match is Mesh too: callers read it per
+	// cluster, not per endpoint.
 	Mesh bool
 	// ConnectTimeout bounds connection establishment.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes pooled upstream connections idle this long (common_http_protocol_options.
 	// idle_timeout; DefaultIdleTimeout when unset, zero: never).
 	IdleTimeout time.Duration
+
+	// matched are the transports of Options.Matches.
+	matched []*matchedTransport
 
 	set        atomic.Pointer[endpointSet]
 	rr         atomic.Uint64
@@ -263,6 +270,7 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if !cl.HTTP2 {
 		cl.h1 = newH1Pool(cl.dial, o.TLS, cl.ConnectTimeout, cl.IdleTimeout)
 	}
+	cl.newMatchedTransports(o)
 	if c.GetType() == clusterv3.Cluster_STATIC {
 		if err := cl.SetEndpoints(c.GetLoadAssignment()); err != nil {
 			return nil, fmt.Errorf("load_assignment.%w", err)
@@ -378,19 +386,23 @@ func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, err
 }
 
 // DialTCP opens a connection to an endpoint for TCP proxying, within the max_connections breaker and
-// over TLS when the cluster has an upstream TLS context (the handshake is bounded by the connect
-// timeout).
+// over TLS when the endpoint's transport (the cluster's, or its transport socket match's) has an
+// upstream TLS context (the handshake is bounded by the connect timeout).
 func (c *Cluster) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	if c.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.ConnectTimeout)
 		defer cancel()
 	}
+	cfg := c.TLS
+	if m := c.matchedFor(addr); m != nil {
+		cfg = m.tls
+	}
 	conn, err := c.dial(ctx, "tcp", addr)
-	if err != nil || c.TLS == nil {
+	if err != nil || cfg == nil {
 		return conn, err
 	}
-	tc := tls.Client(conn, c.TLS)
+	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Source: nil, Addr: conn.RemoteAddr(), Err: err}
@@ -400,8 +412,12 @@ func (c *Cluster) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 
 // RoundTrip sends one request to the host in r.URL.Host: HTTP/1.1 exchanges with their body in memory
 // (r.GetBody set) go through the cluster's own HTTP/1.1 pool, on the caller's goroutine; the rest
-// through Transport.
+// through Transport. A host that a transport socket match selects is reached over that match's
+// transport instead, whatever scheme r.URL has.
 func (c *Cluster) RoundTrip(r *http.Request) (*http.Response, error) {
+	if m := c.matchedFor(r.URL.Host); m != nil {
+		return m.roundTrip(r)
+	}
 	if c.h1 != nil && h1Eligible(r) {
 		return c.h1.roundTrip(r)
 	}
@@ -440,7 +456,7 @@ func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
 func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	eps, err := parseEndpoints(cla, c.hosts)
+	eps, err := parseEndpoints(cla, c.hosts, c.matchIndex)
 	if err != nil {
 		return err
 	}
@@ -454,7 +470,14 @@ func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 	}
 	c.hosts = hosts
 	c.ejectedCount.Store(ejected)
-	c.set.Store(buildSet(eps, c.LB, c.ringMin, c.maglevSize))
+	set := buildSet(eps, c.LB, c.ringMin, c.maglevSize)
+	if len(c.matched) > 0 {
+		set.matchOf = make(map[string]int, len(eps))
+		for _, e := range eps {
+			set.matchOf[e.Addr] = e.match
+		}
+	}
+	c.set.Store(set)
 	return nil
 }
 
@@ -686,6 +709,9 @@ func (c *Cluster) closeIdle(final bool) {
 	c.Transport.CloseIdleConnections()
 	if c.h1 != nil {
 		c.h1.closeIdle(final)
+	}
+	for _, m := range c.matched {
+		m.closeIdle(final)
 	}
 }
 

@@ -42,6 +42,7 @@ type Endpoint struct {
 	Priority uint32
 	Locality string
 	Healthy  bool // health_status from EDS: UNKNOWN, HEALTHY and DEGRADED count as healthy
+	match    int  // its transport: 0 the cluster's own, i its transport socket match i-1
 }
 
 func (e *Endpoint) available() bool { return e.Healthy && !e.ejected.Load() }
@@ -77,10 +78,13 @@ func (l *level) hashTables() ([]ringEntry, []int32) {
 type endpointSet struct {
 	all    []*Endpoint
 	levels []*level // by priority, 0 first; empty levels removed
+	// matchOf is Endpoint.match by address, for clusters with transport socket matches.
+	matchOf map[string]int
 }
 
-// parseEndpoints converts a ClusterLoadAssignment into endpoints, reusing hosts from known by address.
-func parseEndpoints(cla *endpointv3.ClusterLoadAssignment, known map[string]*Host) ([]*Endpoint, error) {
+// parseEndpoints converts a ClusterLoadAssignment into endpoints, reusing hosts from known by address;
+// match, when not nil, chooses each endpoint's transport from its metadata.
+func parseEndpoints(cla *endpointv3.ClusterLoadAssignment, known map[string]*Host, match func(*corev3.Metadata) int) ([]*Endpoint, error) {
 	var out []*Endpoint
 	seen := map[string]bool{}
 	for i, le := range cla.GetEndpoints() {
@@ -119,8 +123,12 @@ func parseEndpoints(cla *endpointv3.ClusterLoadAssignment, known map[string]*Hos
 				h = &Host{Addr: addr}
 			}
 			hs := lb.GetHealthStatus()
-			out = append(out, &Endpoint{Host: h, Weight: w, Priority: le.GetPriority(), Locality: locality,
-				Healthy: hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY || hs == corev3.HealthStatus_DEGRADED})
+			e := &Endpoint{Host: h, Weight: w, Priority: le.GetPriority(), Locality: locality,
+				Healthy: hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY || hs == corev3.HealthStatus_DEGRADED}
+			if match != nil {
+				e.match = match(lb.GetMetadata())
+			}
+			out = append(out, e)
 		}
 	}
 	return out, nil
@@ -181,6 +189,6 @@ func weightedSchedule(eps []*Endpoint) []int32 {
 
 // CheckEndpoints reports what is wrong with cla, naming the field, or nil.
 func CheckEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
-	_, err := parseEndpoints(cla, nil)
+	_, err := parseEndpoints(cla, nil, nil)
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
@@ -135,7 +136,11 @@ func init() {
 	// Clusters and endpoints.
 	allow("envoy.config.cluster.v3.Cluster", "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
 		"load_assignment", "circuit_breakers", "outlier_detection", "http2_protocol_options",
-		"typed_extension_protocol_options", "transport_socket", "ring_hash_lb_config", "maglev_lb_config", "metadata")
+		"typed_extension_protocol_options", "transport_socket", "transport_socket_matches", "ring_hash_lb_config", "maglev_lb_config", "metadata")
+	allow("envoy.config.cluster.v3.Cluster.TransportSocketMatch", "name", "match", "transport_socket")
+	allow("google.protobuf.Struct", "fields")
+	allow("google.protobuf.Value", "string_value")
+	allow("envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer")
 	allow("envoy.config.cluster.v3.Cluster.EdsClusterConfig", "eds_config", "service_name")
 	allow("envoy.config.cluster.v3.Cluster.RingHashLbConfig", "minimum_ring_size", "maximum_ring_size", "hash_function")
 	allow("envoy.config.cluster.v3.Cluster.MaglevLbConfig", "table_size")
@@ -178,6 +183,7 @@ var extensions = map[protoreflect.FullName]bool{
 	"envoy.extensions.filters.listener.original_dst.v3.OriginalDst":                     true,
 	"envoy.extensions.filters.http.router.v3.Router":                                    true,
 	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":                      true,
+	"envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer":                        true,
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext":                    true,
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                            true,
 	"envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate":              true,
