@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -106,7 +107,25 @@ func (g *gen) forward(vs *virtualService, hr *networking.HTTPRoute, path string,
 	if d := dests[0]; d.svc != nil {
 		ra.HashPolicy = g.hashPolicy(d.svc, d.port, d.subset, vs.ref)
 	}
+	g.retryOtherHosts(ra, hr.GetRetries())
 	return ra, true
+}
+
+// retryOtherHosts adds Istio's default retry host predicate to ra's retry policy: a retry goes to
+// a host not tried yet (previous_hosts, up to 5 balancer choices). Istio leaves it out when the
+// route hashes requests to hosts (a consistent-hash DestinationRule: a retry keeps its host) and
+// when the VirtualService sets retryIgnorePreviousHosts: false; so does Canton, and for proxies
+// that do not support it.
+func (g *gen) retryOtherHosts(ra *routev3.RouteAction, r *networking.HTTPRetry) {
+	if ra.RetryPolicy == nil || len(ra.HashPolicy) > 0 || !g.node.supports(FeatureRetryPreviousHosts) {
+		return
+	}
+	if v := r.GetRetryIgnorePreviousHosts(); v != nil && !v.GetValue() {
+		return
+	}
+	ra.RetryPolicy.RetryHostPredicate = []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts",
+		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})}}}
+	ra.RetryPolicy.HostSelectionRetryMaxAttempts = 5
 }
 
 // routeDestinations resolves the destinations of an http, tcp or tls route (at path) with

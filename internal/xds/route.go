@@ -147,6 +147,7 @@ func (g *gen) defaultRoute(s *service, p servicePort) *routev3.Route {
 		RetryPolicy:      defaultRetryPolicy(),
 	}
 	ra.HashPolicy = g.hashPolicy(s, p.number, "", s.ref)
+	g.retryOtherHosts(ra, nil)
 	return &routev3.Route{
 		Name:   "default",
 		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},

@@ -48,6 +48,9 @@ const (
 	FeatureMaxRequestsPerConnection = "cluster.max_requests_per_connection"
 	// FeatureCORS: the envoy.filters.http.cors filter and its per-route config (corsPolicy).
 	FeatureCORS = "http.cors"
+	// FeatureRetryPreviousHosts: retry_host_predicate envoy.retry_host_predicates.previous_hosts and
+	// host_selection_retry_max_attempts on route retry policies (Istio's default).
+	FeatureRetryPreviousHosts = "route.retry_previous_hosts"
 	// FeatureTransportSocketMatches: Cluster.transport_socket_matches chosen by the endpoints'
 	// envoy.transport_socket_match metadata (auto mutual TLS to a service some of whose
 	// workloads serve plain text only).
