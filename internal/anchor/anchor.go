@@ -81,6 +81,8 @@ type Anchor struct {
 	meshWide meshWide // the root namespace's policies, for scopes other than the root
 	kek      []byte   // seals the scope CAs' keys in scope state
 
+	referrals referralCache // zone cuts learned from verified answers (referrals.go)
+
 	sealingRoot atomic.Bool // the root CA is being sealed into the root scope
 	ctx         context.Context
 	cancel      context.CancelFunc

@@ -2,16 +2,20 @@ package anchor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/resolve/proof"
 	"canton.dev/canton/internal/resource"
 	"canton.dev/canton/internal/xds"
 )
@@ -26,29 +30,61 @@ import (
 // Imports are per importing scope: each resolves as that scope, so the owner
 // answers with what it exports to that scope (see resolve.go), and a change
 // of the owner's Exports is followed like a change of the service.
+//
+// The watch follows every namespace the resolution went through (the asked
+// name's, each alias target's): the Services and Aliases of the names looked
+// up, and the Workloads and Exports of the final name's namespace. So an
+// alias (a renamed service's old name) or a name that does not exist yet is
+// followed like any other, and a change of where the name leads (an alias
+// retargeted) restarts the watch on the new namespaces. Each watch starts
+// from a revision read before the resolution, so no change between the
+// answer and the watch is missed. Routing goes through the referrals this
+// anchor learned (route.go), so two scopes keep following each other while
+// the scopes above them, the root included, are down.
 
 // defaultMaxStale bounds how long an unreachable scope's last answer is served.
 const defaultMaxStale = time.Hour
 
+// Retry delays of an import whose owner cannot be reached.
+const (
+	minImportBackoff = 200 * time.Millisecond
+	maxImportBackoff = 10 * time.Second
+)
+
+// maxStale is Config.MaxStale or its default.
+func (a *Anchor) maxStale() time.Duration {
+	if a.cfg.MaxStale > 0 {
+		return a.cfg.MaxStale
+	}
+	return defaultMaxStale
+}
+
 type importer struct {
 	a *Anchor
 
-	mu      sync.Mutex
-	entries map[importKey]*importEntry
-	users   map[string][]string // importing scope -> names it imports
+	mu       sync.Mutex
+	entries  map[importKey]*importEntry
+	users    map[string][]string      // importing scope -> names it imports
+	resolved func(scope, name string) // test hook: see OnImportResolved
 }
 
 // importKey is one name imported by one scope.
 type importKey struct{ from, name string }
 
 type importEntry struct {
-	name    string
-	from    string            // the importing scope: resolution asks as it
-	objects []resource.Object // the Service and its Workloads; nil before the first answer
-	scope   string            // the scope that answered
-	stale   bool
-	since   time.Time // when the last good answer came
-	cancel  context.CancelFunc
+	name      string
+	from      string            // the importing scope: resolution asks as it
+	objects   []resource.Object // the Service and its Workloads; nil before the first answer
+	scope     string            // the scope that answered
+	canonical string            // the name after aliases
+	found     bool
+	answered  time.Time // when the last good answer came
+	stale     bool
+	staleErr  string    // why it is stale
+	staleAt   time.Time // when it became stale
+	dropped   bool      // stale past MaxStale: objects were dropped
+	watching  bool      // the owner's changes are being watched
+	cancel    context.CancelFunc
 }
 
 func newImporter(a *Anchor) *importer {
@@ -89,8 +125,7 @@ func (im *importer) sync(h *hosted) {
 	}
 }
 
-// objects returns the imported objects for scope h (sorted) and whether any
-// is stale.
+// objects returns the imported objects for scope h, sorted.
 func (im *importer) objects(h *hosted) []resource.Object {
 	im.mu.Lock()
 	defer im.mu.Unlock()
@@ -113,81 +148,305 @@ func (im *importer) objects(h *hosted) []resource.Object {
 	return out
 }
 
-// follow keeps one import fresh: resolve, then watch the owning scope and
-// resolve again on changes; on failure keep the last answer (stale) and retry.
+// errRestart ends a watch whose resolution now goes through other names or
+// namespaces: follow sets up a new one at once.
+var errRestart = errors.New("the resolution changed course")
+
+// follow keeps one import fresh: resolve, then watch the namespaces the
+// resolution went through and resolve again on changes; on failure keep the
+// last answer (stale) and retry with backoff.
 func (im *importer) follow(ctx context.Context, e *importEntry) {
-	backoff := 200 * time.Millisecond
+	backoff := minImportBackoff
+	var nss []string // the namespaces the last resolution went through
 	for ctx.Err() == nil {
-		resp, err := im.a.resolve(ctx, e.name, e.from, map[string]bool{})
-		if err == nil {
-			im.update(e, resp)
-			backoff = 200 * time.Millisecond
-			err = im.watch(ctx, e, resp.Scope)
-		}
+		watched, err := im.followOnce(ctx, e, &nss)
 		if ctx.Err() != nil {
 			return
 		}
-		im.markStale(e)
-		im.a.log.Debug("import unreachable; serving the last answer", "name", e.name, "err", err)
+		if errors.Is(err, errRestart) {
+			backoff = minImportBackoff
+			continue
+		}
+		if watched {
+			backoff = minImportBackoff
+		}
+		im.markStale(e, err)
+		im.a.log.Debug("import unreachable; serving the last answer", "name", e.name, "scope", e.from, "err", err)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, maxImportBackoff)
 	}
 }
 
-// watch streams the owning scope's changes and re-resolves when one concerns
-// the imported service (the service, its workloads or the namespace's
-// Exports). It returns when the stream breaks.
-func (im *importer) watch(ctx context.Context, e *importEntry, scopeDomain string) error {
-	svc, ns, _ := strings.Cut(e.name, ".")
-	_, remote, err := im.a.governing(ns)
-	if err != nil {
-		return err
+// followOnce resolves e and watches for changes until the watch breaks or
+// the resolution changes course (errRestart). nss are the namespaces to read
+// revisions of first (those of the last resolution), updated to those of
+// this one. watched reports that a watch was set up.
+func (im *importer) followOnce(ctx context.Context, e *importEntry, nss *[]string) (watched bool, err error) {
+	want := *nss
+	if len(want) == 0 {
+		_, ns, _ := strings.Cut(e.name, ".")
+		want = []string{ns}
 	}
-	if h, ok := im.a.scope(scopeDomain); ok {
-		// Hosted here after all (the cut moved): follow the local state.
-		ch, cancel := h.state.Subscribe()
-		defer cancel()
+	// The revision of every namespace is read before the resolution: the
+	// watch then replays whatever changed after it, so nothing between the
+	// answer and the watch is missed. An alias into a namespace not read yet
+	// means reading it too and resolving again.
+	revs := map[string]uint64{}
+	var resp *apipb.ResolveResponse
+	var in interests
+	for range maxAliasHops + 2 {
+		if err := im.revisions(ctx, want, revs); err != nil {
+			return false, err
+		}
+		if resp, err = im.a.resolve(ctx, e.name, e.from, map[string]bool{}); err != nil {
+			return false, err
+		}
+		in = interestsOf(e.name, resp)
+		if want = in.namespaces(); in.within(revs) {
+			break
+		}
+	}
+	if !in.within(revs) {
+		return false, fmt.Errorf("import %s: its resolution keeps changing course", e.name)
+	}
+	*nss = want
+	im.update(e, resp)
+	im.mu.Lock()
+	hook := im.resolved
+	im.mu.Unlock()
+	if hook != nil {
+		hook(e.from, e.name)
+	}
+	return true, im.watch(ctx, e, in, revs, nss)
+}
+
+// revisions reads the current revision of the scope governing each of nss
+// not in revs yet: locally when hosted here, else with a linearizable read
+// through its anchors.
+func (im *importer) revisions(ctx context.Context, nss []string, revs map[string]uint64) error {
+	for _, ns := range nss {
+		if _, ok := revs[ns]; ok {
+			continue
+		}
+		h, remote, err := im.a.governing(ns)
+		if err != nil {
+			return err
+		}
+		if h != nil {
+			revs[ns] = h.state.Revision()
+			continue
+		}
+		g, err := forwardTo(ctx, im.a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.GetResponse, error) {
+			return c.Get(ctx, &apipb.GetRequest{Scope: ns, Kind: "Export", Namespace: ns})
+		})
+		if err != nil {
+			return err
+		}
+		revs[ns] = g.Revision
+	}
+	return nil
+}
+
+// watch follows the namespaces of in from their revisions revs, resolving
+// again whenever a change concerns the import. It returns when a stream
+// breaks, or errRestart (with nss updated) when the resolution goes through
+// other names than in.
+func (im *importer) watch(ctx context.Context, e *importEntry, in interests, revs map[string]uint64, nss *[]string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer im.setWatching(e, false)
+	changed := make(chan struct{}, 1)
+	opened := make(chan struct{}, len(revs))
+	errc := make(chan error, len(revs))
+	for _, ns := range in.namespaces() {
+		go func() { errc <- im.watchNamespace(ctx, ns, revs[ns], in, changed, opened) }()
+	}
+	for n := 0; ; {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-ch:
-			return nil
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("watch ended")
+			}
+			return err
+		case <-opened:
+			if n++; n == len(in) {
+				im.setWatching(e, true)
+			}
+		case <-changed:
+			resp, err := im.a.resolve(ctx, e.name, e.from, map[string]bool{})
+			if err != nil {
+				return err
+			}
+			im.update(e, resp)
+			if next := interestsOf(e.name, resp); !next.equal(in) {
+				*nss = next.namespaces()
+				return errRestart
+			}
 		}
 	}
-	var rev uint64
-	err = im.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) error {
-		g, err := c.Get(ctx, &apipb.GetRequest{Scope: scopeDomain, Kind: "Service", Namespace: ns, Name: svc})
+}
+
+// watchNamespace streams the changes of the scope governing ns after
+// revision from and signals changed for those in concerns. It signals opened
+// once the stream is set up.
+func (im *importer) watchNamespace(ctx context.Context, ns string, from uint64, in interests, changed, opened chan<- struct{}) error {
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	h, remote, err := im.a.governing(ns)
+	if err != nil {
+		return err
+	}
+	if h != nil {
+		ch, cancel := h.state.Subscribe()
+		defer cancel()
+		opened <- struct{}{}
+		for {
+			evs, err := h.state.Events(from + 1)
+			if err != nil {
+				return fmt.Errorf("watch %s: %w", h.domain, err)
+			}
+			for _, ev := range evs {
+				if in.concerns(ev.Object) {
+					signal()
+				}
+				from = ev.Revision
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-h.ctx.Done():
+				return fmt.Errorf("scope %s is no longer hosted here", h.domain)
+			case <-ch:
+			}
+		}
+	}
+	var once sync.Once
+	return im.a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) error {
+		stream, err := c.Watch(ctx, &apipb.WatchRequest{Scope: ns, FromRevision: from})
 		if err != nil {
 			return err
 		}
-		rev = g.Revision
-		stream, err := c.Watch(ctx, &apipb.WatchRequest{Scope: scopeDomain, FromRevision: rev})
-		if err != nil {
-			return err
-		}
+		once.Do(func() { opened <- struct{}{} })
 		for {
 			ev, err := stream.Recv()
 			if err != nil {
 				return err
 			}
-			var o resource.Object
-			if json.Unmarshal(ev.Object, &o) != nil || o.Namespace != ns {
-				continue
+			// Resuming on another anchor replays the last revision seen:
+			// events only prompt a resolution, so twice does no harm.
+			if ev.Revision > 0 {
+				from = max(from, ev.Revision-1)
 			}
-			if (o.Kind == "Service" && o.Name == svc) || o.Kind == "Workload" || o.Kind == "Export" {
-				resp, err := im.a.resolve(ctx, e.name, e.from, map[string]bool{})
-				if err != nil {
-					return err
-				}
-				im.update(e, resp)
+			var o resource.Object
+			if json.Unmarshal(ev.Object, &o) == nil && in.concerns(o) {
+				signal()
 			}
 		}
 	})
-	return err
+}
+
+// interests are what a resolution depends on, by namespace.
+type interests map[string]*interest
+
+type interest struct {
+	names     []string // Services and Aliases looked up (service labels), sorted
+	endpoints bool     // the final name's namespace: its Workloads and Exports
+}
+
+// interestsOf lists the names resp's resolution of name looked up (from its
+// proof: one step per name) and the namespace of the final one.
+func interestsOf(name string, resp *apipb.ResolveResponse) interests {
+	looked := []string{name}
+	if p, err := proof.Unmarshal(resp.Proof); err == nil && len(p.Steps) > 0 {
+		looked = looked[:0]
+		for _, s := range p.Steps {
+			looked = append(looked, s.Final.Name)
+		}
+	} else if resp.Canonical != "" && resp.Canonical != name {
+		looked = append(looked, resp.Canonical)
+	}
+	in := interests{}
+	for i, n := range looked {
+		svc, ns, ok := strings.Cut(n, ".")
+		if !ok {
+			continue
+		}
+		it := in[ns]
+		if it == nil {
+			it = &interest{}
+			in[ns] = it
+		}
+		if !slices.Contains(it.names, svc) {
+			it.names = append(it.names, svc)
+			slices.Sort(it.names)
+		}
+		if i == len(looked)-1 {
+			it.endpoints = true
+		}
+	}
+	return in
+}
+
+// concerns reports whether a change of o may change the resolution: a
+// Service or Alias looked up, a Workload or Export of the final namespace,
+// or a Delegation (a zone cut moved).
+func (in interests) concerns(o resource.Object) bool {
+	if o.Kind == "Delegation" {
+		return true
+	}
+	it := in[o.Namespace]
+	if it == nil {
+		return false
+	}
+	switch o.Kind {
+	case "Service", "Alias":
+		return slices.Contains(it.names, o.Name)
+	case "Workload", "Export":
+		return it.endpoints
+	}
+	return false
+}
+
+func (in interests) namespaces() []string {
+	out := make([]string, 0, len(in))
+	for ns := range in {
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// within reports whether revs holds the revision of every namespace of in.
+func (in interests) within(revs map[string]uint64) bool {
+	for ns := range in {
+		if _, ok := revs[ns]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (in interests) equal(other interests) bool {
+	if len(in) != len(other) {
+		return false
+	}
+	for ns, it := range in {
+		o := other[ns]
+		if o == nil || o.endpoints != it.endpoints || !slices.Equal(o.names, it.names) {
+			return false
+		}
+	}
+	return true
 }
 
 func (im *importer) update(e *importEntry, resp *apipb.ResolveResponse) {
@@ -200,26 +459,79 @@ func (im *importer) update(e *importEntry, resp *apipb.ResolveResponse) {
 		}
 	}
 	im.mu.Lock()
-	changed := e.stale || !sameObjects(e.objects, objs)
-	e.objects, e.scope, e.stale, e.since = objs, resp.Scope, false, time.Now()
+	changed := e.stale || e.dropped || !sameObjects(e.objects, objs)
+	e.objects, e.scope, e.canonical, e.found, e.answered = objs, resp.Scope, resp.Canonical, resp.Found, time.Now()
+	e.stale, e.staleErr, e.staleAt, e.dropped = false, "", time.Time{}, false
 	im.mu.Unlock()
 	if changed {
 		im.a.xds.Notify()
 	}
 }
 
-func (im *importer) markStale(e *importEntry) {
+func (im *importer) markStale(e *importEntry, err error) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	e.stale = true
-	maxStale := im.a.cfg.MaxStale
-	if maxStale == 0 {
-		maxStale = defaultMaxStale
+	if !e.stale {
+		e.stale, e.staleAt = true, time.Now()
 	}
-	if e.objects != nil && time.Since(e.since) > maxStale {
-		e.objects = nil // too old to trust: the name disappears from proxies
+	if err != nil {
+		e.staleErr = err.Error()
+	}
+	if e.objects != nil && time.Since(e.answered) > im.a.maxStale() {
+		e.objects, e.dropped = nil, true // too old to trust: the name disappears from proxies
 		go im.a.xds.Notify()
 	}
+}
+
+func (im *importer) setWatching(e *importEntry, on bool) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	e.watching = on
+}
+
+// status describes every import of the scopes hosted here, by scope and name.
+func (im *importer) status() []*apipb.ImportStatus {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	out := make([]*apipb.ImportStatus, 0, len(im.entries))
+	for _, e := range im.entries {
+		st := &apipb.ImportStatus{
+			Scope: e.from, Name: e.name, Canonical: e.canonical, Owner: e.scope, Found: e.found,
+			Stale: e.stale, Dropped: e.dropped, Error: e.staleErr, Watching: e.watching,
+		}
+		if !e.answered.IsZero() {
+			st.AnsweredUnix = e.answered.Unix()
+		}
+		if e.stale {
+			st.StaleSinceUnix = e.staleAt.Unix()
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b *apipb.ImportStatus) int {
+		return cmp.Or(strings.Compare(a.Scope, b.Scope), strings.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+// OnImportResolved makes every import call f(importing scope, name) after
+// the resolution it sets a watch up for and before the watch starts. It
+// exists for tests (a change made then must still reach the import); nil
+// removes it.
+func (a *Anchor) OnImportResolved(f func(scope, name string)) {
+	a.imports.mu.Lock()
+	defer a.imports.mu.Unlock()
+	a.imports.resolved = f
+}
+
+// ImportedObjects are the objects scope (hosted here) imports from other
+// scopes, as its proxies' configuration is generated from: each imported
+// Service and its Workloads.
+func (a *Anchor) ImportedObjects(scope string) []resource.Object {
+	h, ok := a.scope(scope)
+	if !ok {
+		return nil
+	}
+	return a.imports.objects(h)
 }
 
 func sameObjects(a, b []resource.Object) bool {

@@ -79,7 +79,7 @@ func (l *lessor) run(ctx context.Context) {
 		expired, live := l.sync(time.Now())
 		if len(expired) > 0 {
 			m := scope.Mutation{Op: scope.OpExpireLeases, Proposer: l.a.proposer(), LeaseIDs: expired}
-			if _, err := l.a.propose(ctx, l.h, m); err != nil {
+			if _, err := l.a.propose(ctx, l.h, stamp(m)); err != nil {
 				l.a.log.Warn("lease expiry not committed", "scope", l.h.domain, "leases", expired, "err", err)
 			}
 		}

@@ -1,9 +1,11 @@
 package anchor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +48,9 @@ func (s *server) Resolve(ctx context.Context, req *apipb.ResolveRequest) (*apipb
 		return nil, statusOf(err)
 	}
 	resp.Name = req.Name
+	if !callerFrom(ctx).anchor() {
+		resp.AnchorAddresses = nil // where anchors listen is for anchors
+	}
 	return resp, nil
 }
 
@@ -57,7 +62,29 @@ func (a *Anchor) resolve(ctx context.Context, name, from string, seen map[string
 		return nil, err
 	}
 	resp.Proof = p.Marshal()
+	resp.AnchorAddresses = a.addressesIn(p)
 	return resp, nil
+}
+
+// addressesIn is where the anchors named by p's referrals listen, as far as
+// this anchor knows.
+func (a *Anchor) addressesIn(p *proof.Proof) []*apipb.AnchorAddress {
+	var out []*apipb.AnchorAddress
+	seen := map[string]bool{}
+	for _, s := range p.Steps {
+		for _, r := range s.Referrals {
+			for _, id := range r.Anchors {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				if addr, ok := a.book.addr(id); ok {
+					out = append(out, &apipb.AnchorAddress{Id: id, Address: addr, NodeId: NodeID(id)})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // resolveProved resolves name and proves it: one step per name looked up.
@@ -66,12 +93,12 @@ func (a *Anchor) resolveProved(ctx context.Context, name, from string, seen map[
 	if !ok || svc == "" || !inZone(ns, a.meta.Mesh) {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "resolve %q: want <service>.<namespace> inside mesh %s", name, a.meta.Mesh)
 	}
-	h, remote, err := a.governing(ns)
+	h, hops, err := a.route(ns)
 	if err != nil {
 		return nil, nil, err
 	}
 	if h == nil {
-		return a.resolveRemote(ctx, name, ns, from, remote)
+		return a.resolveRemote(ctx, name, ns, from, hops)
 	}
 	if err := a.readIndex(ctx, h); err != nil {
 		return nil, nil, err
@@ -120,46 +147,137 @@ func (a *Anchor) proved(h *hosted, name string, resp *apipb.ResolveResponse) (*a
 	return resp, &proof.Proof{Steps: []proof.Step{step}}, nil
 }
 
-// resolveRemote asks the anchors that govern ns (remote), adds this
-// anchor's referral when it crosses a zone cut of a scope hosted here, and
-// verifies the whole proof before passing the answer on: an answer for a
-// name outside the zone delegated, or signed by another CA than the one the
-// delegation names, is an error, never an answer.
-func (a *Anchor) resolveRemote(ctx context.Context, name, ns, from string, remote []string) (*apipb.ResolveResponse, *proof.Proof, error) {
-	resp, err := forwardTo(ctx, a, remote, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ResolveResponse, error) {
+// resolveRemote asks the anchors that govern ns, trying each hop of the
+// route in turn while its anchors cannot be reached, and verifies the whole
+// proof before passing the answer on: an answer for a name outside the zone
+// delegated, or signed by another CA than the one the delegation names, is
+// an error, never an answer. Through a cut of a scope hosted here this
+// anchor adds its referral; through a learned referral the answer must be
+// signed by the CA and one of the anchors it named. The referrals of a
+// verified proof are learned, and the addresses the answer gives for the
+// anchors they name are added to the address book when unknown.
+func (a *Anchor) resolveRemote(ctx context.Context, name, ns, from string, hops []hop) (*apipb.ResolveResponse, *proof.Proof, error) {
+	var unreachable error
+	for i, hp := range hops {
+		resp, p, err := a.resolveVia(ctx, name, ns, from, hp)
+		more := i < len(hops)-1
+		switch {
+		case err == nil:
+			a.referrals.learn(p)
+			a.learnAddresses(p, resp.AnchorAddresses)
+			resp.AnchorAddresses = nil
+			return resp, p, nil
+		case hp.learned != nil && status.Code(err) == codes.PermissionDenied:
+			// The child's CA or anchors changed since the referral was
+			// learned: forget it and walk as usual.
+			a.referrals.forget(hp.learned)
+			a.log.Debug("answer through a learned referral refused; referral forgotten", "cut", hp.cut, "err", err)
+			if more && ctx.Err() == nil {
+				continue
+			}
+		case more && ctx.Err() == nil && status.Code(err) == codes.Unavailable:
+			unreachable = err
+			continue
+		}
+		if unreachable != nil && status.Code(err) == codes.Unavailable {
+			return nil, nil, status.Errorf(codes.Unavailable, "%s; %s", status.Convert(unreachable).Message(), status.Convert(err).Message())
+		}
+		return nil, nil, err
+	}
+	return nil, nil, status.Errorf(codes.Unavailable, "resolve %s: no anchor to ask", name)
+}
+
+// resolveVia asks the anchors of one hop and checks what vouches for their answer.
+func (a *Anchor) resolveVia(ctx context.Context, name, ns, from string, hp hop) (*apipb.ResolveResponse, *proof.Proof, error) {
+	resp, err := forwardTo(ctx, a, hp.anchors, func(ctx context.Context, c apipb.AnchorClient) (*apipb.ResolveResponse, error) {
 		return c.Resolve(ctx, &apipb.ResolveRequest{Name: name, FromScope: from})
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	refuse := func(err error) (*apipb.ResolveResponse, *proof.Proof, error) {
-		return nil, nil, status.Errorf(codes.PermissionDenied, "refusing the answer of anchors %v: %v", remote, err)
+		return nil, nil, status.Errorf(codes.PermissionDenied, "refusing the answer of anchors %v: %v", hp.anchors, err)
 	}
 	p, err := proof.Unmarshal(resp.Proof)
 	if err != nil {
 		return refuse(err)
 	}
-	var parent *hosted
-	for _, h := range a.hostedScopes() {
-		if inZone(ns, h.domain) && (parent == nil || len(h.domain) > len(parent.domain)) {
-			parent = h
+	switch {
+	case hp.parent != nil:
+		spec := deepestCut(hp.parent, ns)
+		if spec == nil || spec.Domain != hp.cut {
+			return refuse(fmt.Errorf("no zone cut of %s leads to %s any more", hp.parent.domain, ns))
 		}
-	}
-	if parent != nil {
-		spec := deepestCut(parent, ns)
-		if spec == nil {
-			return refuse(fmt.Errorf("no zone cut of %s leads to %s any more", parent.domain, ns))
-		}
-		if err := a.vouchForChild(p, parent, spec); err != nil {
+		if err := a.vouchForChild(p, hp.parent, spec); err != nil {
 			return refuse(err)
 		}
 		resp.Referrals = append([]string{spec.Domain}, resp.Referrals...)
 		resp.Proof = p.Marshal()
+	case hp.learned != nil:
+		if err := checkLearned(p, hp.learned); err != nil {
+			return refuse(err)
+		}
 	}
 	if _, err := a.resolveVerifier().VerifyResponse(name, resp, time.Now()); err != nil {
 		return refuse(err)
 	}
 	return resp, p, nil
+}
+
+// checkLearned checks that the answer to the first name of p, obtained from
+// the anchors of learned referral r, was made as r's scope by exactly the CA
+// and one of the anchors r named: the parent's word, remembered, stands in
+// for the referral the parent would have signed.
+func checkLearned(p *proof.Proof, r *referral) error {
+	if len(p.Steps) == 0 {
+		return fmt.Errorf("the anchors of %s sent an empty proof", r.domain)
+	}
+	s := &p.Steps[0]
+	for _, st := range append(slices.Clone(s.Referrals), s.Final) {
+		if st.Scope != r.domain {
+			continue
+		}
+		if len(st.Chain) == 0 || !bytes.Equal(st.Chain[0], r.childCA) {
+			return fmt.Errorf("the anchors of %s signed with another CA than the one scope %s named for it", r.domain, r.parent)
+		}
+		if !slices.Contains(r.anchors, st.Anchor) {
+			return fmt.Errorf("anchor %q answered as %s, but scope %s named its anchors %v", st.Anchor, r.domain, r.parent, r.anchors)
+		}
+		return nil
+	}
+	return fmt.Errorf("the anchors of %s answered without a statement signed as scope %s", r.domain, r.domain)
+}
+
+// learnAddresses adds to the address book the addresses an answer gives for
+// anchors named by the referrals of its verified proof p, when unknown
+// here: a connection to an anchor accepts only that anchor's identity, so
+// the hint can only be wrong by failing.
+func (a *Anchor) learnAddresses(p *proof.Proof, addrs []*apipb.AnchorAddress) {
+	named := map[string]bool{}
+	for _, s := range p.Steps {
+		for _, r := range s.Referrals {
+			for _, id := range r.Anchors {
+				named[id] = true
+			}
+		}
+	}
+	learned := false
+	for _, aa := range addrs {
+		if !named[aa.Id] || aa.Address == "" || aa.Id == a.meta.ID {
+			continue
+		}
+		if _, ok := a.book.addr(aa.Id); ok {
+			continue
+		}
+		a.book.set(aa.Id, aa.Address)
+		learned = true
+		a.log.Info("anchor address learned from a referral", "anchor", aa.Id, "address", aa.Address)
+	}
+	if learned {
+		if err := a.saveBook(); err != nil {
+			a.log.Warn("address book not saved", "err", err)
+		}
+	}
 }
 
 func negative(canonical, scope, reason string) *apipb.ResolveResponse {

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,9 +30,48 @@ func inZone(name, domain string) bool {
 }
 
 // governing finds who governs a namespace: a replica hosted here, or else the
-// anchors to ask. It walks down from the deepest scope hosted here, following
-// zone cuts (Delegations) exactly as a DNS resolver follows referrals.
+// anchors to ask, in the order to ask them (see route).
 func (a *Anchor) governing(ns string) (*hosted, []string, error) {
+	h, hops, err := a.route(ns)
+	if err != nil || h != nil {
+		return h, nil, err
+	}
+	var ids []string
+	for _, hp := range hops {
+		for _, id := range hp.anchors {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return nil, ids, nil
+}
+
+// hop is one way to reach the scope governing a namespace that no replica
+// hosted here governs: anchors to ask, and what vouches for them.
+type hop struct {
+	anchors []string
+	// cut is the zone the anchors govern; "" for the root voters, asked when
+	// nothing deeper is known.
+	cut string
+	// parent, when set, is the hosted scope whose Delegation of cut names
+	// the anchors; it vouches for their answers (vouchForChild).
+	parent *hosted
+	// learned, when set, is the learned referral that named the anchors
+	// (referrals.go): their answers must be signed by the CA it names.
+	learned *referral
+}
+
+// route finds who governs a namespace, walking down like a DNS resolver:
+// the deepest scope hosted here holding ns answers itself unless one of its
+// zone cuts (Delegations) holds ns, whose anchors are then asked; with no
+// such scope, the root scope's voters are. A referral learned from an
+// earlier verified answer (referrals.go) deeper than that is asked first
+// while valid — the walk goes on without the scopes above it, the root
+// included — and after the walk once expired (up to Config.MaxStale). When
+// a scope hosted here holds ns, the learned referral only comes after its
+// cut: this anchor then proves the walk from its own scope down.
+func (a *Anchor) route(ns string) (*hosted, []hop, error) {
 	ns = strings.TrimSuffix(strings.ToLower(ns), ".")
 	if !inZone(ns, a.meta.Mesh) {
 		return nil, nil, &invalidError{fmt.Sprintf("namespace %q is not in mesh %s", ns, a.meta.Mesh)}
@@ -41,22 +82,23 @@ func (a *Anchor) governing(ns string) (*hosted, []string, error) {
 			best = h
 		}
 	}
-	if best == nil {
-		return nil, a.meta.RootVoters, nil
-	}
-	var cut string
-	var anchors []string
-	for _, d := range best.state.Delegations() {
-		spec, err := delegationSpec(d)
-		if err != nil || !inZone(ns, spec.Domain) || len(spec.Domain) <= len(cut) {
-			continue
+	walk := hop{anchors: a.meta.RootVoters}
+	if best != nil {
+		spec := deepestCut(best, ns)
+		if spec == nil {
+			return best, nil, nil
 		}
-		cut, anchors = spec.Domain, spec.Anchors
+		walk = hop{anchors: spec.Anchors, cut: spec.Domain, parent: best}
 	}
-	if cut == "" {
-		return best, nil, nil
+	r, valid := a.referrals.deepest(ns, walk.cut, time.Now(), a.maxStale())
+	if r == nil {
+		return nil, []hop{walk}, nil
 	}
-	return nil, anchors, nil
+	learned := hop{anchors: r.anchors, cut: r.domain, learned: r}
+	if valid && best == nil {
+		return nil, []hop{learned, walk}, nil
+	}
+	return nil, []hop{walk, learned}, nil
 }
 
 type invalidError struct{ msg string }

@@ -92,7 +92,7 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 	if req.DryRun {
 		res, after, err = s.a.dryRun(ctx, h, m)
 	} else {
-		res, err = s.a.propose(ctx, h, m)
+		res, err = s.a.propose(ctx, h, stamp(m))
 	}
 	if err != nil {
 		return nil, statusOf(err)
@@ -106,6 +106,17 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 		resp.ProxyDiffs = s.a.proxyDiffs(h, after)
 	}
 	return resp, nil
+}
+
+// stamp sets m's time to this anchor's wall clock, now, unless m has one. The
+// time is part of the entry that Raft commits, so every replica records the
+// same bytes and the lineage hash covers it; it is this anchor's claim (see
+// scope.Mutation.Time). Stamp a mutation right before proposing it.
+func stamp(m scope.Mutation) scope.Mutation {
+	if m.Time == "" {
+		m.Time = scope.FormatTime(time.Now())
+	}
+	return m
 }
 
 // dryRun applies a mutation to a private copy of the current (linearizably
@@ -166,7 +177,7 @@ func (s *server) Delete(ctx context.Context, req *apipb.DeleteRequest) (*apipb.D
 		})
 	}
 	m := scope.Mutation{Op: scope.OpDelete, Proposer: callerFrom(ctx).principal, Kind: k.Name, Namespace: req.Namespace, Name: req.Name, IfVersion: req.IfVersion}
-	res, err := s.a.propose(ctx, h, m)
+	res, err := s.a.propose(ctx, h, stamp(m))
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -362,6 +373,7 @@ func (s *server) Status(ctx context.Context, req *apipb.StatusRequest) (*apipb.S
 		sort.Strings(ss.Learners)
 		resp.Scopes = append(resp.Scopes, ss)
 	}
+	resp.Imports = a.imports.status()
 	return resp, nil
 }
 
@@ -391,7 +403,7 @@ func (s *server) CreateScope(ctx context.Context, req *apipb.CreateScopeRequest)
 	spec, _ := json.Marshal(map[string]any{"domain": domain, "anchors": req.Anchors})
 	obj := resource.Object{Kind: "Delegation", Namespace: parent.domain, Name: domain, Spec: spec}
 	zero := uint64(0)
-	res, err := a.propose(ctx, parent, scope.Mutation{Op: scope.OpPut, Proposer: callerFrom(ctx).principal, Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}})
+	res, err := a.propose(ctx, parent, stamp(scope.Mutation{Op: scope.OpPut, Proposer: callerFrom(ctx).principal, Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}}))
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -450,7 +462,7 @@ func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (
 			return c.GrantLease(ctx, req)
 		})
 	}
-	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpGrantLease, Proposer: callerFrom(ctx).principal, Lease: &scope.Lease{TTLSeconds: int64(req.TtlSeconds)}})
+	res, err := s.a.propose(ctx, h, stamp(scope.Mutation{Op: scope.OpGrantLease, Proposer: callerFrom(ctx).principal, Lease: &scope.Lease{TTLSeconds: int64(req.TtlSeconds)}}))
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -538,7 +550,7 @@ func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest)
 			return c.RevokeLease(ctx, req)
 		})
 	}
-	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpRevokeLease, Proposer: callerFrom(ctx).principal, LeaseIDs: []uint64{req.LeaseId}})
+	res, err := s.a.propose(ctx, h, stamp(scope.Mutation{Op: scope.OpRevokeLease, Proposer: callerFrom(ctx).principal, LeaseIDs: []uint64{req.LeaseId}}))
 	if err != nil {
 		return nil, statusOf(err)
 	}

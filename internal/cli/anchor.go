@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,13 +19,16 @@ func anchorCmd(e *env) *cobra.Command {
 		tokenFile string
 	)
 	cmd := &cobra.Command{
-		Use:   "anchor --id ID --data DIR --listen HOST:PORT [--bootstrap --peers ID=HOST:PORT,... [--ca-cert FILE --ca-key FILE]] | [--join HOST:PORT --join-token FILE]",
+		Use:   "anchor --id ID --data DIR --listen HOST:PORT [--max-stale DURATION] [--bootstrap --peers ID=HOST:PORT,... [--ca-cert FILE --ca-key FILE]] | [--join HOST:PORT --join-token FILE]",
 		Short: "Run an anchor: replicas of scopes, the anchor API, replication and xDS on one port",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if (cfg.CACert != "" || cfg.CAKey != "") && !cfg.Bootstrap {
 				return fmt.Errorf("--ca-cert and --ca-key are for --bootstrap only")
+			}
+			if cfg.MaxStale <= 0 {
+				return fmt.Errorf("--max-stale %s: must be positive (e.g. 1h)", cfg.MaxStale)
 			}
 			if cfg.Peers, err = parsePeers(peers); err != nil {
 				return err
@@ -61,6 +65,7 @@ func anchorCmd(e *env) *cobra.Command {
 	f.StringVar(&cfg.CAKey, "ca-key", "", "at bootstrap: PEM PKCS #8 key of --ca-cert; used once, never stored")
 	f.StringVar(&cfg.Join, "join", "", "join the mesh through this anchor, HOST:PORT")
 	f.StringVar(&tokenFile, "join-token", "", "join token file (join.token in the bootstrap anchor's data dir)")
+	f.DurationVar(&cfg.MaxStale, "max-stale", time.Hour, "how long an imported service's last answer is served while its scope cannot be reached")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data")
 	return cmd

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +36,7 @@ func statusCmd(e *env) *cobra.Command {
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintf(tw, "mesh %s\n\n", first.Mesh)
 			fmt.Fprintln(tw, "ANCHOR\tADDRESS\tSCOPE\tROLE\tLEADER\tTERM\tAPPLIED\tREVISION\tLINEAGE HEAD")
+			var reached []*apipb.StatusResponse
 			for _, a := range first.Anchors {
 				st := first
 				if a.Id != first.AnchorId {
@@ -44,6 +46,7 @@ func statusCmd(e *env) *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t-\tunreachable\t-\t-\t-\t-\t%s\n", a.Id, a.Address, oneLine(err.Error()))
 					continue
 				}
+				reached = append(reached, st)
 				if len(st.Scopes) == 0 {
 					fmt.Fprintf(tw, "%s\t%s\t-\t(no scopes)\t-\t-\t-\t-\t-\n", a.Id, a.Address)
 				}
@@ -51,9 +54,50 @@ func statusCmd(e *env) *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", a.Id, a.Address, s.Domain, role(st.AnchorId, s), dash(s.Leader), s.Term, s.Applied, s.Revision, short(s.LineageHead))
 				}
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return printStaleImports(e.stdout, reached, time.Now())
 		},
 	}
+}
+
+// printStaleImports lists, per anchor, the imports whose owning scope it
+// cannot reach: since when, the last answer it still serves (or that it
+// dropped it, past --max-stale) and why. Nothing when there is none.
+func printStaleImports(w io.Writer, anchors []*apipb.StatusResponse, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	header := false
+	for _, st := range anchors {
+		for _, im := range st.Imports {
+			if !im.Stale {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(tw, "\nSTALE IMPORTS")
+				fmt.Fprintln(tw, "ANCHOR\tSCOPE\tNAME\tOWNER\tSTALE SINCE\tSERVING\tERROR")
+				header = true
+			}
+			serving := "last answer of " + ago(im.AnsweredUnix, now)
+			switch {
+			case im.AnsweredUnix == 0:
+				serving = "nothing (never answered)"
+			case im.Dropped:
+				serving = "nothing (dropped: older than --max-stale)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.AnchorId, im.Scope, im.Name, dash(im.Owner), ago(im.StaleSinceUnix, now), serving, dash(oneLine(im.Error)))
+		}
+	}
+	return tw.Flush()
+}
+
+// ago renders a Unix time as RFC 3339 (UTC) and how long before now it was.
+func ago(unix int64, now time.Time) string {
+	if unix == 0 {
+		return "-"
+	}
+	t := time.Unix(unix, 0).UTC()
+	return fmt.Sprintf("%s (%s ago)", t.Format(time.RFC3339), now.Sub(t).Round(time.Second))
 }
 
 func role(self string, s *apipb.ScopeStatus) string {

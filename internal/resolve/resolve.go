@@ -2,12 +2,15 @@
 // front of the anchors' Resolve call, with TTLs from the answers, negative
 // answers cached for their own (short) TTL, and serve-stale: when no anchor
 // can answer, the last answer is served, marked stale, for up to MaxStale.
+// The cache is bounded (least recently used names are forgotten, negative
+// answers first) and concurrent misses for one name ask the anchors once.
 //
 // It implements internal/dns's Resolver, so `canton dns` answers from it.
 // Only internal/cli (canton dns) and internal/workload (the sidecar's DNS) import it.
 package resolve
 
 import (
+	"container/list"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -17,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 
 	"canton.dev/canton/internal/api"
@@ -80,56 +84,193 @@ func (e *UnverifiedError) Error() string {
 func (e *UnverifiedError) Unwrap() error { return e.Err }
 
 // Cache answers names from the anchors, remembering answers for their TTL.
+// It remembers a bounded number of names (Options.MaxEntries, negative
+// answers with their own smaller bound), forgetting the least recently used
+// first, so a client asking random names through the DNS port cannot fill
+// memory; and concurrent misses for one name share one question to the
+// anchors. It is safe for concurrent use.
 type Cache struct {
-	lookup   Lookuper
-	maxStale time.Duration
-	now      func() time.Time
+	lookup      Lookuper
+	maxStale    time.Duration
+	maxEntries  int
+	maxNegative int
+	now         func() time.Time
+	flight      singleflight.Group
 
 	mu      sync.Mutex
-	entries map[string]entry
+	entries map[string]*list.Element // of *entry, in pos or neg
+	pos     list.List                // positive answers, most recently used first
+	neg     list.List                // negative answers, most recently used first
 }
 
+// Options configure a Cache. Zero values are the defaults.
+type Options struct {
+	// MaxStale bounds serve-stale: how long after it was fetched an answer
+	// is still served (marked stale) while no anchor answers. 0: 1 hour.
+	MaxStale time.Duration
+	// MaxEntries bounds how many names the cache remembers, positive and
+	// negative answers together. Past it the least recently used negative
+	// answer is forgotten, or, when there is none, the least recently used
+	// positive one. 0: 10,000.
+	MaxEntries int
+	// MaxNegative bounds the negative answers (names that do not exist,
+	// which is what asking random names produces) among them, least
+	// recently used forgotten first. 0: MaxEntries/10, at least 1.
+	MaxNegative int
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxStale   = time.Hour
+	DefaultMaxEntries = 10000
+)
+
+// sharedLookupTimeout bounds one question to the anchors shared by
+// concurrent callers, when the caller that started it set no deadline.
+const sharedLookupTimeout = 10 * time.Second
+
 type entry struct {
+	name    string
 	answer  dns.Answer
 	found   bool
 	expires time.Time
 	fetched time.Time
 }
 
-// New returns a cache over lookup. maxStale bounds serve-stale (0: 1 hour).
+// New returns a cache over lookup with the default bounds; maxStale bounds
+// serve-stale (0: 1 hour). It is NewCache(lookup, Options{MaxStale: maxStale}).
 func New(lookup Lookuper, maxStale time.Duration) *Cache {
-	if maxStale == 0 {
-		maxStale = time.Hour
+	return NewCache(lookup, Options{MaxStale: maxStale})
+}
+
+// NewCache returns a cache over lookup configured by opts.
+func NewCache(lookup Lookuper, opts Options) *Cache {
+	if opts.MaxStale <= 0 {
+		opts.MaxStale = DefaultMaxStale
 	}
-	return &Cache{lookup: lookup, maxStale: maxStale, now: time.Now, entries: map[string]entry{}}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = DefaultMaxEntries
+	}
+	if opts.MaxNegative <= 0 {
+		opts.MaxNegative = max(opts.MaxEntries/10, 1)
+	}
+	opts.MaxNegative = min(opts.MaxNegative, opts.MaxEntries)
+	return &Cache{
+		lookup: lookup, maxStale: opts.MaxStale, maxEntries: opts.MaxEntries, maxNegative: opts.MaxNegative,
+		now: time.Now, entries: map[string]*list.Element{},
+	}
 }
 
 // Lookup implements dns.Resolver.
 func (c *Cache) Lookup(ctx context.Context, name string) (dns.Answer, bool, error) {
 	now := c.now()
 	c.mu.Lock()
-	e, ok := c.entries[name]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.answer, e.found, nil
+	if el, ok := c.entries[name]; ok {
+		e := el.Value.(*entry)
+		if now.Before(e.expires) {
+			c.listOf(e).MoveToFront(el)
+			ans, found := e.answer, e.found
+			c.mu.Unlock()
+			return ans, found, nil
+		}
 	}
-	resp, err := c.lookup(ctx, name)
+	c.mu.Unlock()
+	ch := c.flight.DoChan(name, func() (any, error) { return c.fetch(ctx, name) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return dns.Answer{}, false, r.Err
+		}
+		res := r.Val.(result)
+		return res.answer, res.found, nil
+	case <-ctx.Done():
+		return dns.Answer{}, false, ctx.Err()
+	}
+}
+
+type result struct {
+	answer dns.Answer
+	found  bool
+}
+
+// fetch asks the anchors for name once for every caller waiting on it: with
+// ctx's deadline (or sharedLookupTimeout) but not its cancellation, so one
+// caller giving up does not fail the others.
+func (c *Cache) fetch(ctx context.Context, name string) (result, error) {
+	// A question that ended between the caller's look at the cache and
+	// this one stored its answer: use it.
+	c.mu.Lock()
+	if el, ok := c.entries[name]; ok {
+		if e := el.Value.(*entry); c.now().Before(e.expires) {
+			c.mu.Unlock()
+			return result{e.answer, e.found}, nil
+		}
+	}
+	c.mu.Unlock()
+	lctx := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
+	if dl, ok := ctx.Deadline(); ok {
+		lctx, cancel = context.WithDeadline(lctx, dl)
+	} else {
+		lctx, cancel = context.WithTimeout(lctx, sharedLookupTimeout)
+	}
+	defer cancel()
+	resp, err := c.lookup(lctx, name)
+	now := c.now()
 	if err != nil {
 		if api.Code(err) == codes.InvalidArgument {
-			return dns.Answer{}, false, nil // not a name the mesh could hold
+			return result{}, nil // not a name the mesh could hold
 		}
-		if ok && now.Sub(e.fetched) < c.maxStale {
-			stale := e.answer
-			stale.Stale = true
-			return stale, e.found, nil
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if el, ok := c.entries[name]; ok {
+			e := el.Value.(*entry)
+			if now.Sub(e.fetched) < c.maxStale {
+				stale := e.answer
+				stale.Stale = true
+				return result{stale, e.found}, nil
+			}
+			c.remove(el) // too old to serve: forget it
 		}
-		return dns.Answer{}, false, err
+		return result{}, err
 	}
 	ans, found := toAnswer(resp)
+	c.store(&entry{name: name, answer: ans, found: found, expires: now.Add(ans.TTL), fetched: now})
+	return result{ans, found}, nil
+}
+
+// store remembers e as the most recently used answer for its name, then
+// forgets names past the bounds.
+func (c *Cache) store(e *entry) {
 	c.mu.Lock()
-	c.entries[name] = entry{answer: ans, found: found, expires: now.Add(ans.TTL), fetched: now}
-	c.mu.Unlock()
-	return ans, found, nil
+	defer c.mu.Unlock()
+	if el, ok := c.entries[e.name]; ok {
+		c.remove(el)
+	}
+	c.entries[e.name] = c.listOf(e).PushFront(e)
+	for c.neg.Len() > c.maxNegative {
+		c.remove(c.neg.Back())
+	}
+	for len(c.entries) > c.maxEntries {
+		if c.neg.Len() > 0 {
+			c.remove(c.neg.Back())
+		} else {
+			c.remove(c.pos.Back())
+		}
+	}
+}
+
+func (c *Cache) listOf(e *entry) *list.List {
+	if e.found {
+		return &c.pos
+	}
+	return &c.neg
+}
+
+func (c *Cache) remove(el *list.Element) {
+	e := el.Value.(*entry)
+	c.listOf(e).Remove(el)
+	delete(c.entries, e.name)
 }
 
 // toAnswer turns a resolution into DNS terms: the workloads' addresses and

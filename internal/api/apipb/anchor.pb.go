@@ -77,7 +77,7 @@ func (x MembershipRequest_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipRequest_Change.Descriptor instead.
 func (MembershipRequest_Change) EnumDescriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{29, 0}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{30, 0}
 }
 
 type ResolveRequest struct {
@@ -155,9 +155,16 @@ type ResolveResponse struct {
 	// referrals followed, each signed by the CA of the scope that delegated,
 	// and the answer, negative answer or alias signed by the CA of the scope
 	// owning the name, each with its certificate chain.
-	Proof         []byte `protobuf:"bytes,12,opt,name=proof,proto3" json:"proof,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Proof []byte `protobuf:"bytes,12,opt,name=proof,proto3" json:"proof,omitempty"`
+	// anchor_addresses are where the anchors named by the proof's referrals
+	// listen, as the answering anchor knows them (a hint, not signed: a
+	// connection to an anchor accepts only that anchor's identity, so a wrong
+	// address can only fail). An anchor that forwards across a cut learns
+	// from it the addresses of anchors that joined the mesh after it, so it
+	// can reach a scope it learned a referral to while the root is down.
+	AnchorAddresses []*AnchorAddress `protobuf:"bytes,13,rep,name=anchor_addresses,json=anchorAddresses,proto3" json:"anchor_addresses,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ResolveResponse) Reset() {
@@ -270,6 +277,13 @@ func (x *ResolveResponse) GetReason() string {
 func (x *ResolveResponse) GetProof() []byte {
 	if x != nil {
 		return x.Proof
+	}
+	return nil
+}
+
+func (x *ResolveResponse) GetAnchorAddresses() []*AnchorAddress {
+	if x != nil {
+		return x.AnchorAddresses
 	}
 	return nil
 }
@@ -1660,6 +1674,7 @@ type StatusResponse struct {
 	Scopes        []*ScopeStatus         `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	Anchors       []*AnchorAddress       `protobuf:"bytes,5,rep,name=anchors,proto3" json:"anchors,omitempty"`
 	Proxies       []*ProxyStatus         `protobuf:"bytes,6,rep,name=proxies,proto3" json:"proxies,omitempty"` // proxies connected to this anchor's xDS
+	Imports       []*ImportStatus        `protobuf:"bytes,7,rep,name=imports,proto3" json:"imports,omitempty"` // remote services the scopes hosted here import
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1736,6 +1751,139 @@ func (x *StatusResponse) GetProxies() []*ProxyStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetImports() []*ImportStatus {
+	if x != nil {
+		return x.Imports
+	}
+	return nil
+}
+
+// ImportStatus is one name a scope hosted by the answering anchor imports
+// from another scope (internal/anchor/imports.go).
+type ImportStatus struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Scope          string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`                                            // the importing scope
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`                                              // the imported name, as the scope's policies use it
+	Canonical      string                 `protobuf:"bytes,3,opt,name=canonical,proto3" json:"canonical,omitempty"`                                    // the name it resolved to (after aliases); empty before the first answer
+	Owner          string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`                                            // the scope that answered; empty before the first answer
+	Found          bool                   `protobuf:"varint,5,opt,name=found,proto3" json:"found,omitempty"`                                           // the last answer was positive
+	AnsweredUnix   int64                  `protobuf:"varint,6,opt,name=answered_unix,json=answeredUnix,proto3" json:"answered_unix,omitempty"`         // when the last answer came; 0: none yet
+	Stale          bool                   `protobuf:"varint,7,opt,name=stale,proto3" json:"stale,omitempty"`                                           // the owner cannot be reached: the last answer is served (up to --max-stale)
+	StaleSinceUnix int64                  `protobuf:"varint,8,opt,name=stale_since_unix,json=staleSinceUnix,proto3" json:"stale_since_unix,omitempty"` // when it became stale; 0 when not stale
+	Dropped        bool                   `protobuf:"varint,9,opt,name=dropped,proto3" json:"dropped,omitempty"`                                       // stale for longer than --max-stale: the last answer is no longer served
+	Error          string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`                                           // why it is stale
+	Watching       bool                   `protobuf:"varint,11,opt,name=watching,proto3" json:"watching,omitempty"`                                    // changes of the owner are followed by a watch
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ImportStatus) Reset() {
+	*x = ImportStatus{}
+	mi := &file_apipb_anchor_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportStatus) ProtoMessage() {}
+
+func (x *ImportStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_apipb_anchor_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportStatus.ProtoReflect.Descriptor instead.
+func (*ImportStatus) Descriptor() ([]byte, []int) {
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ImportStatus) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ImportStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportStatus) GetCanonical() string {
+	if x != nil {
+		return x.Canonical
+	}
+	return ""
+}
+
+func (x *ImportStatus) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ImportStatus) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *ImportStatus) GetAnsweredUnix() int64 {
+	if x != nil {
+		return x.AnsweredUnix
+	}
+	return 0
+}
+
+func (x *ImportStatus) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *ImportStatus) GetStaleSinceUnix() int64 {
+	if x != nil {
+		return x.StaleSinceUnix
+	}
+	return 0
+}
+
+func (x *ImportStatus) GetDropped() bool {
+	if x != nil {
+		return x.Dropped
+	}
+	return false
+}
+
+func (x *ImportStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ImportStatus) GetWatching() bool {
+	if x != nil {
+		return x.Watching
+	}
+	return false
+}
+
 type ProxyStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1756,7 +1904,7 @@ type ProxyStatus struct {
 
 func (x *ProxyStatus) Reset() {
 	*x = ProxyStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1916,7 @@ func (x *ProxyStatus) String() string {
 func (*ProxyStatus) ProtoMessage() {}
 
 func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[25]
+	mi := &file_apipb_anchor_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1929,7 @@ func (x *ProxyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyStatus.ProtoReflect.Descriptor instead.
 func (*ProxyStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{25}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ProxyStatus) GetId() string {
@@ -1886,7 +2034,7 @@ type ScopeStatus struct {
 
 func (x *ScopeStatus) Reset() {
 	*x = ScopeStatus{}
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2046,7 @@ func (x *ScopeStatus) String() string {
 func (*ScopeStatus) ProtoMessage() {}
 
 func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[26]
+	mi := &file_apipb_anchor_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2059,7 @@ func (x *ScopeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeStatus.ProtoReflect.Descriptor instead.
 func (*ScopeStatus) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{26}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ScopeStatus) GetDomain() string {
@@ -1994,7 +2142,7 @@ type CreateScopeRequest struct {
 
 func (x *CreateScopeRequest) Reset() {
 	*x = CreateScopeRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2154,7 @@ func (x *CreateScopeRequest) String() string {
 func (*CreateScopeRequest) ProtoMessage() {}
 
 func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[27]
+	mi := &file_apipb_anchor_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2167,7 @@ func (x *CreateScopeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScopeRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{27}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateScopeRequest) GetDomain() string {
@@ -2046,7 +2194,7 @@ type CreateScopeResponse struct {
 
 func (x *CreateScopeResponse) Reset() {
 	*x = CreateScopeResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2206,7 @@ func (x *CreateScopeResponse) String() string {
 func (*CreateScopeResponse) ProtoMessage() {}
 
 func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[28]
+	mi := &file_apipb_anchor_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2219,7 @@ func (x *CreateScopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScopeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScopeResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{28}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateScopeResponse) GetRevision() uint64 {
@@ -2099,7 +2247,7 @@ type MembershipRequest struct {
 
 func (x *MembershipRequest) Reset() {
 	*x = MembershipRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2259,7 @@ func (x *MembershipRequest) String() string {
 func (*MembershipRequest) ProtoMessage() {}
 
 func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[29]
+	mi := &file_apipb_anchor_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2272,7 @@ func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
 func (*MembershipRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{29}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MembershipRequest) GetScope() string {
@@ -2158,7 +2306,7 @@ type MembershipResponse struct {
 
 func (x *MembershipResponse) Reset() {
 	*x = MembershipResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2318,7 @@ func (x *MembershipResponse) String() string {
 func (*MembershipResponse) ProtoMessage() {}
 
 func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[30]
+	mi := &file_apipb_anchor_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2331,7 @@ func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
 func (*MembershipResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{30}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MembershipResponse) GetVoters() []string {
@@ -2211,7 +2359,7 @@ type StartReplicaRequest struct {
 
 func (x *StartReplicaRequest) Reset() {
 	*x = StartReplicaRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2371,7 @@ func (x *StartReplicaRequest) String() string {
 func (*StartReplicaRequest) ProtoMessage() {}
 
 func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[31]
+	mi := &file_apipb_anchor_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2384,7 @@ func (x *StartReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaRequest.ProtoReflect.Descriptor instead.
 func (*StartReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{31}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StartReplicaRequest) GetScope() string {
@@ -2268,7 +2416,7 @@ type StartReplicaResponse struct {
 
 func (x *StartReplicaResponse) Reset() {
 	*x = StartReplicaResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2428,7 @@ func (x *StartReplicaResponse) String() string {
 func (*StartReplicaResponse) ProtoMessage() {}
 
 func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[32]
+	mi := &file_apipb_anchor_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2441,7 @@ func (x *StartReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartReplicaResponse.ProtoReflect.Descriptor instead.
 func (*StartReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{32}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
 }
 
 type GrantLeaseRequest struct {
@@ -2306,7 +2454,7 @@ type GrantLeaseRequest struct {
 
 func (x *GrantLeaseRequest) Reset() {
 	*x = GrantLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[33]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2466,7 @@ func (x *GrantLeaseRequest) String() string {
 func (*GrantLeaseRequest) ProtoMessage() {}
 
 func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[33]
+	mi := &file_apipb_anchor_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2479,7 @@ func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{33}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GrantLeaseRequest) GetScope() string {
@@ -2358,7 +2506,7 @@ type GrantLeaseResponse struct {
 
 func (x *GrantLeaseResponse) Reset() {
 	*x = GrantLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[34]
+	mi := &file_apipb_anchor_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2518,7 @@ func (x *GrantLeaseResponse) String() string {
 func (*GrantLeaseResponse) ProtoMessage() {}
 
 func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[34]
+	mi := &file_apipb_anchor_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2531,7 @@ func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{34}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GrantLeaseResponse) GetLeaseId() uint64 {
@@ -2410,7 +2558,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[35]
+	mi := &file_apipb_anchor_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2570,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[35]
+	mi := &file_apipb_anchor_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2583,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{35}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KeepAliveRequest) GetScope() string {
@@ -2461,7 +2609,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[36]
+	mi := &file_apipb_anchor_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2621,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[36]
+	mi := &file_apipb_anchor_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2634,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{36}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *KeepAliveResponse) GetTtlSeconds() uint32 {
@@ -2506,7 +2654,7 @@ type RevokeLeaseRequest struct {
 
 func (x *RevokeLeaseRequest) Reset() {
 	*x = RevokeLeaseRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[37]
+	mi := &file_apipb_anchor_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2666,7 @@ func (x *RevokeLeaseRequest) String() string {
 func (*RevokeLeaseRequest) ProtoMessage() {}
 
 func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[37]
+	mi := &file_apipb_anchor_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2679,7 @@ func (x *RevokeLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{37}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RevokeLeaseRequest) GetScope() string {
@@ -2557,7 +2705,7 @@ type RevokeLeaseResponse struct {
 
 func (x *RevokeLeaseResponse) Reset() {
 	*x = RevokeLeaseResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[38]
+	mi := &file_apipb_anchor_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2717,7 @@ func (x *RevokeLeaseResponse) String() string {
 func (*RevokeLeaseResponse) ProtoMessage() {}
 
 func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[38]
+	mi := &file_apipb_anchor_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2730,7 @@ func (x *RevokeLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{38}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevokeLeaseResponse) GetRevision() uint64 {
@@ -2605,7 +2753,7 @@ type RotateRootRequest struct {
 
 func (x *RotateRootRequest) Reset() {
 	*x = RotateRootRequest{}
-	mi := &file_apipb_anchor_proto_msgTypes[39]
+	mi := &file_apipb_anchor_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2765,7 @@ func (x *RotateRootRequest) String() string {
 func (*RotateRootRequest) ProtoMessage() {}
 
 func (x *RotateRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[39]
+	mi := &file_apipb_anchor_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2778,7 @@ func (x *RotateRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRootRequest.ProtoReflect.Descriptor instead.
 func (*RotateRootRequest) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{39}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RotateRootRequest) GetFinish() bool {
@@ -2680,7 +2828,7 @@ type RotateRootResponse struct {
 
 func (x *RotateRootResponse) Reset() {
 	*x = RotateRootResponse{}
-	mi := &file_apipb_anchor_proto_msgTypes[40]
+	mi := &file_apipb_anchor_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +2840,7 @@ func (x *RotateRootResponse) String() string {
 func (*RotateRootResponse) ProtoMessage() {}
 
 func (x *RotateRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_apipb_anchor_proto_msgTypes[40]
+	mi := &file_apipb_anchor_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +2853,7 @@ func (x *RotateRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRootResponse.ProtoReflect.Descriptor instead.
 func (*RotateRootResponse) Descriptor() ([]byte, []int) {
-	return file_apipb_anchor_proto_rawDescGZIP(), []int{40}
+	return file_apipb_anchor_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RotateRootResponse) GetRevision() uint64 {
@@ -2744,7 +2892,7 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x0eResolveRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"from_scope\x18\x02 \x01(\tR\tfromScope\"\xca\x02\n" +
+	"from_scope\x18\x02 \x01(\tR\tfromScope\"\x93\x03\n" +
 	"\x0fResolveResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tcanonical\x18\x02 \x01(\tR\tcanonical\x12\x14\n" +
@@ -2759,7 +2907,8 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	" \x01(\rR\n" +
 	"ttlSeconds\x12\x16\n" +
 	"\x06reason\x18\v \x01(\tR\x06reason\x12\x14\n" +
-	"\x05proof\x18\f \x01(\fR\x05proof\"b\n" +
+	"\x05proof\x18\f \x01(\fR\x05proof\x12G\n" +
+	"\x10anchor_addresses\x18\r \x03(\v2\x1c.canton.api.v1.AnchorAddressR\x0fanchorAddresses\"b\n" +
 	"\x17IssueCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1f\n" +
@@ -2867,14 +3016,28 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"head_index\x18\x02 \x01(\x04R\theadIndex\x12\x1b\n" +
 	"\thead_hash\x18\x03 \x01(\tR\bheadHash\x12\x16\n" +
 	"\x06anchor\x18\x04 \x01(\tR\x06anchor\"\x0f\n" +
-	"\rStatusRequest\"\xfd\x01\n" +
+	"\rStatusRequest\"\xb4\x02\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tanchor_id\x18\x01 \x01(\tR\banchorId\x12\x12\n" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x122\n" +
 	"\x06scopes\x18\x04 \x03(\v2\x1a.canton.api.v1.ScopeStatusR\x06scopes\x126\n" +
 	"\aanchors\x18\x05 \x03(\v2\x1c.canton.api.v1.AnchorAddressR\aanchors\x124\n" +
-	"\aproxies\x18\x06 \x03(\v2\x1a.canton.api.v1.ProxyStatusR\aproxies\"\x97\x04\n" +
+	"\aproxies\x18\x06 \x03(\v2\x1a.canton.api.v1.ProxyStatusR\aproxies\x125\n" +
+	"\aimports\x18\a \x03(\v2\x1b.canton.api.v1.ImportStatusR\aimports\"\xb3\x02\n" +
+	"\fImportStatus\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcanonical\x18\x03 \x01(\tR\tcanonical\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05found\x18\x05 \x01(\bR\x05found\x12#\n" +
+	"\ranswered_unix\x18\x06 \x01(\x03R\fansweredUnix\x12\x14\n" +
+	"\x05stale\x18\a \x01(\bR\x05stale\x12(\n" +
+	"\x10stale_since_unix\x18\b \x01(\x03R\x0estaleSinceUnix\x12\x18\n" +
+	"\adropped\x18\t \x01(\bR\adropped\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x12\x1a\n" +
+	"\bwatching\x18\v \x01(\bR\bwatching\"\x97\x04\n" +
 	"\vProxyStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1c\n" +
@@ -2999,7 +3162,7 @@ func file_apipb_anchor_proto_rawDescGZIP() []byte {
 }
 
 var file_apipb_anchor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_apipb_anchor_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_apipb_anchor_proto_goTypes = []any{
 	(MembershipRequest_Change)(0),    // 0: canton.api.v1.MembershipRequest.Change
 	(*ResolveRequest)(nil),           // 1: canton.api.v1.ResolveRequest
@@ -3027,76 +3190,79 @@ var file_apipb_anchor_proto_goTypes = []any{
 	(*LineageResponse)(nil),          // 23: canton.api.v1.LineageResponse
 	(*StatusRequest)(nil),            // 24: canton.api.v1.StatusRequest
 	(*StatusResponse)(nil),           // 25: canton.api.v1.StatusResponse
-	(*ProxyStatus)(nil),              // 26: canton.api.v1.ProxyStatus
-	(*ScopeStatus)(nil),              // 27: canton.api.v1.ScopeStatus
-	(*CreateScopeRequest)(nil),       // 28: canton.api.v1.CreateScopeRequest
-	(*CreateScopeResponse)(nil),      // 29: canton.api.v1.CreateScopeResponse
-	(*MembershipRequest)(nil),        // 30: canton.api.v1.MembershipRequest
-	(*MembershipResponse)(nil),       // 31: canton.api.v1.MembershipResponse
-	(*StartReplicaRequest)(nil),      // 32: canton.api.v1.StartReplicaRequest
-	(*StartReplicaResponse)(nil),     // 33: canton.api.v1.StartReplicaResponse
-	(*GrantLeaseRequest)(nil),        // 34: canton.api.v1.GrantLeaseRequest
-	(*GrantLeaseResponse)(nil),       // 35: canton.api.v1.GrantLeaseResponse
-	(*KeepAliveRequest)(nil),         // 36: canton.api.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 37: canton.api.v1.KeepAliveResponse
-	(*RevokeLeaseRequest)(nil),       // 38: canton.api.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),      // 39: canton.api.v1.RevokeLeaseResponse
-	(*RotateRootRequest)(nil),        // 40: canton.api.v1.RotateRootRequest
-	(*RotateRootResponse)(nil),       // 41: canton.api.v1.RotateRootResponse
-	nil,                              // 42: canton.api.v1.ProxyStatus.LabelsEntry
-	nil,                              // 43: canton.api.v1.ProxyStatus.AckedEntry
+	(*ImportStatus)(nil),             // 26: canton.api.v1.ImportStatus
+	(*ProxyStatus)(nil),              // 27: canton.api.v1.ProxyStatus
+	(*ScopeStatus)(nil),              // 28: canton.api.v1.ScopeStatus
+	(*CreateScopeRequest)(nil),       // 29: canton.api.v1.CreateScopeRequest
+	(*CreateScopeResponse)(nil),      // 30: canton.api.v1.CreateScopeResponse
+	(*MembershipRequest)(nil),        // 31: canton.api.v1.MembershipRequest
+	(*MembershipResponse)(nil),       // 32: canton.api.v1.MembershipResponse
+	(*StartReplicaRequest)(nil),      // 33: canton.api.v1.StartReplicaRequest
+	(*StartReplicaResponse)(nil),     // 34: canton.api.v1.StartReplicaResponse
+	(*GrantLeaseRequest)(nil),        // 35: canton.api.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),       // 36: canton.api.v1.GrantLeaseResponse
+	(*KeepAliveRequest)(nil),         // 37: canton.api.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 38: canton.api.v1.KeepAliveResponse
+	(*RevokeLeaseRequest)(nil),       // 39: canton.api.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),      // 40: canton.api.v1.RevokeLeaseResponse
+	(*RotateRootRequest)(nil),        // 41: canton.api.v1.RotateRootRequest
+	(*RotateRootResponse)(nil),       // 42: canton.api.v1.RotateRootResponse
+	nil,                              // 43: canton.api.v1.ProxyStatus.LabelsEntry
+	nil,                              // 44: canton.api.v1.ProxyStatus.AckedEntry
 }
 var file_apipb_anchor_proto_depIdxs = []int32{
-	9,  // 0: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	12, // 1: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
-	13, // 2: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
-	27, // 3: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
-	9,  // 4: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
-	26, // 5: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
-	42, // 6: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
-	43, // 7: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
-	0,  // 8: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
-	7,  // 9: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
-	10, // 10: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
-	14, // 11: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	18, // 12: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	20, // 13: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	22, // 14: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	24, // 15: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	28, // 16: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	30, // 17: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	32, // 18: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	34, // 19: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	36, // 20: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	38, // 21: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
-	3,  // 22: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
-	5,  // 23: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
-	40, // 24: canton.api.v1.Anchor.RotateRoot:input_type -> canton.api.v1.RotateRootRequest
-	1,  // 25: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
-	16, // 26: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
-	8,  // 27: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	11, // 28: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	15, // 29: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	19, // 30: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	21, // 31: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	23, // 32: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	25, // 33: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	29, // 34: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	31, // 35: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	33, // 36: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	35, // 37: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	37, // 38: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	39, // 39: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	4,  // 40: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	6,  // 41: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
-	41, // 42: canton.api.v1.Anchor.RotateRoot:output_type -> canton.api.v1.RotateRootResponse
-	2,  // 43: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
-	17, // 44: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
-	27, // [27:45] is the sub-list for method output_type
-	9,  // [9:27] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 0: canton.api.v1.ResolveResponse.anchor_addresses:type_name -> canton.api.v1.AnchorAddress
+	9,  // 1: canton.api.v1.JoinResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	12, // 2: canton.api.v1.ApplyResponse.proxy_diffs:type_name -> canton.api.v1.ProxyDiff
+	13, // 3: canton.api.v1.ProxyDiff.changes:type_name -> canton.api.v1.ResourceChange
+	28, // 4: canton.api.v1.StatusResponse.scopes:type_name -> canton.api.v1.ScopeStatus
+	9,  // 5: canton.api.v1.StatusResponse.anchors:type_name -> canton.api.v1.AnchorAddress
+	27, // 6: canton.api.v1.StatusResponse.proxies:type_name -> canton.api.v1.ProxyStatus
+	26, // 7: canton.api.v1.StatusResponse.imports:type_name -> canton.api.v1.ImportStatus
+	43, // 8: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
+	44, // 9: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
+	0,  // 10: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
+	7,  // 11: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
+	10, // 12: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
+	14, // 13: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
+	18, // 14: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	20, // 15: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	22, // 16: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	24, // 17: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	29, // 18: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	31, // 19: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	33, // 20: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	35, // 21: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	37, // 22: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	39, // 23: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	3,  // 24: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
+	5,  // 25: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
+	41, // 26: canton.api.v1.Anchor.RotateRoot:input_type -> canton.api.v1.RotateRootRequest
+	1,  // 27: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
+	16, // 28: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
+	8,  // 29: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	11, // 30: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	15, // 31: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	19, // 32: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	21, // 33: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	23, // 34: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	25, // 35: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	30, // 36: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	32, // 37: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	34, // 38: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	36, // 39: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	38, // 40: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	40, // 41: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	4,  // 42: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	6,  // 43: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
+	42, // 44: canton.api.v1.Anchor.RotateRoot:output_type -> canton.api.v1.RotateRootResponse
+	2,  // 45: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
+	17, // 46: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
+	29, // [29:47] is the sub-list for method output_type
+	11, // [11:29] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_apipb_anchor_proto_init() }
@@ -3112,7 +3278,7 @@ func file_apipb_anchor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apipb_anchor_proto_rawDesc), len(file_apipb_anchor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
