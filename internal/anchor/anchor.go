@@ -84,6 +84,7 @@ type Anchor struct {
 	referrals referralCache // zone cuts learned from verified answers (referrals.go)
 
 	sealingRoot atomic.Bool // the root CA is being sealed into the root scope
+	publishing  atomic.Bool // the address book is being published into the root scope
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -243,10 +244,14 @@ func (a *Anchor) init(ctx context.Context) error {
 			return err
 		}
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.followTrust()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.followAddressBook(a.ctx)
 	}()
 	a.log.Info("anchor serving", "addr", a.lis.Addr().String(), "mesh", m.Mesh, "scopes", len(a.scopes))
 	return nil

@@ -9,7 +9,8 @@
 // expires workload leases while this anchor leads a scope; the reconciler
 // starts replicas of child scopes delegated to this anchor, and a replica
 // whose anchor was removed from its scope is deleted (membership.go). Every
-// replica
+// anchor follows the address book, the root scope's Anchor objects
+// (addressbook.go). Every replica
 // also serves xDS for its scope's proxies from its applied state (xds.go),
 // imports the remote services its policies name (imports.go), gives its
 // scope a sealed, name-constrained CA that signs workload CSRs (ca.go,

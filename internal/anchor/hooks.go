@@ -1,5 +1,7 @@
 package anchor
 
+import "canton.dev/canton/internal/replica"
+
 // ReadAddress returns the address recorded in an anchor's data directory, so
 // a restarted anchor can listen where its peers expect it.
 func ReadAddress(dir string) (string, error) {
@@ -60,3 +62,7 @@ func (a *Anchor) Initialised(scope string) bool {
 	h, ok := a.scope(scope)
 	return ok && h.state.Incarnation() != ""
 }
+
+// ReplicaStats are the counters of this anchor's replica host (messages
+// sent, disk syncs), for benchmarks and diagnostics.
+func (a *Anchor) ReplicaStats() replica.HostStats { return a.host.Stats() }

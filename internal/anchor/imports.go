@@ -17,6 +17,7 @@ import (
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/resolve/proof"
 	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/scope"
 	"canton.dev/canton/internal/xds"
 )
 
@@ -92,9 +93,11 @@ func newImporter(a *Anchor) *importer {
 }
 
 // sync makes the imports of scope h match the remote names its policies use.
+// It runs after every change of the scope, so it reads only what changed (see
+// referenceIndex).
 func (im *importer) sync(h *hosted) {
 	var remote []string
-	for _, name := range xds.ReferencedHosts(h.state.List("", ""), im.a.meta.Mesh) {
+	for _, name := range h.refs.hosts(h.state, im.a.meta.Mesh) {
 		_, ns, _ := strings.Cut(name, ".")
 		if g, _, err := im.a.governing(ns); err == nil && g != h {
 			remote = append(remote, name)
@@ -123,6 +126,90 @@ func (im *importer) sync(h *hosted) {
 			delete(im.entries, k)
 		}
 	}
+}
+
+// referenceIndex keeps the names a scope's objects refer to
+// (xds.ReferencedHosts), object by object, up to date from the scope's watch
+// events: following a change costs O(the change), not O(the scope). It falls
+// back to reading every object at first and when the events it needs were
+// compacted away.
+type referenceIndex struct {
+	mu     sync.Mutex
+	rev    uint64              // every change up to this revision is in refs
+	refs   map[refKey][]string // objects that refer to names -> the names; nil before the first read
+	counts map[string]int      // name -> how many objects refer to it
+	sorted []string            // the keys of counts, sorted; nil when to be rebuilt
+}
+
+type refKey struct{ kind, ns, name string }
+
+// hosts returns the names the objects of st refer to, sorted.
+func (r *referenceIndex) hosts(st *scope.State, mesh string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Read the revision first: what is read after it may be newer, and the
+	// events replayed next time bring every object to its latest state
+	// (replaying a change twice does no harm).
+	rev := st.Revision()
+	if r.refs != nil && rev == r.rev {
+		return r.sorted
+	}
+	var evs []scope.Event
+	err := scope.ErrCompacted
+	if r.refs != nil {
+		evs, err = st.Events(r.rev + 1)
+	}
+	if err != nil {
+		r.refs, r.counts, r.sorted = map[refKey][]string{}, map[string]int{}, nil
+		for _, o := range st.List("", "") {
+			r.set(o, mesh)
+		}
+	}
+	for _, ev := range evs {
+		if ev.Type == scope.EventDelete {
+			r.drop(refKey{ev.Object.Kind, ev.Object.Namespace, ev.Object.Name})
+			continue
+		}
+		r.set(ev.Object, mesh)
+	}
+	r.rev = rev
+	if r.sorted == nil {
+		r.sorted = make([]string, 0, len(r.counts))
+		for n := range r.counts {
+			r.sorted = append(r.sorted, n)
+		}
+		slices.Sort(r.sorted)
+	}
+	return r.sorted
+}
+
+// set records the names o refers to, replacing what an earlier version of o did.
+func (r *referenceIndex) set(o resource.Object, mesh string) {
+	k := refKey{o.Kind, o.Namespace, o.Name}
+	names := xds.ReferencedHosts([]resource.Object{o}, mesh)
+	if old, ok := r.refs[k]; ok && slices.Equal(old, names) {
+		return
+	}
+	r.drop(k)
+	if len(names) == 0 {
+		return
+	}
+	r.refs[k] = names
+	for _, n := range names {
+		if r.counts[n]++; r.counts[n] == 1 {
+			r.sorted = nil
+		}
+	}
+}
+
+func (r *referenceIndex) drop(k refKey) {
+	for _, n := range r.refs[k] {
+		if r.counts[n]--; r.counts[n] == 0 {
+			delete(r.counts, n)
+			r.sorted = nil
+		}
+	}
+	delete(r.refs, k)
 }
 
 // objects returns the imported objects for scope h, sorted.

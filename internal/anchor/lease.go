@@ -75,11 +75,23 @@ func (l *lessor) run(ctx context.Context) {
 	defer cancel()
 	t := time.NewTicker(lessorTick)
 	defer t.Stop()
+	var (
+		seen    uint64 // the leases' revision last synced
+		live    int
+		expired []uint64
+		ticked  = true
+	)
 	for {
-		expired, live := l.sync(time.Now())
+		// A change of the scope that left its leases as they were needs no
+		// look at them (reading them all costs O(leases)); a tick does.
+		if rev := l.h.state.LeasesRevision(); ticked || rev != seen {
+			seen = rev
+			expired, live = l.sync(time.Now())
+		}
+		ticked = false
 		if len(expired) > 0 {
 			m := scope.Mutation{Op: scope.OpExpireLeases, Proposer: l.a.proposer(), LeaseIDs: expired}
-			if _, err := l.a.propose(ctx, l.h, stamp(m)); err != nil {
+			if _, err := l.a.propose(ctx, l.h, m); err != nil {
 				l.a.log.Warn("lease expiry not committed", "scope", l.h.domain, "leases", expired, "err", err)
 			}
 		}
@@ -89,11 +101,13 @@ func (l *lessor) run(ctx context.Context) {
 		if live == 0 {
 			tick = nil
 		}
+		expired = nil
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		case <-tick:
+			ticked = true
 		}
 	}
 }

@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/scope"
 )
 
 // TestKeepAliveWaitsForTheNewLeadersLessor: Raft makes a replica leader a
@@ -75,5 +79,44 @@ func TestKeepAliveWaitsForTheNewLeadersLessor(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("keep-alive not answered after the lessor started")
+	}
+}
+
+// TestGrantLeaseTTLIsOneLimit: the anchor API grants leases up to the TTL
+// the state machine accepts, scope.MaxLeaseTTLSeconds, and refuses longer
+// (and zero) ones before proposing them.
+func TestGrantLeaseTTLIsOneLimit(t *testing.T) {
+	const mesh = "demo.mesh"
+	a, err := Start(context.Background(), Config{
+		ID: "a1", DataDir: t.TempDir(), Listen: "127.0.0.1:0", Bootstrap: true, Mesh: mesh,
+		TickInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.Leads(mesh) || !a.Initialised(mesh) {
+		if time.Now().After(deadline) {
+			t.Fatal("the single root voter did not lead and initialise the root scope")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = context.WithValue(ctx, callerKey{}, caller{role: roleAdmin, principal: "spiffe://demo.mesh/admin/test"})
+	srv := &server{a: a}
+	resp, err := srv.GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: mesh, TtlSeconds: scope.MaxLeaseTTLSeconds})
+	if err != nil || resp.TtlSeconds != scope.MaxLeaseTTLSeconds {
+		t.Fatalf("grant of the longest TTL, %d s: %v, %v", scope.MaxLeaseTTLSeconds, resp, err)
+	}
+	h, _ := a.scope(mesh)
+	if l, ok := h.state.Lease(resp.LeaseId); !ok || l.TTLSeconds != scope.MaxLeaseTTLSeconds {
+		t.Fatalf("lease %d in the scope: %+v %v", resp.LeaseId, l, ok)
+	}
+	for _, ttl := range []uint32{0, scope.MaxLeaseTTLSeconds + 1} {
+		if _, err := srv.GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: mesh, TtlSeconds: ttl}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("grant of %d s: %v, want InvalidArgument", ttl, err)
+		}
 	}
 }

@@ -25,8 +25,10 @@ func TestStampKeepsAGivenTime(t *testing.T) {
 }
 
 // TestProposedMutationsAreStamped: mutations an anchor proposes for a caller
-// (apply, delete, grant, revoke) and those the leader proposes itself (lease
-// expiry) carry the proposing anchor's time in the committed lineage record.
+// (apply, delete, rename, grant, revoke) and those it proposes itself (lease
+// expiry, and genesis, the address book and the scope's CA at start) carry
+// the proposing anchor's time in the committed lineage record: every record
+// of a scope started by this code has one.
 func TestProposedMutationsAreStamped(t *testing.T) {
 	const mesh = "demo.mesh"
 	a, err := Start(context.Background(), Config{
@@ -61,6 +63,14 @@ func TestProposedMutationsAreStamped(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleted, err := srv.Delete(ctx, &apipb.DeleteRequest{Kind: "Service", Namespace: "default.demo.mesh", Name: "reviews"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratings := `[{"kind":"Service","namespace":"default.demo.mesh","name":"ratings","spec":{"ports":[{"name":"http","port":9080}]}}]`
+	if _, err := srv.Apply(ctx, &apipb.ApplyRequest{Objects: []byte(ratings)}); err != nil {
+		t.Fatal(err)
+	}
+	renamed, err := srv.Rename(ctx, &apipb.RenameRequest{Namespace: "default.demo.mesh", Name: "ratings", NewName: "stars"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +119,7 @@ func TestProposedMutationsAreStamped(t *testing.T) {
 	}{
 		{"apply", applied.Revision, admin},
 		{"delete", deleted.Revision, admin},
+		{"rename", renamed.Revision, admin},
 		{"grant-lease", toRevoke.LeaseId, admin},
 		{"revoke-lease", rev.Revision, admin},
 		{"expire-leases", expiry.Index, "anchor/a1"},
@@ -120,6 +131,12 @@ func TestProposedMutationsAreStamped(t *testing.T) {
 		}
 		if err := checkStamp(r, want.proposer, before, after); err != nil {
 			t.Errorf("%s: %v", want.what, err)
+		}
+	}
+	for _, r := range recs {
+		if _, ok := r.At(); !ok {
+			m, _ := scope.Decode(r.Mutation)
+			t.Errorf("record at index %d (%s by %s) has no time", r.Index, m.Op, r.Proposer)
 		}
 	}
 }

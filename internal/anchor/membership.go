@@ -55,7 +55,7 @@ func (s *server) ChangeMembership(ctx context.Context, req *apipb.MembershipRequ
 	switch req.Change {
 	case apipb.MembershipRequest_ADD_LEARNER:
 		if err = h.group.AddLearner(cctx, node); err == nil {
-			err = a.startReplicaOn(ctx, req.AnchorId, h.domain, nil, h.parent)
+			err = a.startReplicaOn(ctx, req.AnchorId, h.domain, nil, h.parent, a.memberNames(h))
 		}
 	case apipb.MembershipRequest_PROMOTE:
 		err = h.group.Promote(cctx, node)

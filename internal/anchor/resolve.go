@@ -351,10 +351,8 @@ func (a *Anchor) cutFor(ns string) string {
 		if !inZone(ns, h.domain) {
 			continue
 		}
-		for _, d := range h.state.Delegations() {
-			if spec, err := delegationSpec(d); err == nil && inZone(ns, spec.Domain) && len(spec.Domain) > len(best) {
-				best = spec.Domain
-			}
+		if spec := deepestCut(h, ns); spec != nil && len(spec.Domain) > len(best) {
+			best = spec.Domain
 		}
 	}
 	return best

@@ -136,26 +136,26 @@ func (a *Anchor) signReferral(parent *hosted, spec *resource.DelegationSpec, chi
 
 // delegationOf is parent's Delegation of exactly domain, or nil.
 func delegationOf(parent *hosted, domain string) *resource.DelegationSpec {
-	for _, d := range parent.state.Delegations() {
-		if spec, err := delegationSpec(d); err == nil && spec.Domain == domain {
-			return spec
-		}
+	if spec := deepestCut(parent, domain); spec != nil && spec.Domain == domain {
+		return spec
 	}
 	return nil
 }
 
-// deepestCut is the Delegation of h that governs ns (the deepest covering
-// it), or nil; governing follows the same one.
+// deepestCut is the Delegation of h that governs ns (the zone cut holding
+// it; cuts of one scope never nest), or nil; governing follows the same one.
+// It is on the path of every request, so it costs O(labels of ns), not
+// O(delegations).
 func deepestCut(h *hosted, ns string) *resource.DelegationSpec {
-	var best *resource.DelegationSpec
-	for _, d := range h.state.Delegations() {
-		spec, err := delegationSpec(d)
-		if err != nil || !inZone(ns, spec.Domain) || (best != nil && len(spec.Domain) <= len(best.Domain)) {
-			continue
-		}
-		best = spec
+	d, ok := h.state.Cut(ns)
+	if !ok {
+		return nil
 	}
-	return best
+	spec, err := delegationSpec(d)
+	if err != nil {
+		return nil
+	}
+	return spec
 }
 
 // pinnedCA is the DER of the child CA a Delegation pins, or nil.

@@ -76,12 +76,7 @@ func (a *Anchor) route(ns string) (*hosted, []hop, error) {
 	if !inZone(ns, a.meta.Mesh) {
 		return nil, nil, &invalidError{fmt.Sprintf("namespace %q is not in mesh %s", ns, a.meta.Mesh)}
 	}
-	var best *hosted
-	for _, h := range a.hostedScopes() {
-		if inZone(ns, h.domain) && (best == nil || len(h.domain) > len(best.domain)) {
-			best = h
-		}
-	}
+	best := a.deepestHosted(ns)
 	walk := hop{anchors: a.meta.RootVoters}
 	if best != nil {
 		spec := deepestCut(best, ns)
@@ -99,6 +94,24 @@ func (a *Anchor) route(ns string) (*hosted, []hop, error) {
 		return nil, []hop{learned, walk}, nil
 	}
 	return nil, []hop{walk, learned}, nil
+}
+
+// deepestHosted is the deepest scope hosted here whose domain holds ns, or
+// nil. It looks up ns and each domain above it: O(labels of ns), whatever
+// the number of scopes hosted.
+func (a *Anchor) deepestHosted(ns string) *hosted {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for d := ns; ; {
+		if h, ok := a.scopes[d]; ok {
+			return h
+		}
+		i := strings.IndexByte(d, '.')
+		if i < 0 {
+			return nil
+		}
+		d = d[i+1:]
+	}
 }
 
 type invalidError struct{ msg string }

@@ -442,3 +442,50 @@ func TestEveryScopeGetsANameConstrainedCA(t *testing.T) {
 		t.Fatalf("admin applying a CertificateAuthority: %v", err)
 	}
 }
+
+// TestAnchorsOutsideTheRootLearnLaterAnchors: a4 to a6 join the mesh in
+// that order and none of them replicates the root scope (a1-a3 do). a4,
+// which joined first, learns the addresses of a5 and a6 from the root
+// scope's Anchor objects; and a scope created on the three of them elects a
+// leader and commits on every replica.
+func TestAnchorsOutsideTheRootLearnLaterAnchors(t *testing.T) {
+	c := startCluster(t, meshtest.Options{Anchors: 6, RootVoters: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := client(t, c, 3) // a4
+	eventually(t, 10*time.Second, func() error {
+		st, err := first.Status(ctx)
+		if err != nil {
+			return err
+		}
+		known := map[string]string{}
+		for _, ad := range st.Anchors {
+			known[ad.Id] = ad.Address
+		}
+		for _, i := range []int{4, 5} {
+			if known[c.Name(i)] != c.Addr(i) {
+				return fmt.Errorf("a4 knows %s at %q, want %q", c.Name(i), known[c.Name(i)], c.Addr(i))
+			}
+		}
+		return nil
+	})
+
+	child := "shop." + mesh
+	if _, err := client(t, c, 0).CreateScope(ctx, child, []string{"a4", "a5", "a6"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitLeader(ctx, child); err != nil {
+		t.Fatal(err)
+	}
+	o := vs("cart", "v1")
+	o.Namespace = child
+	created := put(t, first, o)
+	eventually(t, 10*time.Second, func() error {
+		for i := 3; i < 6; i++ {
+			if rev := c.Anchor(i).Revision(child); rev < created.Version {
+				return fmt.Errorf("%s applied %s up to revision %d, want %d", c.Name(i), child, rev, created.Version)
+			}
+		}
+		return nil
+	})
+}

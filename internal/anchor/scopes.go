@@ -26,6 +26,10 @@ type hosted struct {
 	lessor *lessor
 	xds    xdsSnapshot
 	ca     caCache
+	refs   referenceIndex // the names the scope's objects refer to, for its imports
+	// published are the anchors that have an Anchor object in the root
+	// scope, as far as reconcile saw (root scope only; owned by reconcile).
+	published map[string]bool
 	// ctx ends when the replica stops being hosted here: the anchor closes,
 	// or this anchor was removed from the scope (see dropScope).
 	ctx    context.Context
@@ -252,8 +256,42 @@ func (a *Anchor) onLeader(ctx context.Context, h *hosted) {
 	a.ensureCA(ctx, h)
 }
 
+// reconcileAddresses follows the Anchor objects among objs (every one of
+// them with all) of the root scope h into the address book, and publishes
+// the anchors this one knows that are missing there: the anchor that
+// admitted one publishes it when it joins (Join), and here again if the
+// root scope could not commit then (e.g. before its genesis).
+func (a *Anchor) reconcileAddresses(h *hosted, objs []resource.Object, all bool) {
+	if all || h.published == nil {
+		h.published = map[string]bool{}
+	}
+	var anchors []resource.Object
+	for _, o := range objs {
+		if o.Kind == "Anchor" && o.Namespace == h.domain {
+			anchors = append(anchors, o)
+			h.published[o.Name] = true
+		}
+	}
+	if err := a.setAddresses(anchorAddresses(anchors), false); err != nil {
+		a.log.Warn("address book not saved", "err", err)
+	}
+	if h.state.Incarnation() == "" {
+		return
+	}
+	for id := range a.book.snapshot() {
+		if !h.published[id] && a.publishing.CompareAndSwap(false, true) {
+			go func() {
+				defer a.publishing.Store(false)
+				a.publishAddressBook(h.ctx, h)
+			}()
+			return
+		}
+	}
+}
+
 // publishAddressBook makes sure every anchor this one knows is recorded as an
-// Anchor object in the root scope, where all root replicas learn addresses.
+// Anchor object in the root scope, where every anchor learns addresses (see
+// followAddressBook). Any replica may propose it.
 func (a *Anchor) publishAddressBook(ctx context.Context, h *hosted) {
 	var objs []resource.Object
 	for id, addr := range a.book.snapshot() {
@@ -285,7 +323,10 @@ func anchorAddress(o resource.Object) string {
 
 // reconcile follows a scope's applied state: it learns anchor addresses from
 // the root scope and starts replicas of child scopes delegated to this anchor.
-// It wakes only on changes, and on a retry timer after a start failed.
+// It wakes only on changes, and on a retry timer after a start failed. It
+// looks only at what changed (the scope's watch events), so a commit costs it
+// O(the change), not O(the scope): it reads every Anchor and Delegation at
+// first, after a failed start and when the events it needs were compacted.
 func (a *Anchor) reconcile(h *hosted) {
 	ch, cancel := h.state.Subscribe()
 	defer cancel()
@@ -293,15 +334,40 @@ func (a *Anchor) reconcile(h *hosted) {
 	retry.Stop()
 	defer retry.Stop()
 	seen := uint64(0) // the revision last reconciled
+	all := true       // read everything, not only the changes since seen
 	for {
-		failed := false
-		if rev := h.state.Revision(); rev != seen {
-			seen = rev
-			failed = a.reconcileOnce(h)
-		}
-		if failed {
-			seen = 0 // look again when the timer fires
-			retry.Reset(2 * time.Second)
+		// The revision is read first: objects read after it may be newer,
+		// and the events replayed next time are harmless (reconciling is
+		// idempotent).
+		if rev := h.state.Revision(); rev != seen || all {
+			var changed []resource.Object
+			if !all {
+				evs, err := h.state.Events(seen + 1)
+				all = err != nil
+				// The latest version of each object, as a full read would see it.
+				at := map[string]int{}
+				for _, ev := range evs {
+					o := ev.Object
+					if ev.Type != scope.EventPut || o.Kind != "Anchor" && o.Kind != "Delegation" {
+						continue
+					}
+					if i, ok := at[o.Ref()]; ok {
+						changed[i] = o
+						continue
+					}
+					at[o.Ref()] = len(changed)
+					changed = append(changed, o)
+				}
+			}
+			if all {
+				changed = append(h.state.List("Anchor", h.domain), h.state.Delegations()...)
+			}
+			full := all
+			seen, all = rev, false
+			if a.reconcileOnce(h, changed, full) {
+				all = true // look again when the timer fires
+				retry.Reset(2 * time.Second)
+			}
 		}
 		select {
 		case <-h.ctx.Done():
@@ -312,11 +378,13 @@ func (a *Anchor) reconcile(h *hosted) {
 	}
 }
 
-func (a *Anchor) reconcileOnce(h *hosted) (failed bool) {
-	if h.domain == a.meta.Mesh && h.state.Incarnation() != "" && a.holdsRootCA() {
+// reconcileOnce acts on objs, the Anchor and Delegation objects of scope h
+// that changed (or, with all, every one of them).
+func (a *Anchor) reconcileOnce(h *hosted, objs []resource.Object, all bool) (failed bool) {
+	if h.domain == a.meta.Mesh && h.state.Incarnation() != "" {
 		// Any replica may propose: the anchor holding the root CA on disk seals
 		// it into the root scope, whoever leads.
-		if _, ok := h.state.Get("CertificateAuthority", h.domain, caName); !ok && a.sealingRoot.CompareAndSwap(false, true) {
+		if _, ok := h.state.Get("CertificateAuthority", h.domain, caName); !ok && a.holdsRootCA() && a.sealingRoot.CompareAndSwap(false, true) {
 			go func() {
 				defer a.sealingRoot.Store(false)
 				a.ensureCA(a.ctx, h)
@@ -324,13 +392,12 @@ func (a *Anchor) reconcileOnce(h *hosted) (failed bool) {
 		}
 	}
 	if h.domain == a.meta.Mesh {
-		for _, o := range h.state.List("Anchor", h.domain) {
-			if addr := anchorAddress(o); addr != "" {
-				a.book.set(o.Name, addr)
-			}
-		}
+		a.reconcileAddresses(h, objs, all)
 	}
-	for _, d := range h.state.Delegations() {
+	for _, d := range objs {
+		if d.Kind != "Delegation" {
+			continue
+		}
 		spec, err := delegationSpec(d)
 		if err != nil || !contains(spec.Anchors, a.meta.ID) {
 			continue
@@ -373,7 +440,9 @@ func delegationSpec(o resource.Object) (*resource.DelegationSpec, error) {
 func (a *Anchor) proposer() string { return "anchor/" + a.meta.ID }
 
 // propose commits a mutation through the scope's Raft group and returns the
-// state machine's result. Rejections come back as *scope.Error.
+// state machine's result. Rejections come back as *scope.Error. It stamps m
+// with this anchor's time (see stamp): every mutation an anchor proposes,
+// for a caller or of its own, goes through here.
 func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scope.Result, error) {
 	if m.Op != scope.OpGenesis && h.state.Incarnation() == "" {
 		// This replica may only lag behind: catch up before deciding.
@@ -384,7 +453,7 @@ func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scop
 	if m.Op != scope.OpGenesis && h.state.Incarnation() == "" {
 		return scope.Result{}, &unavailableError{fmt.Sprintf("scope %s is starting (its genesis is not committed yet); retry in a moment", h.domain)}
 	}
-	data, err := scope.Encode(m)
+	data, err := scope.Encode(stamp(m))
 	if err != nil {
 		return scope.Result{}, err
 	}
@@ -402,6 +471,18 @@ func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scop
 		return r, r.Err
 	}
 	return r, nil
+}
+
+// stamp sets m's time to this anchor's wall clock, now, unless m has one. The
+// time is part of the entry that Raft commits, so every replica records the
+// same bytes and the lineage hash covers it; it is this anchor's claim (see
+// scope.Mutation.Time). propose stamps every mutation right before proposing
+// it.
+func stamp(m scope.Mutation) scope.Mutation {
+	if m.Time == "" {
+		m.Time = scope.FormatTime(time.Now())
+	}
+	return m
 }
 
 // replicaErr turns replication failures into errors a user can act on.

@@ -92,7 +92,7 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 	if req.DryRun {
 		res, after, err = s.a.dryRun(ctx, h, m)
 	} else {
-		res, err = s.a.propose(ctx, h, stamp(m))
+		res, err = s.a.propose(ctx, h, m)
 	}
 	if err != nil {
 		return nil, statusOf(err)
@@ -106,17 +106,6 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 		resp.ProxyDiffs = s.a.proxyDiffs(h, after)
 	}
 	return resp, nil
-}
-
-// stamp sets m's time to this anchor's wall clock, now, unless m has one. The
-// time is part of the entry that Raft commits, so every replica records the
-// same bytes and the lineage hash covers it; it is this anchor's claim (see
-// scope.Mutation.Time). Stamp a mutation right before proposing it.
-func stamp(m scope.Mutation) scope.Mutation {
-	if m.Time == "" {
-		m.Time = scope.FormatTime(time.Now())
-	}
-	return m
 }
 
 // dryRun applies a mutation to a private copy of the current (linearizably
@@ -177,7 +166,7 @@ func (s *server) Delete(ctx context.Context, req *apipb.DeleteRequest) (*apipb.D
 		})
 	}
 	m := scope.Mutation{Op: scope.OpDelete, Proposer: callerFrom(ctx).principal, Kind: k.Name, Namespace: req.Namespace, Name: req.Name, IfVersion: req.IfVersion}
-	res, err := s.a.propose(ctx, h, stamp(m))
+	res, err := s.a.propose(ctx, h, m)
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -403,14 +392,14 @@ func (s *server) CreateScope(ctx context.Context, req *apipb.CreateScopeRequest)
 	spec, _ := json.Marshal(map[string]any{"domain": domain, "anchors": req.Anchors})
 	obj := resource.Object{Kind: "Delegation", Namespace: parent.domain, Name: domain, Spec: spec}
 	zero := uint64(0)
-	res, err := a.propose(ctx, parent, stamp(scope.Mutation{Op: scope.OpPut, Proposer: callerFrom(ctx).principal, Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}}))
+	res, err := a.propose(ctx, parent, scope.Mutation{Op: scope.OpPut, Proposer: callerFrom(ctx).principal, Objects: []resource.Object{obj}, IfVersions: []*uint64{&zero}})
 	if err != nil {
 		return nil, statusOf(err)
 	}
 	// Start the replicas now; the reconcilers retry any that cannot start yet.
 	var failed []string
 	for _, id := range req.Anchors {
-		if err := a.startReplicaOn(ctx, id, domain, req.Anchors, parent.domain); err != nil {
+		if err := a.startReplicaOn(ctx, id, domain, req.Anchors, parent.domain, req.Anchors); err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", id, err))
 		}
 	}
@@ -420,15 +409,25 @@ func (s *server) CreateScope(ctx context.Context, req *apipb.CreateScopeRequest)
 	return &apipb.CreateScopeResponse{Revision: res.Revision, Parent: parent.domain}, nil
 }
 
-func (a *Anchor) startReplicaOn(ctx context.Context, anchorID, domain string, voters []string, parent string) error {
+// startReplicaOn starts the replica of scope domain on anchor anchorID (see
+// StartReplicaRequest). members are the scope's anchors, whose addresses go
+// along: an anchor outside the root scope may not know those that joined
+// the mesh after it, and could not reach them.
+func (a *Anchor) startReplicaOn(ctx context.Context, anchorID, domain string, voters []string, parent string, members []string) error {
 	if anchorID == a.meta.ID {
 		_, err := a.startScope(domain, voters, parent)
 		return err
 	}
+	req := &apipb.StartReplicaRequest{Scope: domain, Voters: voters, Parent: parent}
+	for _, id := range members {
+		if addr, ok := a.book.addr(id); ok {
+			req.Addresses = append(req.Addresses, &apipb.AnchorAddress{Id: id, Address: addr, NodeId: NodeID(id)})
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return a.forward(ctx, []string{anchorID}, func(ctx context.Context, c apipb.AnchorClient) error {
-		_, err := c.StartReplica(ctx, &apipb.StartReplicaRequest{Scope: domain, Voters: voters, Parent: parent})
+		_, err := c.StartReplica(ctx, req)
 		return err
 	})
 }
@@ -440,6 +439,19 @@ func (s *server) StartReplica(ctx context.Context, req *apipb.StartReplicaReques
 	if !inZone(req.Scope, s.a.meta.Mesh) {
 		return nil, status.Errorf(codes.InvalidArgument, "scope %q is not in mesh %s", req.Scope, s.a.meta.Mesh)
 	}
+	learned := map[string]string{}
+	for _, ad := range req.Addresses {
+		if ad.Id == "" || ad.Address == "" {
+			continue
+		}
+		if ad.NodeId != 0 && ad.NodeId != NodeID(ad.Id) {
+			return nil, status.Errorf(codes.InvalidArgument, "addresses: anchor %q has node ID %d, not %d", ad.Id, NodeID(ad.Id), ad.NodeId)
+		}
+		learned[ad.Id] = ad.Address
+	}
+	if err := s.a.setAddresses(learned, true); err != nil {
+		return nil, status.Errorf(codes.Internal, "start replica of %s: %v", req.Scope, err)
+	}
 	if _, err := s.a.startScope(req.Scope, req.Voters, req.Parent); err != nil {
 		return nil, statusOf(err)
 	}
@@ -450,8 +462,8 @@ func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (
 	if err := checkWorkloadScope(callerFrom(ctx), req.Scope); err != nil {
 		return nil, err
 	}
-	if req.TtlSeconds == 0 || req.TtlSeconds > 3600 {
-		return nil, status.Errorf(codes.InvalidArgument, "lease ttl %ds: must be 1..3600", req.TtlSeconds)
+	if req.TtlSeconds == 0 || req.TtlSeconds > scope.MaxLeaseTTLSeconds {
+		return nil, status.Errorf(codes.InvalidArgument, "lease ttl %ds: must be 1..%d seconds", req.TtlSeconds, scope.MaxLeaseTTLSeconds)
 	}
 	h, remote, err := s.a.governing(req.Scope)
 	if err != nil {
@@ -462,7 +474,7 @@ func (s *server) GrantLease(ctx context.Context, req *apipb.GrantLeaseRequest) (
 			return c.GrantLease(ctx, req)
 		})
 	}
-	res, err := s.a.propose(ctx, h, stamp(scope.Mutation{Op: scope.OpGrantLease, Proposer: callerFrom(ctx).principal, Lease: &scope.Lease{TTLSeconds: int64(req.TtlSeconds)}}))
+	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpGrantLease, Proposer: callerFrom(ctx).principal, Lease: &scope.Lease{TTLSeconds: int64(req.TtlSeconds)}})
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -550,7 +562,7 @@ func (s *server) RevokeLease(ctx context.Context, req *apipb.RevokeLeaseRequest)
 			return c.RevokeLease(ctx, req)
 		})
 	}
-	res, err := s.a.propose(ctx, h, stamp(scope.Mutation{Op: scope.OpRevokeLease, Proposer: callerFrom(ctx).principal, LeaseIDs: []uint64{req.LeaseId}}))
+	res, err := s.a.propose(ctx, h, scope.Mutation{Op: scope.OpRevokeLease, Proposer: callerFrom(ctx).principal, LeaseIDs: []uint64{req.LeaseId}})
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -587,7 +599,10 @@ func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinR
 	if err := a.saveBook(); err != nil {
 		return nil, status.Errorf(codes.Internal, "join: %v", err)
 	}
-	if h, ok := a.scope(a.meta.Mesh); ok && h.group.Status().IsLeader {
+	if h, ok := a.scope(a.meta.Mesh); ok && h.state.Incarnation() != "" {
+		// Any replica may propose: every anchor follows these objects (see
+		// followAddressBook), so the new one must be there, whoever leads.
+		// Before the root's genesis, reconcile publishes it once it can.
 		a.publishAddressBook(ctx, h)
 	}
 	tokText, err := os.ReadFile(filepath.Join(a.cfg.DataDir, joinTokenFile))
@@ -606,6 +621,27 @@ func (s *server) Join(ctx context.Context, req *apipb.JoinRequest) (*apipb.JoinR
 		resp.Anchors = append(resp.Anchors, &apipb.AnchorAddress{Id: id, Address: book[id], NodeId: NodeID(id)})
 	}
 	return resp, nil
+}
+
+// setAddresses records other anchors' addresses (anchor ID -> host:port) in
+// the address book, and on disk when one is new or changed. With onlyNew,
+// known addresses are kept (the caller's may be older). This anchor's own
+// address is the one it listens on.
+func (a *Anchor) setAddresses(addrs map[string]string, onlyNew bool) error {
+	changed := false
+	for _, id := range sortedKeys(addrs) {
+		old, ok := a.book.addr(id)
+		if id == a.meta.ID || ok && (onlyNew || old == addrs[id]) {
+			continue
+		}
+		a.book.set(id, addrs[id])
+		changed = true
+		a.log.Info("anchor address learned", "anchor", id, "address", addrs[id])
+	}
+	if !changed {
+		return nil
+	}
+	return a.saveBook()
 }
 
 func (a *Anchor) saveBook() error {

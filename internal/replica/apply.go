@@ -187,6 +187,10 @@ func (g *Group) maybeSnapshot(st *applyState, force bool) {
 		}
 		return
 	}
+	if c, ok := g.sm.(SnapshotCapturer); ok {
+		g.snapshotAsync(st, c)
+		return
+	}
 	data, err := g.sm.Snapshot()
 	if err != nil {
 		g.h.log.Error("state machine snapshot failed", "group", g.id, "index", st.applied, "err", err)
@@ -195,6 +199,35 @@ func (g *Group) maybeSnapshot(st *applyState, force bool) {
 	st.snapIndex = st.applied
 	index, conf := st.applied, st.conf
 	g.h.submit(func() { g.h.createSnapshot(g, index, conf, data) })
+}
+
+// snapshotAsync captures a snapshot here and encodes it on another goroutine,
+// so that applying (and the proposals waiting for it) goes on meanwhile. One
+// encoding at a time: while one runs, the next is taken after it. A snapshot
+// raft asked for (requestSnapshot) that the running one is too old for is
+// asked for again by raft (see logCache.Snapshot).
+func (g *Group) snapshotAsync(st *applyState, c SnapshotCapturer) {
+	if !g.snapEncoding.CompareAndSwap(false, true) {
+		return
+	}
+	encode := c.CaptureSnapshot()
+	index, conf := st.applied, st.conf
+	st.snapIndex = index
+	g.snapWG.Add(1)
+	go func() {
+		defer g.snapWG.Done()
+		data, err := encode()
+		if err != nil {
+			g.h.log.Error("state machine snapshot failed", "group", g.id, "index", index, "err", err)
+			if !g.h.submit(func() { g.snapRequested = false; g.snapEncoding.Store(false) }) {
+				g.snapEncoding.Store(false)
+			}
+			return
+		}
+		if !g.h.submit(func() { g.h.createSnapshot(g, index, conf, data); g.snapEncoding.Store(false) }) {
+			g.snapEncoding.Store(false)
+		}
+	}()
 }
 
 // requestSnapshot runs on the loop: it asks the apply goroutine for a snapshot now.
@@ -206,8 +239,10 @@ func (g *Group) requestSnapshot() {
 	g.aq.push(applyTask{snapshotNow: true})
 }
 
-// stopApply stops the apply goroutine and waits for it.
+// stopApply stops the apply goroutine and waits for it (and for a snapshot
+// being encoded).
 func (g *Group) stopApply() {
 	g.stopOnce.Do(func() { close(g.aq.stop) })
 	<-g.applyEnd
+	g.snapWG.Wait()
 }

@@ -46,7 +46,10 @@
 // # Snapshots and compaction
 //
 // Every SnapshotEntries applied entries the apply goroutine calls
-// StateMachine.Snapshot; the loop stores it and compacts the log, keeping
+// StateMachine.Snapshot — or, for a state machine implementing
+// SnapshotCapturer, captures the state there and encodes it on another
+// goroutine, so that applying (and the proposals waiting for it) does not
+// stop while a large state is encoded; the loop stores it and compacts the log, keeping
 // min(SnapshotEntries/2, 5000) entries for slightly lagging followers. A
 // follower further behind gets MsgSnap with the snapshot bytes (reported to raft
 // as finished once handed to the transport). A snapshot older than the latest

@@ -69,6 +69,10 @@ type Group struct {
 	aq       applyQueue
 	stopOnce sync.Once
 	applyEnd chan struct{}
+	// snapEncoding is set while a captured snapshot is being encoded (see
+	// snapshotAsync); snapWG waits for that goroutine.
+	snapEncoding atomic.Bool
+	snapWG       sync.WaitGroup
 }
 
 type result struct {

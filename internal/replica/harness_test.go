@@ -58,6 +58,31 @@ func (s *logSM) Restore(data []byte) error {
 	return nil
 }
 
+// capturingSM is a logSM that takes snapshots in two steps (SnapshotCapturer):
+// it captures on the apply goroutine and encodes when the host asks, after
+// gate (if set) is closed.
+type capturingSM struct {
+	*logSM
+	gate     chan struct{}
+	captured chan uint64 // receives the index of every capture (if set; never blocks)
+}
+
+func (s *capturingSM) CaptureSnapshot() func() ([]byte, error) {
+	s.mu.Lock()
+	img := smImage{Last: s.last, Cmds: slices.Clone(s.cmds)}
+	s.mu.Unlock()
+	select {
+	case s.captured <- img.Last:
+	default:
+	}
+	return func() ([]byte, error) {
+		if s.gate != nil {
+			<-s.gate
+		}
+		return json.Marshal(img)
+	}
+}
+
 func (s *logSM) commands() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,6 +108,7 @@ type cluster struct {
 	hosts     map[uint64]*Host
 	sms       map[uint64]map[GroupID]*logSM
 	snapN     uint64
+	capture   bool          // state machines implement SnapshotCapturer
 	tick      time.Duration // zero: testTick
 	noQuiesce bool
 	mu        sync.Mutex
@@ -153,7 +179,11 @@ func (c *cluster) close(id uint64) {
 func (c *cluster) start(id uint64, g GroupID, peers []uint64) *Group {
 	c.t.Helper()
 	sm := &logSM{t: c.t}
-	grp, err := c.hosts[id].StartGroup(g, peers, sm)
+	var machine StateMachine = sm
+	if c.capture {
+		machine = &capturingSM{logSM: sm}
+	}
+	grp, err := c.hosts[id].StartGroup(g, peers, machine)
 	if err != nil {
 		c.t.Fatalf("start group %s on %d: %v", g, id, err)
 	}

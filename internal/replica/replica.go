@@ -27,6 +27,18 @@ type StateMachine interface {
 	Restore(data []byte) error
 }
 
+// SnapshotCapturer is an optional interface of a StateMachine whose snapshot is
+// taken in two steps, so that a large state is encoded without stopping the
+// group's apply goroutine (proposals wait for it).
+type SnapshotCapturer interface {
+	// CaptureSnapshot is called from the apply goroutine, like Snapshot, and
+	// should be quick: it captures the state as of now and returns a function
+	// that encodes it, giving the bytes Snapshot would have given at this
+	// point. The function is called once, from another goroutine, possibly
+	// while Apply runs.
+	CaptureSnapshot() func() ([]byte, error)
+}
+
 // Config configures a Host. Zero values mean the documented defaults.
 type Config struct {
 	// NodeID is this anchor's raft ID; it must be non-zero and unique in every group.

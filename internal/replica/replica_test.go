@@ -97,8 +97,14 @@ func TestLeaderStoppedNewLeaderCommits(t *testing.T) {
 }
 
 func TestRestartCatchesUpViaSnapshot(t *testing.T) {
+	t.Run("snapshot", func(t *testing.T) { testRestartCatchesUpViaSnapshot(t, false) })
+	t.Run("captured snapshot", func(t *testing.T) { testRestartCatchesUpViaSnapshot(t, true) })
+}
+
+func testRestartCatchesUpViaSnapshot(t *testing.T, capture bool) {
 	c := newCluster(t, 1, 2, 3)
 	c.snapN = 8
+	c.capture = capture
 	peers := []uint64{1, 2, 3}
 	for _, id := range peers {
 		c.open(id)
@@ -352,4 +358,47 @@ func TestStopDeleteGroup(t *testing.T) {
 	if err != nil || !slices.Equal(ids, []GroupID{"b"}) {
 		t.Fatalf("after reopen: Groups() = %v, %v", ids, err)
 	}
+}
+
+// TestSnapshotEncodingDoesNotStopApplying: a state machine that captures its
+// snapshots (SnapshotCapturer) has them encoded off the apply goroutine.
+// While an encoding is held up, proposals keep committing and applying; once
+// it finishes, the snapshot is stored and the log compacted.
+func TestSnapshotEncodingDoesNotStopApplying(t *testing.T) {
+	c := newCluster(t, 1)
+	c.snapN = 8
+	c.open(1)
+	sm := &capturingSM{logSM: &logSM{t: t}, gate: make(chan struct{}), captured: make(chan uint64, 16)}
+	g, err := c.hosts[1].StartGroup("g", []uint64{1}, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitLeader("g", 1)
+	for i := range 10 {
+		propose(t, g, fmt.Sprintf("x%d", i))
+	}
+	select {
+	case <-sm.captured:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no snapshot captured after 10 entries with SnapshotEntries 8")
+	}
+	// The encoding waits for the gate; applying does not.
+	for i := 10; i < 40; i++ {
+		propose(t, g, fmt.Sprintf("x%d", i))
+	}
+	if n := len(sm.commands()); n != 40 {
+		t.Fatalf("%d commands applied while the snapshot was being encoded, want 40", n)
+	}
+	firstIndex := func() uint64 {
+		ch := make(chan uint64, 1)
+		if !c.hosts[1].submit(func() { f, _ := g.ms.FirstIndex(); ch <- f }) {
+			t.Fatal("host closed")
+		}
+		return <-ch
+	}
+	if f := firstIndex(); f > 2 {
+		t.Fatalf("log compacted to %d before the snapshot was encoded", f)
+	}
+	close(sm.gate)
+	waitFor(t, 5*time.Second, "log compaction after the encoding", func() bool { return firstIndex() > 2 })
 }

@@ -530,18 +530,23 @@ func (s *State) commit(index uint64, out *outcome, canon []byte) {
 	for _, l := range out.leasesAdd {
 		s.leases[l.ID] = l
 	}
+	if len(out.leasesAdd) > 0 || len(out.leasesDel) > 0 {
+		s.leaseRev = index
+	}
 	var events []Event
 	for _, c := range out.changes {
 		k := keyOf(c.obj)
 		s.unindex(k)
+		// Stored objects are never modified in place, so the history shares them
+		// (Events hands out copies).
 		if c.del {
 			delete(s.objects, k)
-			events = append(events, Event{Revision: index, Type: EventDelete, Object: cloneObject(c.obj)})
+			events = append(events, Event{Revision: index, Type: EventDelete, Object: c.obj})
 			continue
 		}
 		s.objects[k] = c.obj
 		s.index(c.obj)
-		events = append(events, Event{Revision: index, Type: EventPut, Object: cloneObject(c.obj)})
+		events = append(events, Event{Revision: index, Type: EventPut, Object: c.obj})
 	}
 	for _, id := range out.leasesDel {
 		delete(s.leases, id)
@@ -564,6 +569,11 @@ func (s *State) commit(index uint64, out *outcome, canon []byte) {
 
 // index adds o to the derived indexes; unindex removes the object at k from them.
 func (s *State) index(o resource.Object) {
+	k := keyOf(o)
+	if s.kinds[k.kind] == nil {
+		s.kinds[k.kind] = map[objKey]struct{}{}
+	}
+	s.kinds[k.kind][k] = struct{}{}
 	switch o.Kind {
 	case "Delegation":
 		if d, err := delegationDomain(o); err == nil {
@@ -583,6 +593,10 @@ func (s *State) unindex(k objKey) {
 	old, ok := s.objects[k]
 	if !ok {
 		return
+	}
+	delete(s.kinds[k.kind], k)
+	if len(s.kinds[k.kind]) == 0 {
+		delete(s.kinds, k.kind)
 	}
 	switch k.kind {
 	case "Delegation":

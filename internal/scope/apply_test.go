@@ -194,7 +194,7 @@ func TestApply(t *testing.T) {
 			{m: Mutation{Op: OpGrantLease, Proposer: "anchor/a1", Lease: &Lease{TTLSeconds: 20}}},
 			{m: put(workload(bk, "w1", 3), workload(bk, "w2", 3), workload(bk, "w3", 4))},
 			{m: Mutation{Op: OpGrantLease, Proposer: "anchor/a1", Lease: &Lease{ID: 9, TTLSeconds: 20}}, code: CodeInvalid},
-			{m: Mutation{Op: OpGrantLease, Proposer: "anchor/a1", Lease: &Lease{TTLSeconds: 0}}, code: CodeInvalid, msg: "invalid: lease.ttlSeconds: 0 must be 1..86400"},
+			{m: Mutation{Op: OpGrantLease, Proposer: "anchor/a1", Lease: &Lease{TTLSeconds: 0}}, code: CodeInvalid, msg: "invalid: lease.ttlSeconds: 0 must be 1..3600"},
 			{m: Mutation{Op: OpRevokeLease, Proposer: admin, LeaseIDs: []uint64{99}}, code: CodeNotFound, msg: "not-found: leaseIds[0]: lease 99 does not exist"},
 			{m: Mutation{Op: OpExpireLeases, Proposer: "anchor/a1", LeaseIDs: []uint64{99}}, code: CodeNotFound},
 			{m: Mutation{Op: OpExpireLeases, Proposer: "anchor/a1", LeaseIDs: []uint64{99, 3}}, check: all(wantGone("Workload", bk, "w1"), wantGone("Workload", bk, "w2"),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"canton.dev/canton/internal/resource"
@@ -32,8 +33,12 @@ const (
 	MaxObjectsPerPut = 1000
 	// MaxLeaseIDs bounds the lease IDs of one revoke-lease or expire-leases.
 	MaxLeaseIDs = 10000
-	// MaxLeaseTTLSeconds bounds a lease's TTL (one day).
-	MaxLeaseTTLSeconds = 86400
+	// MaxLeaseTTLSeconds bounds a lease's TTL (one hour): the anchor API grants no more
+	// (canton proxy --lease-ttl), and Apply accepts no more. A dead workload stays
+	// registered for up to its TTL, and again after each leader change (the new leader
+	// gives every lease a full TTL). The API always capped at one hour, so no committed
+	// grant asks for more and lowering this from one day changed no outcome.
+	MaxLeaseTTLSeconds = 3600
 	// MaxProposerLen bounds the proposer identity.
 	MaxProposerLen = 1024
 )
@@ -198,20 +203,25 @@ func Decode(b []byte) (Mutation, error) {
 	return m, nil
 }
 
-// checkShape rejects fields that the op does not use.
+// checkShape rejects fields that the op does not use. It runs on every Apply, so it
+// allocates nothing.
 func checkShape(m Mutation) error {
-	present := map[string]bool{
-		"objects":    len(m.Objects) > 0,
-		"ifVersions": len(m.IfVersions) > 0,
-		"kind":       m.Kind != "",
-		"namespace":  m.Namespace != "",
-		"name":       m.Name != "",
-		"newName":    m.NewName != "",
-		"ifVersion":  m.IfVersion != nil,
-		"lease":      m.Lease != nil,
-		"leaseIds":   len(m.LeaseIDs) > 0,
-		"genesis":    m.Genesis != nil,
-		"governance": m.Governance != nil,
+	// Fixed order, so the message is deterministic.
+	fields := [...]struct {
+		name    string
+		present bool
+	}{
+		{"objects", len(m.Objects) > 0},
+		{"ifVersions", len(m.IfVersions) > 0},
+		{"kind", m.Kind != ""},
+		{"namespace", m.Namespace != ""},
+		{"name", m.Name != ""},
+		{"newName", m.NewName != ""},
+		{"ifVersion", m.IfVersion != nil},
+		{"lease", m.Lease != nil},
+		{"leaseIds", len(m.LeaseIDs) > 0},
+		{"genesis", m.Genesis != nil},
+		{"governance", m.Governance != nil},
 	}
 	var allowed []string
 	switch m.Op {
@@ -235,14 +245,9 @@ func checkShape(m Mutation) error {
 	default:
 		return fmt.Errorf("op: unknown op %q", m.Op)
 	}
-	ok := map[string]bool{}
-	for _, f := range allowed {
-		ok[f] = true
-	}
-	// Fixed order, so the message is deterministic.
-	for _, f := range []string{"objects", "ifVersions", "kind", "namespace", "name", "newName", "ifVersion", "lease", "leaseIds", "genesis", "governance"} {
-		if present[f] && !ok[f] {
-			return fmt.Errorf("%s: not allowed with op %q", f, m.Op)
+	for _, f := range fields {
+		if f.present && !slices.Contains(allowed, f.name) {
+			return fmt.Errorf("%s: not allowed with op %q", f.name, m.Op)
 		}
 	}
 	return nil

@@ -29,9 +29,15 @@ type snapshot struct {
 // Snapshot encodes the whole state (objects, leases, governance, lineage, revision) as
 // deterministic JSON: two States that applied the same log give identical bytes. The watch
 // history is not part of it.
-func (s *State) Snapshot() ([]byte, error) {
+func (s *State) Snapshot() ([]byte, error) { return s.CaptureSnapshot()() }
+
+// CaptureSnapshot captures the state as of now and returns a function that encodes it as
+// Snapshot does; the function may run on any goroutine, while Apply goes on (the replica
+// host encodes snapshots off the apply goroutine this way). Capturing copies references
+// only, under the state's lock: stored objects and lineage records are never modified in
+// place, so the copy stays as it was.
+func (s *State) CaptureSnapshot() func() ([]byte, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	snap := snapshot{
 		Format:      snapshotFormat,
 		Domain:      s.domain,
@@ -41,31 +47,30 @@ func (s *State) Snapshot() ([]byte, error) {
 		Objects:     make([]resource.Object, 0, len(s.objects)),
 		Leases:      make([]Lease, 0, len(s.leases)),
 		Governance:  cloneGovernance(s.governance),
-		Lineage:     s.lineage,
+		Lineage:     s.lineage[:len(s.lineage):len(s.lineage)],
 	}
-	keys := make([]objKey, 0, len(s.objects))
-	for k := range s.objects {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
-	for _, k := range keys {
-		snap.Objects = append(snap.Objects, s.objects[k])
+	for _, o := range s.objects {
+		snap.Objects = append(snap.Objects, o)
 	}
 	for _, l := range s.leases {
 		snap.Leases = append(snap.Leases, l)
 	}
-	sort.Slice(snap.Leases, func(i, j int) bool { return snap.Leases[i].ID < snap.Leases[j].ID })
-	if snap.Lineage == nil {
-		snap.Lineage = []Record{}
+	s.mu.RUnlock()
+	return func() ([]byte, error) {
+		sort.Slice(snap.Objects, func(i, j int) bool { return keyOf(snap.Objects[i]).less(keyOf(snap.Objects[j])) })
+		sort.Slice(snap.Leases, func(i, j int) bool { return snap.Leases[i].ID < snap.Leases[j].ID })
+		if snap.Lineage == nil {
+			snap.Lineage = []Record{}
+		}
+		if snap.Governance.Anchors == nil {
+			snap.Governance.Anchors = []AnchorRef{}
+		}
+		b, err := json.Marshal(snap)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot scope %s: %w", s.domain, err)
+		}
+		return b, nil
 	}
-	if snap.Governance.Anchors == nil {
-		snap.Governance.Anchors = []AnchorRef{}
-	}
-	b, err := json.Marshal(snap)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot scope %s: %w", s.domain, err)
-	}
-	return b, nil
 }
 
 // Restore replaces the whole state with a snapshot taken by Snapshot. The snapshot must be
@@ -113,12 +118,13 @@ func (s *State) Restore(data []byte) error {
 	}
 
 	s.mu.Lock()
-	s.incarnation, s.parent, s.revision = snap.Incarnation, snap.Parent, snap.Revision
+	s.incarnation, s.parent, s.revision, s.leaseRev = snap.Incarnation, snap.Parent, snap.Revision, snap.Revision
 	s.objects, s.leases = objects, leases
 	s.governance = cloneGovernance(snap.Governance)
 	s.lineage = snap.Lineage
 	s.cuts = map[string]objKey{}
 	s.leaseWorkloads = map[uint64]map[objKey]struct{}{}
+	s.kinds = map[string]map[objKey]struct{}{}
 	for _, o := range objects {
 		s.index(o)
 	}

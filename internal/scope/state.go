@@ -54,6 +54,7 @@ type State struct {
 	incarnation string // "" until genesis
 	parent      string
 	revision    uint64
+	leaseRev    uint64 // the revision that last granted or removed a lease (or was restored)
 	objects     map[objKey]resource.Object
 	leases      map[uint64]Lease
 	governance  Governance
@@ -62,6 +63,7 @@ type State struct {
 	// Derived indexes, rebuilt by Restore.
 	cuts           map[string]objKey              // delegated domain -> Delegation object
 	leaseWorkloads map[uint64]map[objKey]struct{} // lease ID -> Workloads bound to it
+	kinds          map[string]map[objKey]struct{} // kind -> its objects, so List(kind) costs O(objects of the kind)
 
 	// Watch history: events with Revision > compacted, oldest first.
 	history      []Event
@@ -82,6 +84,7 @@ func New(domain string) *State {
 		leases:         map[uint64]Lease{},
 		cuts:           map[string]objKey{},
 		leaseWorkloads: map[uint64]map[objKey]struct{}{},
+		kinds:          map[string]map[objKey]struct{}{},
 		historyLimit:   DefaultHistory,
 		subs:           map[uint64]chan struct{}{},
 	}
@@ -125,6 +128,10 @@ func (s *State) Get(kind, ns, name string) (resource.Object, bool) {
 
 // List returns the objects of a kind (any spelling resource.Lookup accepts; "" = every
 // kind) in namespace ns ("" = all namespaces), sorted by namespace, name and kind.
+//
+// Listing one kind costs O(objects of that kind), not O(state). Only the lookup holds the
+// state's lock (Apply waits for it); sorting and copying happen after, which is safe
+// because stored objects are never modified in place (a change stores a new object).
 func (s *State) List(kind, ns string) []resource.Object {
 	want := ""
 	if kind != "" {
@@ -134,24 +141,53 @@ func (s *State) List(kind, ns string) []resource.Object {
 		}
 		want = k.Name
 	}
+	var out []resource.Object
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var keys []objKey
-	for k := range s.objects {
-		if (want == "" || k.kind == want) && (ns == "" || k.ns == ns) {
-			keys = append(keys, k)
+	if want == "" {
+		for k, o := range s.objects {
+			if ns == "" || k.ns == ns {
+				out = append(out, o)
+			}
+		}
+	} else {
+		for k := range s.kinds[want] {
+			if ns == "" || k.ns == ns {
+				out = append(out, s.objects[k])
+			}
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
-	out := make([]resource.Object, len(keys))
-	for i, k := range keys {
-		out[i] = cloneObject(s.objects[k])
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return keyOf(out[i]).less(keyOf(out[j])) })
+	for i := range out {
+		out[i] = cloneObject(out[i])
 	}
 	return out
 }
 
 // Delegations returns the scope's Delegation objects (its zone cuts).
 func (s *State) Delegations() []resource.Object { return s.List("Delegation", "") }
+
+// Cut returns the Delegation whose delegated zone holds namespace ns (ns is its domain or
+// a name below it), if one of the scope's zone cuts does. Zone cuts never nest, so there
+// is at most one. It costs one lookup per label of ns.
+func (s *State) Cut(ns string) (resource.Object, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !resource.IsSubdomain(ns, s.domain) {
+		return resource.Object{}, false
+	}
+	for d := ns; d != s.domain; {
+		if k, ok := s.cuts[d]; ok {
+			return cloneObject(s.objects[k]), true
+		}
+		i := indexByte(d, '.')
+		if i < 0 {
+			break
+		}
+		d = d[i+1:]
+	}
+	return resource.Object{}, false
+}
 
 // Governance returns a copy of the scope's governance.
 func (s *State) Governance() Governance {
@@ -170,6 +206,15 @@ func (s *State) Leases() []Lease {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// LeasesRevision is the revision of the last entry that granted or removed a lease (or of
+// the last Restore): Leases has not changed since. The leader's lessor reads Leases again
+// only when it moves, not after every change of the scope.
+func (s *State) LeasesRevision() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.leaseRev
 }
 
 // Lease returns one lease by ID.
@@ -294,7 +339,9 @@ func (s *State) notify() {
 }
 
 // appendEvents adds events to the history, dropping whole revisions from the front when it
-// exceeds historyLimit.
+// exceeds historyLimit. Dropping reslices (amortised O(1) per event): the live events move
+// to a new array only when append outgrows the old one, so a full history is not copied on
+// every Apply.
 func (s *State) appendEvents(evs []Event) {
 	s.history = append(s.history, evs...)
 	if len(s.history) <= s.historyLimit {
@@ -306,7 +353,8 @@ func (s *State) appendEvents(evs []Event) {
 		drop++
 	}
 	s.compacted = last
-	s.history = append([]Event(nil), s.history[drop:]...)
+	clear(s.history[:drop]) // the array outlives them until append moves the rest
+	s.history = s.history[drop:]
 }
 
 func cloneObject(o resource.Object) resource.Object {

@@ -162,3 +162,33 @@ func TestConcurrentReads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHistoryStaysBoundedAndInOrder: over many more revisions than the history
+// keeps, the history holds the last ones in order, the revisions before are
+// reported compacted, and the memory behind it stays bounded (dropping old
+// events reslices; append moves the rest when it outgrows the array).
+func TestHistoryStaysBoundedAndInOrder(t *testing.T) {
+	s := newState(t)
+	s.historyLimit = 64
+	for i := 2; i < 5000; i++ {
+		s.Apply(uint64(i), encode(t, put(svc(bk, "a", i))))
+		if len(s.history) > s.historyLimit {
+			t.Fatalf("after revision %d: %d events kept, limit %d", i, len(s.history), s.historyLimit)
+		}
+		if c := cap(s.history); c > 4*s.historyLimit {
+			t.Fatalf("after revision %d: the history's array holds %d events for a limit of %d", i, c, s.historyLimit)
+		}
+	}
+	if _, err := s.Events(4999 - 64); !errors.Is(err, ErrCompacted) {
+		t.Errorf("Events(%d) error = %v, want ErrCompacted", 4999-64, err)
+	}
+	evs, err := s.Events(4999 - 63)
+	if err != nil || len(evs) != 64 {
+		t.Fatalf("Events(%d) = %d events, %v; want 64", 4999-63, len(evs), err)
+	}
+	for i, e := range evs {
+		if want := uint64(4999 - 63 + i); e.Revision != want || e.Object.Version != want {
+			t.Fatalf("event %d: revision %d, object version %d; want %d", i, e.Revision, e.Object.Version, want)
+		}
+	}
+}

@@ -68,12 +68,13 @@ func call(via *sidecar, host string) string {
 }
 
 // TestGrandchildScopeAuthorizesCallersAcrossZoneCutsWithoutRoot (issue #6): the
-// root scope demo.mesh runs on a1-a3, its child shop.demo.mesh on a5 and the
-// grandchild pay.shop.demo.mesh on a4, so no anchor replicates two of them.
-// (One anchor each, and pay.shop's joined first: an anchor outside the root
-// scope knows only the addresses of the anchors that joined before it, so
-// shop's anchor must be the later one to reach pay.shop's, and a scope of
-// several such anchors cannot elect a leader yet.)
+// root scope demo.mesh runs on a1-a3, its child shop.demo.mesh on a4-a6 and the
+// grandchild pay.shop.demo.mesh on a7, so no anchor replicates two of them.
+// The anchors joined in that order, and none of a4-a7 replicates the root
+// scope: shop's three anchors learn each other's addresses, and that of
+// pay.shop's anchor, which joined after them, from the root scope's Anchor
+// objects (they used to know only the anchors that joined before them, so
+// shop could not elect and could not reach pay.shop).
 //
 // productpage and ratings, two service accounts of shop, call payments of
 // pay.shop (exported to shop) through their proxies over mTLS: payments sees
@@ -90,9 +91,9 @@ func TestGrandchildScopeAuthorizesCallersAcrossZoneCutsWithoutRoot(t *testing.T)
 	defer cancel()
 	const shop, pay = "shop.demo.mesh", "pay.shop.demo.mesh"
 	const payments = "payments." + pay + ":8080"
-	c, _, applyIn := startScopeTree(ctx, t, meshtest.Options{Anchors: 5, RootVoters: 3}, []scopeOn{
-		{shop, []string{"a5"}},
-		{pay, []string{"a4"}},
+	c, _, applyIn := startScopeTree(ctx, t, meshtest.Options{Anchors: 7, RootVoters: 3}, []scopeOn{
+		{shop, []string{"a4", "a5", "a6"}},
+		{pay, []string{"a7"}},
 	})
 	applyIn(pay, `apiVersion: canton.dev/v1
 kind: Service
@@ -126,7 +127,7 @@ spec:
   - route:
     - destination: {host: payments.pay.shop.demo.mesh}
 `)
-	shopAnchors, payAnchors := []int{4}, []int{3}
+	shopAnchors, payAnchors := []int{3, 4, 5}, []int{6}
 	payV1 := startSidecarIn(t, c, pay, payAnchors, "payments", "v1", echoApp(t, "payments-v1"))
 	pp := startSidecarWith(t, c, shop, shopAnchors, "productpage", "v1", app(t, "productpage"), func(o *workload.Options) { o.DNS = "127.0.0.1:0" })
 	ratings := startSidecarIn(t, c, shop, shopAnchors, "ratings", "v1", app(t, "ratings"))

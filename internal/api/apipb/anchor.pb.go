@@ -2349,10 +2349,14 @@ func (x *MembershipResponse) GetLearners() []string {
 }
 
 type StartReplicaRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
-	Voters        []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"` // initial voters when the scope is new; empty when joining an existing group
-	Parent        string                 `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Scope  string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	Voters []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"` // initial voters when the scope is new; empty when joining an existing group
+	Parent string                 `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The addresses of the scope's anchors (the voters of a new scope, the
+	// members of an existing one) as the caller knows them: an anchor outside
+	// the root scope may not know those that joined the mesh after it.
+	Addresses     []*AnchorAddress `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2406,6 +2410,13 @@ func (x *StartReplicaRequest) GetParent() string {
 		return x.Parent
 	}
 	return ""
+}
+
+func (x *StartReplicaRequest) GetAddresses() []*AnchorAddress {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
 }
 
 type StartReplicaResponse struct {
@@ -3089,11 +3100,12 @@ const file_apipb_anchor_proto_rawDesc = "" +
 	"\x06REMOVE\x10\x03\"H\n" +
 	"\x12MembershipResponse\x12\x16\n" +
 	"\x06voters\x18\x01 \x03(\tR\x06voters\x12\x1a\n" +
-	"\blearners\x18\x02 \x03(\tR\blearners\"[\n" +
+	"\blearners\x18\x02 \x03(\tR\blearners\"\x97\x01\n" +
 	"\x13StartReplicaRequest\x12\x14\n" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x16\n" +
-	"\x06parent\x18\x03 \x01(\tR\x06parent\"\x16\n" +
+	"\x06parent\x18\x03 \x01(\tR\x06parent\x12:\n" +
+	"\taddresses\x18\x04 \x03(\v2\x1c.canton.api.v1.AnchorAddressR\taddresses\"\x16\n" +
 	"\x14StartReplicaResponse\"J\n" +
 	"\x11GrantLeaseRequest\x12\x14\n" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x1f\n" +
@@ -3222,47 +3234,48 @@ var file_apipb_anchor_proto_depIdxs = []int32{
 	43, // 8: canton.api.v1.ProxyStatus.labels:type_name -> canton.api.v1.ProxyStatus.LabelsEntry
 	44, // 9: canton.api.v1.ProxyStatus.acked:type_name -> canton.api.v1.ProxyStatus.AckedEntry
 	0,  // 10: canton.api.v1.MembershipRequest.change:type_name -> canton.api.v1.MembershipRequest.Change
-	7,  // 11: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
-	10, // 12: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
-	14, // 13: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
-	18, // 14: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
-	20, // 15: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
-	22, // 16: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
-	24, // 17: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
-	29, // 18: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
-	31, // 19: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
-	33, // 20: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
-	35, // 21: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
-	37, // 22: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
-	39, // 23: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
-	3,  // 24: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
-	5,  // 25: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
-	41, // 26: canton.api.v1.Anchor.RotateRoot:input_type -> canton.api.v1.RotateRootRequest
-	1,  // 27: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
-	16, // 28: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
-	8,  // 29: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
-	11, // 30: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
-	15, // 31: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
-	19, // 32: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
-	21, // 33: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
-	23, // 34: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
-	25, // 35: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
-	30, // 36: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
-	32, // 37: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
-	34, // 38: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
-	36, // 39: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
-	38, // 40: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
-	40, // 41: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
-	4,  // 42: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
-	6,  // 43: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
-	42, // 44: canton.api.v1.Anchor.RotateRoot:output_type -> canton.api.v1.RotateRootResponse
-	2,  // 45: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
-	17, // 46: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
-	29, // [29:47] is the sub-list for method output_type
-	11, // [11:29] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 11: canton.api.v1.StartReplicaRequest.addresses:type_name -> canton.api.v1.AnchorAddress
+	7,  // 12: canton.api.v1.Anchor.Join:input_type -> canton.api.v1.JoinRequest
+	10, // 13: canton.api.v1.Anchor.Apply:input_type -> canton.api.v1.ApplyRequest
+	14, // 14: canton.api.v1.Anchor.Delete:input_type -> canton.api.v1.DeleteRequest
+	18, // 15: canton.api.v1.Anchor.Get:input_type -> canton.api.v1.GetRequest
+	20, // 16: canton.api.v1.Anchor.Watch:input_type -> canton.api.v1.WatchRequest
+	22, // 17: canton.api.v1.Anchor.Lineage:input_type -> canton.api.v1.LineageRequest
+	24, // 18: canton.api.v1.Anchor.Status:input_type -> canton.api.v1.StatusRequest
+	29, // 19: canton.api.v1.Anchor.CreateScope:input_type -> canton.api.v1.CreateScopeRequest
+	31, // 20: canton.api.v1.Anchor.ChangeMembership:input_type -> canton.api.v1.MembershipRequest
+	33, // 21: canton.api.v1.Anchor.StartReplica:input_type -> canton.api.v1.StartReplicaRequest
+	35, // 22: canton.api.v1.Anchor.GrantLease:input_type -> canton.api.v1.GrantLeaseRequest
+	37, // 23: canton.api.v1.Anchor.KeepAlive:input_type -> canton.api.v1.KeepAliveRequest
+	39, // 24: canton.api.v1.Anchor.RevokeLease:input_type -> canton.api.v1.RevokeLeaseRequest
+	3,  // 25: canton.api.v1.Anchor.IssueCertificate:input_type -> canton.api.v1.IssueCertificateRequest
+	5,  // 26: canton.api.v1.Anchor.RotateCA:input_type -> canton.api.v1.RotateCARequest
+	41, // 27: canton.api.v1.Anchor.RotateRoot:input_type -> canton.api.v1.RotateRootRequest
+	1,  // 28: canton.api.v1.Anchor.Resolve:input_type -> canton.api.v1.ResolveRequest
+	16, // 29: canton.api.v1.Anchor.Rename:input_type -> canton.api.v1.RenameRequest
+	8,  // 30: canton.api.v1.Anchor.Join:output_type -> canton.api.v1.JoinResponse
+	11, // 31: canton.api.v1.Anchor.Apply:output_type -> canton.api.v1.ApplyResponse
+	15, // 32: canton.api.v1.Anchor.Delete:output_type -> canton.api.v1.DeleteResponse
+	19, // 33: canton.api.v1.Anchor.Get:output_type -> canton.api.v1.GetResponse
+	21, // 34: canton.api.v1.Anchor.Watch:output_type -> canton.api.v1.WatchEvent
+	23, // 35: canton.api.v1.Anchor.Lineage:output_type -> canton.api.v1.LineageResponse
+	25, // 36: canton.api.v1.Anchor.Status:output_type -> canton.api.v1.StatusResponse
+	30, // 37: canton.api.v1.Anchor.CreateScope:output_type -> canton.api.v1.CreateScopeResponse
+	32, // 38: canton.api.v1.Anchor.ChangeMembership:output_type -> canton.api.v1.MembershipResponse
+	34, // 39: canton.api.v1.Anchor.StartReplica:output_type -> canton.api.v1.StartReplicaResponse
+	36, // 40: canton.api.v1.Anchor.GrantLease:output_type -> canton.api.v1.GrantLeaseResponse
+	38, // 41: canton.api.v1.Anchor.KeepAlive:output_type -> canton.api.v1.KeepAliveResponse
+	40, // 42: canton.api.v1.Anchor.RevokeLease:output_type -> canton.api.v1.RevokeLeaseResponse
+	4,  // 43: canton.api.v1.Anchor.IssueCertificate:output_type -> canton.api.v1.IssueCertificateResponse
+	6,  // 44: canton.api.v1.Anchor.RotateCA:output_type -> canton.api.v1.RotateCAResponse
+	42, // 45: canton.api.v1.Anchor.RotateRoot:output_type -> canton.api.v1.RotateRootResponse
+	2,  // 46: canton.api.v1.Anchor.Resolve:output_type -> canton.api.v1.ResolveResponse
+	17, // 47: canton.api.v1.Anchor.Rename:output_type -> canton.api.v1.RenameResponse
+	30, // [30:48] is the sub-list for method output_type
+	12, // [12:30] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_apipb_anchor_proto_init() }
