@@ -7,6 +7,12 @@
 // the terminal router (router.go). The supported filters and their order of
 // registration are listed in registry.go.
 //
+// It also holds the network filters a tcp_proxy filter chain runs on each
+// connection before its tcp_proxy (BuildNetwork, NetworkFilters): the
+// network RBAC filter (rbac_network.go), which evaluates the same compiled
+// RBAC engine as the HTTP RBAC filter (rbac_engine.go, rbac_rule.go) over
+// the connection's attributes (Conn) instead of a request's.
+//
 // Filters follow Envoy's documented semantics for the subset of fields they
 // support; any other field is rejected by Build with an error naming its
 // path, so that the proxy NACKs the configuration instead of ignoring it.

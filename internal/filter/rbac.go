@@ -3,10 +3,8 @@ package filter
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -27,7 +25,8 @@ const rbacDeniedBody = "RBAC: access denied"
 // Rejected: matcher, shadow_matcher, track_per_rule_stats, and in the
 // policies audit_logging_options, condition, checked_condition,
 // cel_config. The supported permissions and principals are listed on
-// parseRule.
+// parsePermission and parsePrincipal. The engine (rbac_engine.go) is the
+// network RBAC filter's too (rbac_network.go).
 //
 // shadow_rules are evaluated on every request and never enforced; their
 // outcome is published as the request's dynamic metadata in the namespace
@@ -128,107 +127,18 @@ func parseRBACFilter(pb *rbacv3.RBAC, path string) (*rbacConfig, error) {
 	c := &rbacConfig{}
 	var err error
 	if pb.GetRules() != nil {
-		if c.rules, err = parseRBACEngine(pb.GetRules(), path+".rules"); err != nil {
+		if c.rules, err = parseRBACEngine(pb.GetRules(), path+".rules", scopeRequest); err != nil {
 			return nil, err
 		}
 	}
 	if pb.GetShadowRules() != nil {
-		if c.shadow, err = parseRBACEngine(pb.GetShadowRules(), path+".shadow_rules"); err != nil {
+		if c.shadow, err = parseRBACEngine(pb.GetShadowRules(), path+".shadow_rules", scopeRequest); err != nil {
 			return nil, err
 		}
 		prefix := pb.GetShadowRulesStatPrefix()
 		c.shadowPolicyKey, c.shadowResultKey = prefix+rbacShadowPolicyKey, prefix+rbacShadowResultKey
 	}
 	return c, nil
-}
-
-// rbacEngine is a decoded envoy.config.rbac.v3.RBAC.
-type rbacEngine struct {
-	action   rbacconfigv3.RBAC_Action
-	policies []rbacPolicy // sorted by name, as Envoy iterates them
-}
-
-type rbacPolicy struct {
-	name        string
-	permissions []rule
-	principals  []rule
-}
-
-func parseRBACEngine(pb *rbacconfigv3.RBAC, path string) (*rbacEngine, error) {
-	if err := onlyFields(pb, path, "action", "policies"); err != nil {
-		return nil, err
-	}
-	e := &rbacEngine{action: pb.GetAction()}
-	switch e.action {
-	case rbacconfigv3.RBAC_ALLOW, rbacconfigv3.RBAC_DENY, rbacconfigv3.RBAC_LOG:
-	default:
-		return nil, fmt.Errorf("%s.action: unknown value %d", path, e.action)
-	}
-	names := make([]string, 0, len(pb.GetPolicies()))
-	for name := range pb.GetPolicies() {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		p := fmt.Sprintf("%s.policies[%q]", path, name)
-		pol, err := parseRBACPolicy(pb.GetPolicies()[name], p)
-		if err != nil {
-			return nil, err
-		}
-		pol.name = name
-		e.policies = append(e.policies, pol)
-	}
-	return e, nil
-}
-
-func parseRBACPolicy(pb *rbacconfigv3.Policy, path string) (rbacPolicy, error) {
-	if pb == nil {
-		return rbacPolicy{}, fmt.Errorf("%s: empty policy", path)
-	}
-	if err := onlyFields(pb, path, "permissions", "principals"); err != nil {
-		return rbacPolicy{}, err
-	}
-	if len(pb.GetPermissions()) == 0 {
-		return rbacPolicy{}, fmt.Errorf("%s.permissions: at least one required", path)
-	}
-	if len(pb.GetPrincipals()) == 0 {
-		return rbacPolicy{}, fmt.Errorf("%s.principals: at least one required", path)
-	}
-	var pol rbacPolicy
-	for i, pm := range pb.GetPermissions() {
-		r, err := parsePermission(pm, fmt.Sprintf("%s.permissions[%d]", path, i), 0)
-		if err != nil {
-			return rbacPolicy{}, err
-		}
-		pol.permissions = append(pol.permissions, r)
-	}
-	for i, pr := range pb.GetPrincipals() {
-		r, err := parsePrincipal(pr, fmt.Sprintf("%s.principals[%d]", path, i), 0)
-		if err != nil {
-			return rbacPolicy{}, err
-		}
-		pol.principals = append(pol.principals, r)
-	}
-	return pol, nil
-}
-
-// eval applies the engine to a request: allowed is the engine's decision,
-// policy the name of the first matching policy ("" for none).
-func (e *rbacEngine) eval(in *rbacInput) (allowed bool, policy string) {
-	for i := range e.policies {
-		p := &e.policies[i]
-		if anyMatch(p.permissions, in) && anyMatch(p.principals, in) {
-			policy = p.name
-			break
-		}
-	}
-	switch e.action {
-	case rbacconfigv3.RBAC_ALLOW:
-		return policy != "", policy
-	case rbacconfigv3.RBAC_DENY:
-		return policy == "", policy
-	}
-	return true, policy // LOG
 }
 
 func (f *rbac) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) error {
@@ -240,7 +150,7 @@ func (f *rbac) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) e
 	if !ok || (c.rules == nil && c.shadow == nil) {
 		return next.ServeHTTP(w, r)
 	}
-	in := rbacInput{r: r, ri: ri}
+	in := requestInput(r, ri)
 	if c.shadow != nil {
 		allowed, policy := c.shadow.eval(&in)
 		result := rbacResultAllowed
@@ -273,68 +183,6 @@ func (f *rbac) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) e
 		}
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// rbacInput is what the matchers read from one request. It lives on the
-// evaluating goroutine's stack; the attributes that cost a lookup are
-// computed on first use.
-type rbacInput struct {
-	r  *http.Request
-	ri *reqInfo
-
-	srcDone, dstDone, metaDone bool
-	src                        netip.Addr
-	dst                        netip.AddrPort
-	meta                       requestMetadata
-}
-
-// principal returns the authenticated peer's principal ("" for none).
-func (in *rbacInput) principal() string {
-	if in.ri == nil || !in.ri.hasPeer {
-		return ""
-	}
-	return in.ri.peer.Principal
-}
-
-// source is the downstream address: the peer's IP as the proxy recorded
-// it, else the request's RemoteAddr.
-func (in *rbacInput) source() netip.Addr {
-	if !in.srcDone {
-		in.srcDone = true
-		if in.ri != nil && in.ri.hasPeer && in.ri.peer.IP.IsValid() {
-			in.src = in.ri.peer.IP.Unmap()
-		} else if ap, err := netip.ParseAddrPort(in.r.RemoteAddr); err == nil {
-			in.src = ap.Addr().Unmap()
-		} else if a, err := netip.ParseAddr(in.r.RemoteAddr); err == nil {
-			in.src = a.Unmap()
-		}
-	}
-	return in.src
-}
-
-// destination is the address the downstream connected to.
-func (in *rbacInput) destination() netip.AddrPort {
-	if !in.dstDone {
-		in.dstDone = true
-		ctx := in.r.Context()
-		if d, ok := ctx.Value(destKey{}).(netip.AddrPort); ok {
-			in.dst = d
-		} else if ta, ok := ctx.Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-			in.dst = ta.AddrPort()
-		}
-		in.dst = netip.AddrPortFrom(in.dst.Addr().Unmap(), in.dst.Port())
-	}
-	return in.dst
-}
-
-// metadata is the request's dynamic metadata (the verified JWT, earlier
-// RBAC filters' shadow results).
-func (in *rbacInput) metadata() requestMetadata {
-	if !in.metaDone {
-		in.metaDone = true
-		in.meta = metadataOf(in.r.Context())
-	}
-	return in.meta
 }
 
 type destKey struct{}

@@ -3,10 +3,12 @@ package filter
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"testing"
 
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 )
 
 // istioLikeRBAC is an ALLOW filter shaped like Istio's translation of n
@@ -81,3 +83,41 @@ func TestRBACMatchDoesNotAllocate(t *testing.T) {
 
 // nopRouter answers nothing, so allocation counts are the filter's.
 var nopRouter = HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// istioLikeNetworkRBAC is the network filter shaped like Istio's translation of n TCP rules:
+// each allows one principal from a CIDR on a port. Only the last policy matches benchConn.
+func istioLikeNetworkRBAC(n int) *netrbacv3.RBAC {
+	r := rules(allow)
+	for i := range n {
+		r.Policies[fmt.Sprintf("ns[bookinfo]-policy[p%02d]-rule[0]", i)] = policy(
+			[]*rbacconfigv3.Permission{pAnd(pOr(pDstPort(9080), pDstPort(uint32(7000+i))))},
+			[]*rbacconfigv3.Principal{idAnd(
+				idOr(idAuth(smExact(fmt.Sprintf("spiffe://bookinfo.demo.mesh/sa/sa%02d", i)))),
+				idOr(idDirect("10.0.0.0", 8)),
+			)},
+		)
+	}
+	return &netrbacv3.RBAC{StatPrefix: "tcp.", Rules: r}
+}
+
+func benchConn(n int) *Conn {
+	return &Conn{Peer: Peer{Principal: fmt.Sprintf("bookinfo.demo.mesh/sa/sa%02d", n-1), Namespace: "bookinfo.demo.mesh",
+		IP: netip.MustParseAddr("10.1.2.3")}, Destination: netip.MustParseAddrPort("10.0.0.5:9080")}
+}
+
+// BenchmarkNetworkRBAC measures the network RBAC filter deciding one connection against n
+// Istio-shaped policies (the connection matches only the last one).
+func BenchmarkNetworkRBAC(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			f := buildNet(b, istioLikeNetworkRBAC(n))
+			c := benchConn(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if ok, _ := f.Allow(c); !ok {
+					b.Fatal("connection denied")
+				}
+			}
+		})
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -15,8 +17,9 @@ import (
 
 // fuzzBytes hands out bytes of fuzz input, then zeros.
 type fuzzBytes struct {
-	b []byte
-	n int // budget of nodes left, so generated trees stay small
+	b    []byte
+	n    int  // budget of nodes left, so generated trees stay small
+	conn bool // only rules a connection can be matched on (network RBAC)
 }
 
 func (f *fuzzBytes) next() byte {
@@ -76,6 +79,9 @@ func (f *fuzzBytes) permission(depth int) *rbacconfigv3.Permission {
 	if depth > 4 || f.n <= 0 {
 		k = 3 + k%6 // leaves only
 	}
+	if f.conn && k >= 4 && k <= 6 {
+		return pSNI(f.strMatcher()) // instead of the HTTP leaves: path, method, header
+	}
 	switch k {
 	case 0:
 		return pAnd(f.permission(depth+1), f.permission(depth+1))
@@ -102,6 +108,9 @@ func (f *fuzzBytes) principal(depth int) *rbacconfigv3.Principal {
 	k := f.pick(9)
 	if depth > 4 || f.n <= 0 {
 		k = 3 + k%6
+	}
+	if f.conn && k >= 6 {
+		return idRemote(fuzzIPs[f.pick(len(fuzzIPs))], uint32(f.pick(33))) // instead of header, url_path, metadata
 	}
 	switch k {
 	case 0:
@@ -205,5 +214,58 @@ func FuzzRBACMatch(f *testing.F) {
 		}
 		route := map[string]*anypb.Any{rbacName: {TypeUrl: typeURL(&rbacv3.RBACPerRoute{}), Value: policyBytes}}
 		_ = CheckRouteConfig(route)
+	})
+}
+
+// FuzzNetworkRBAC builds random policies over connection attributes and a random connection,
+// and checks that the network RBAC filter decides exactly as the HTTP RBAC filter does for a
+// request with the same peer, addresses and SNI (one engine, two inputs), and that ALLOW and
+// DENY decide opposite. The raw input is also tried as an encoded network RBAC config, which
+// must be rejected or evaluate without panicking.
+func FuzzNetworkRBAC(f *testing.F) {
+	f.Add([]byte{}, []byte{})
+	f.Add([]byte{1, 4, 0, 1, 4, 3, 2, 2, 4, 1, 0, 1}, []byte{0, 1, 2, 3, 1, 0, 1, 1})
+	f.Add([]byte{3, 0, 2, 1, 6, 2, 1, 8, 9, 7, 3}, []byte{1, 3, 0, 4, 1, 1, 1, 2, 1, 0})
+	seedCfg, err := proto.Marshal(istioLikeNetworkRBAC(2))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seedCfg, []byte{1, 2})
+	f.Fuzz(func(t *testing.T, policyBytes, connBytes []byte) {
+		pols := (&fuzzBytes{b: policyBytes, n: 64, conn: true}).policies()
+		cb := &fuzzBytes{b: connBytes}
+		q := cb.request()
+		q.sni = []string{"", "db.data.demo.mesh", "/api/"}[cb.pick(3)]
+		c := &Conn{Destination: netip.MustParseAddrPort(q.dst), ServerName: q.sni}
+		if q.peer != nil {
+			c.Peer = *q.peer
+		} else {
+			c.Peer.IP = netip.MustParseAddrPort(q.remote).Addr()
+		}
+		var got [2]bool
+		for i, action := range []rbacconfigv3.RBAC_Action{allow, deny} {
+			r := &rbacconfigv3.RBAC{Action: action, Policies: pols}
+			n, err := BuildNetwork([]*listenerv3.Filter{netFilter(t, &netrbacv3.RBAC{StatPrefix: "tcp.", Rules: r})}, "filters")
+			if err != nil {
+				t.Fatalf("generated config rejected: %v", err)
+			}
+			got[i], _ = n.Allow(c)
+			h, err := Build([]*hcmv3.HttpFilter{httpFilter(t, rbacName, &rbacv3.RBAC{Rules: r}), routerFilter(t)}, &okRouter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, _, _ := q.do(t, h); (code == 200) != got[i] {
+				t.Fatalf("%v: connection allowed %v, the same request got %d", action, got[i], code)
+			}
+		}
+		if got[0] == got[1] {
+			t.Fatalf("ALLOW and DENY over the same policies both decided %v", got[0])
+		}
+
+		raw := &listenerv3.Filter{Name: "rbac", ConfigType: &listenerv3.Filter_TypedConfig{
+			TypedConfig: &anypb.Any{TypeUrl: typeURL(&netrbacv3.RBAC{}), Value: policyBytes}}}
+		if n, err := BuildNetwork([]*listenerv3.Filter{raw}, "filters"); err == nil {
+			n.Allow(c)
+		}
 	})
 }

@@ -52,8 +52,9 @@ const spiffeScheme = "spiffe://"
 // parsePermission compiles a Permission. Supported: any, and_rules,
 // or_rules, not_rule, header, url_path, destination_ip, destination_port,
 // destination_port_range, requested_server_name. Rejected (error naming
-// the field): metadata, matcher, uri_template, sourced_metadata.
-func parsePermission(pb *rbacconfigv3.Permission, path string, depth int) (rule, error) {
+// the field): metadata, matcher, uri_template, sourced_metadata; and, in
+// scopeConn (the network filter), header and url_path.
+func parsePermission(pb *rbacconfigv3.Permission, path string, depth int, scope ruleScope) (rule, error) {
 	if pb == nil {
 		return rule{}, fmt.Errorf("%s: empty permission", path)
 	}
@@ -67,16 +68,22 @@ func parsePermission(pb *rbacconfigv3.Permission, path string, depth int) (rule,
 		}
 		return rule{kind: ruleAny}, nil
 	case *rbacconfigv3.Permission_AndRules:
-		return parsePermissionSet(ruleAnd, r.AndRules.GetRules(), path+".and_rules.rules", depth)
+		return parsePermissionSet(ruleAnd, r.AndRules.GetRules(), path+".and_rules.rules", depth, scope)
 	case *rbacconfigv3.Permission_OrRules:
-		return parsePermissionSet(ruleOr, r.OrRules.GetRules(), path+".or_rules.rules", depth)
+		return parsePermissionSet(ruleOr, r.OrRules.GetRules(), path+".or_rules.rules", depth, scope)
 	case *rbacconfigv3.Permission_NotRule:
-		sub, err := parsePermission(r.NotRule, path+".not_rule", depth+1)
+		sub, err := parsePermission(r.NotRule, path+".not_rule", depth+1, scope)
 		return rule{kind: ruleNot, sub: []rule{sub}}, err
 	case *rbacconfigv3.Permission_Header:
+		if scope == scopeConn {
+			return rule{}, connOnly(path, "header")
+		}
 		h, err := parseHeaderMatcher(r.Header, path+".header")
 		return rule{kind: ruleHeader, hdr: h}, err
 	case *rbacconfigv3.Permission_UrlPath:
+		if scope == scopeConn {
+			return rule{}, connOnly(path, "url_path")
+		}
 		return parsePathRule(r.UrlPath, path+".url_path")
 	case *rbacconfigv3.Permission_DestinationIp:
 		p, err := parseCIDR(r.DestinationIp, path+".destination_ip")
@@ -104,14 +111,14 @@ func parsePermission(pb *rbacconfigv3.Permission, path string, depth int) (rule,
 	return rule{}, fmt.Errorf("%s: permission %s is not supported by canton", path, oneofName(pb))
 }
 
-func parsePermissionSet(kind ruleKind, rules []*rbacconfigv3.Permission, path string, depth int) (rule, error) {
+func parsePermissionSet(kind ruleKind, rules []*rbacconfigv3.Permission, path string, depth int, scope ruleScope) (rule, error) {
 	if len(rules) == 0 {
 		return rule{}, fmt.Errorf("%s: at least one rule required", path)
 	}
 	rl := rule{kind: kind, sub: make([]rule, len(rules))}
 	for i, pm := range rules {
 		var err error
-		if rl.sub[i], err = parsePermission(pm, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+		if rl.sub[i], err = parsePermission(pm, fmt.Sprintf("%s[%d]", path, i), depth+1, scope); err != nil {
 			return rule{}, err
 		}
 	}
@@ -122,8 +129,9 @@ func parsePermissionSet(kind ruleKind, rules []*rbacconfigv3.Permission, path st
 // not_id, authenticated (with or without principal_name), source_ip,
 // direct_remote_ip, remote_ip, header, url_path, metadata (the JWT
 // namespaces, see JWT, and envoy.filters.http.rbac, see requestMetadata).
-// Rejected: filter_state, sourced_metadata, custom.
-func parsePrincipal(pb *rbacconfigv3.Principal, path string, depth int) (rule, error) {
+// Rejected: filter_state, sourced_metadata, custom; and, in scopeConn (the
+// network filter), header, url_path and metadata.
+func parsePrincipal(pb *rbacconfigv3.Principal, path string, depth int, scope ruleScope) (rule, error) {
 	if pb == nil {
 		return rule{}, fmt.Errorf("%s: empty principal", path)
 	}
@@ -137,11 +145,11 @@ func parsePrincipal(pb *rbacconfigv3.Principal, path string, depth int) (rule, e
 		}
 		return rule{kind: ruleAny}, nil
 	case *rbacconfigv3.Principal_AndIds:
-		return parsePrincipalSet(ruleAnd, id.AndIds.GetIds(), path+".and_ids.ids", depth)
+		return parsePrincipalSet(ruleAnd, id.AndIds.GetIds(), path+".and_ids.ids", depth, scope)
 	case *rbacconfigv3.Principal_OrIds:
-		return parsePrincipalSet(ruleOr, id.OrIds.GetIds(), path+".or_ids.ids", depth)
+		return parsePrincipalSet(ruleOr, id.OrIds.GetIds(), path+".or_ids.ids", depth, scope)
 	case *rbacconfigv3.Principal_NotId:
-		sub, err := parsePrincipal(id.NotId, path+".not_id", depth+1)
+		sub, err := parsePrincipal(id.NotId, path+".not_id", depth+1, scope)
 		return rule{kind: ruleNot, sub: []rule{sub}}, err
 	case *rbacconfigv3.Principal_Authenticated_:
 		p := path + ".authenticated"
@@ -167,11 +175,20 @@ func parsePrincipal(pb *rbacconfigv3.Principal, path string, depth int) (rule, e
 		pfx, err := parseCIDR(id.RemoteIp, path+".remote_ip")
 		return rule{kind: ruleSrcIP, prefix: pfx}, err
 	case *rbacconfigv3.Principal_Header:
+		if scope == scopeConn {
+			return rule{}, connOnly(path, "header")
+		}
 		h, err := parseHeaderMatcher(id.Header, path+".header")
 		return rule{kind: ruleHeader, hdr: h}, err
 	case *rbacconfigv3.Principal_UrlPath:
+		if scope == scopeConn {
+			return rule{}, connOnly(path, "url_path")
+		}
 		return parsePathRule(id.UrlPath, path+".url_path")
 	case *rbacconfigv3.Principal_Metadata:
+		if scope == scopeConn {
+			return rule{}, connOnly(path, "metadata")
+		}
 		m, err := parseMetadataMatcher(id.Metadata, path+".metadata")
 		return rule{kind: ruleMetadata, meta: m}, err
 	case nil:
@@ -180,14 +197,14 @@ func parsePrincipal(pb *rbacconfigv3.Principal, path string, depth int) (rule, e
 	return rule{}, fmt.Errorf("%s: principal %s is not supported by canton", path, oneofName(pb))
 }
 
-func parsePrincipalSet(kind ruleKind, ids []*rbacconfigv3.Principal, path string, depth int) (rule, error) {
+func parsePrincipalSet(kind ruleKind, ids []*rbacconfigv3.Principal, path string, depth int, scope ruleScope) (rule, error) {
 	if len(ids) == 0 {
 		return rule{}, fmt.Errorf("%s: at least one id required", path)
 	}
 	rl := rule{kind: kind, sub: make([]rule, len(ids))}
 	for i, pr := range ids {
 		var err error
-		if rl.sub[i], err = parsePrincipal(pr, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+		if rl.sub[i], err = parsePrincipal(pr, fmt.Sprintf("%s[%d]", path, i), depth+1, scope); err != nil {
 			return rule{}, err
 		}
 	}
@@ -200,6 +217,12 @@ func parsePathRule(pm *matcherv3.PathMatcher, path string) (rule, error) {
 	}
 	sm, err := parseStringMatcher(pm.GetPath(), path+".path")
 	return rule{kind: rulePath, str: sm}, err
+}
+
+// connOnly is the error for a rule the network RBAC filter cannot evaluate:
+// it reads an HTTP request's attributes, and a connection has none.
+func connOnly(path, field string) error {
+	return fmt.Errorf("%s.%s: an HTTP rule, not supported by the network RBAC filter (a connection has no headers, path or metadata)", path, field)
 }
 
 // parseCIDR decodes a CidrRange. An absent prefix_len is 0 (every address
@@ -258,21 +281,17 @@ func (rl *rule) match(in *rbacInput) bool {
 		return anyMatch(rl.sub, in)
 	case ruleNot:
 		return !rl.sub[0].match(in)
-	case ruleHeader:
-		return rl.hdr.match(in.r)
+	case ruleHeader: // request rules: never in an engine evaluated on a connection (scopeConn)
+		return in.r != nil && rl.hdr.match(in.r)
 	case rulePath:
-		return rl.str.match(requestPath(in.r))
+		return in.r != nil && rl.str.match(requestPath(in.r))
 	case ruleDstIP:
 		return rl.prefix.Contains(in.destination().Addr())
 	case ruleDstPort:
 		p := uint32(in.destination().Port())
 		return in.destination().IsValid() && p >= rl.lo && p <= rl.hi
 	case ruleSNI:
-		sni := ""
-		if in.r.TLS != nil {
-			sni = in.r.TLS.ServerName
-		}
-		return rl.str.match(sni)
+		return rl.str.match(in.sni)
 	case ruleAuthenticated:
 		p := in.principal()
 		if p == "" {

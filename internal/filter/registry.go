@@ -7,6 +7,7 @@ import (
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -42,6 +43,45 @@ var registry = []kind{
 	{name: "envoy.filters.http.jwt_authn", typeURL: typeURL(&jwtv3.PerRouteConfig{}), build: perRouteOnly, perRoute: checkJWTPerRoute},
 	{name: "envoy.filters.http.ext_authz", typeURL: typeURL(&extauthzv3.ExtAuthz{}), build: buildExtAuthz},
 	{name: "envoy.filters.http.router", typeURL: typeURL(&routerv3.Router{}), terminal: true, build: buildRouter},
+}
+
+// networkKind describes one supported network filter: one a filter chain
+// may run before its terminal filter (tcp_proxy).
+type networkKind struct {
+	// name is the filter's well-known Envoy name (for errors; network
+	// filters are identified by the type URL of their typed_config).
+	name    string
+	typeURL string
+	// build constructs the filter from its config; path names the config
+	// in errors.
+	build func(cfg *anypb.Any, path string) (connFilter, error)
+}
+
+// networkRegistry lists every supported network filter, as registry does
+// for HTTP filters.
+var networkRegistry = []networkKind{
+	{name: "envoy.filters.network.rbac", typeURL: typeURL(&netrbacv3.RBAC{}), build: buildNetworkRBAC},
+}
+
+func lookupNetwork(typeURL string) (*networkKind, bool) {
+	for i := range networkRegistry {
+		if networkRegistry[i].typeURL == typeURL {
+			return &networkRegistry[i], true
+		}
+	}
+	return nil, false
+}
+
+// networkNames lists the supported network filters, for errors.
+func networkNames() string {
+	var s string
+	for i, k := range networkRegistry {
+		if i > 0 {
+			s += ", "
+		}
+		s += k.name
+	}
+	return s
 }
 
 func typeURL(m proto.Message) string {

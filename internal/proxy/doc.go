@@ -5,7 +5,8 @@
 // docs/xds.md), compiles the accepted resources into an immutable snapshot swapped atomically, and
 // reconciles listeners: HTTP/1.1 and HTTP/2 (h2c and ALPN over TLS) through an HttpConnectionManager
 // with the HTTP filter chain of internal/filter ending in this package's router, gRPC and WebSocket
-// through it, TCP proxying with splice-friendly copying, TLS passthrough routed by SNI, and mTLS
+// through it, TCP proxying with splice-friendly copying (after the network RBAC filters of
+// internal/filter decide on each connection), TLS passthrough routed by SNI, and mTLS
 // termination and origination with certificates from SDS. On Linux, listeners can take connections
 // captured by iptables REDIRECT (use_original_dst, the original_dst listener filter, bind_to_port
 // false; origdst*.go, docs/transparent-capture.md). The admin listener serves /ready,

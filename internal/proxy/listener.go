@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ type runningListener struct {
 	mu      sync.Mutex
 	spec    *listenerSpec
 	runtime map[string]*hcmRuntime // by chain key
-	tcp     map[net.Conn]struct{}
+	tcp     map[net.Conn]string    // open tcp_proxy connections, with the key of their filter chain
 	closed  bool
 	done    chan struct{}
 }
@@ -70,7 +71,7 @@ func (p *Proxy) commitListeners(s *snapshot, local *localSecrets, starts map[str
 			continue
 		}
 		l := &runningListener{p: p, name: name, addr: spec.addr, ln: ln, spec: spec, runtime: map[string]*hcmRuntime{},
-			tcp: map[net.Conn]struct{}{}, done: make(chan struct{})}
+			tcp: map[net.Conn]string{}, done: make(chan struct{})}
 		p.listeners[name] = l
 		p.wg.Add(1)
 		go func() {
@@ -102,6 +103,14 @@ func (spec *listenerSpec) all() []*chainSpec {
 	return out
 }
 
+// hasChain reports whether one of the listener's filter chains (or its default chain) has key.
+func (spec *listenerSpec) hasChain(key string) bool {
+	if spec.def != nil && spec.def.key == key {
+		return true
+	}
+	return slices.ContainsFunc(spec.chains, func(c *chainSpec) bool { return c.key == key })
+}
+
 // warm reports whether everything the listener refers to through RDS and SDS has arrived, as
 // Envoy's listener warming requires before a listener takes traffic. Secrets served locally count.
 func (spec *listenerSpec) warm(s *snapshot, local *localSecrets) bool {
@@ -123,7 +132,10 @@ func (spec *listenerSpec) warm(s *snapshot, local *localSecrets) bool {
 	return true
 }
 
-// update switches to spec; chains that no longer exist drain their connections.
+// update switches to spec; chains that no longer exist drain their connections: HTTP ones without
+// failing requests (see hcmRuntime.retire), tcp_proxy ones are closed after the drain time, as Envoy
+// drains the connections of a filter chain an update removed (so a connection a changed network
+// RBAC filter would now deny does not outlive the change by more than the drain time).
 func (l *runningListener) update(spec *listenerSpec) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -134,6 +146,13 @@ func (l *runningListener) update(spec *listenerSpec) {
 			keep[c.key] = true
 		}
 	}
+	var stale []net.Conn
+	for c, key := range l.tcp {
+		if !keep[key] {
+			stale = append(stale, c)
+		}
+	}
+	l.drainTCP(stale)
 	for k, rt := range l.runtime {
 		if !keep[k] {
 			delete(l.runtime, k)
@@ -241,6 +260,10 @@ func (l *runningListener) serveConn(c net.Conn) {
 		return
 	}
 	if chain.tcp != nil {
+		sni := ""
+		if hello != nil {
+			sni = hello.ServerName
+		}
 		if chain.tls != nil {
 			tc := tls.Server(c, l.p.serverTLS(chain.tls, nil))
 			_ = c.SetDeadline(time.Now().Add(tcpHandshakeTimeout))
@@ -252,7 +275,7 @@ func (l *runningListener) serveConn(c net.Conn) {
 			_ = c.SetDeadline(time.Time{})
 			c = tc
 		}
-		l.serveTCP(c, spec, chain)
+		l.serveTCP(c, spec, chain, sni)
 		return
 	}
 	// HTTP/1.1 gets the strict framing checks net/http lacks (the head size limit is left to
@@ -311,18 +334,36 @@ func (l *runningListener) hcmRuntime(chain *chainSpec) *hcmRuntime {
 	return rt
 }
 
-func (l *runningListener) trackTCP(c net.Conn, add bool) bool {
+// trackTCP records (add) or forgets a tcp_proxy connection of chain. A connection whose chain an
+// update replaced after the connection chose it is drained like the other connections of that
+// chain. It returns false, recording nothing, when the listener is closed.
+func (l *runningListener) trackTCP(c net.Conn, chain *chainSpec, add bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if add {
-		if l.closed {
-			return false
-		}
-		l.tcp[c] = struct{}{}
-	} else {
+	if !add {
 		delete(l.tcp, c)
+		return true
+	}
+	if l.closed {
+		return false
+	}
+	l.tcp[c] = chain.key
+	if !l.spec.hasChain(chain.key) {
+		l.drainTCP([]net.Conn{c})
 	}
 	return true
+}
+
+// drainTCP closes cs, connections of filter chains an update removed, after the drain time.
+func (l *runningListener) drainTCP(cs []net.Conn) {
+	if len(cs) == 0 {
+		return
+	}
+	time.AfterFunc(l.p.opts.DrainTime, func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	})
 }
 
 // selectChain picks the filter chain for a connection as Envoy does: destination port, then server

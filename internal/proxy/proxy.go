@@ -29,7 +29,7 @@ import (
 // supports, and Capabilities that list (comma separated, empty: none). See docs/xds.md.
 const (
 	CapabilitiesKey = "CANTON_CAPABILITIES"
-	Capabilities    = "cluster.transport_socket_matches,route.retry_previous_hosts"
+	Capabilities    = "cluster.locality_weighted_lb,cluster.transport_socket_matches,route.retry_previous_hosts"
 )
 
 // Options configure a proxy. XDSServers is required.

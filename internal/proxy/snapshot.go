@@ -75,6 +75,9 @@ type chainSpec struct {
 	tls         *tlsContext
 	hcm         *hcmSpec
 	tcp         *tcpSpec
+	// network are the network filters before the tcp_proxy (envoy.filters.network.rbac), run
+	// once per connection before anything is sent upstream; nil: none.
+	network *filter.NetworkFilters
 }
 
 // hcmSpec is a compiled HttpConnectionManager.
@@ -443,11 +446,15 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain, field string) (*chainSp
 		tc.requireClientCert = dt.GetRequireClientCertificate().GetValue()
 		c.tls = tc
 	}
-	if len(fc.GetFilters()) != 1 {
-		return nil, fmt.Errorf("%s.filters: exactly one network filter (http_connection_manager or tcp_proxy) is supported", field)
+	// The last network filter is the terminal one (http_connection_manager or tcp_proxy); a
+	// tcp_proxy may come after network RBAC filters, built by internal/filter.
+	filters := fc.GetFilters()
+	if len(filters) == 0 {
+		return nil, fmt.Errorf("%s.filters: a network filter (http_connection_manager or tcp_proxy) is required", field)
 	}
-	f := fc.GetFilters()[0]
-	ff := field + ".filters[0].typed_config"
+	last := len(filters) - 1
+	f := filters[last]
+	ff := fmt.Sprintf("%s.filters[%d].typed_config", field, last)
 	switch f.GetTypedConfig().GetTypeUrl() {
 	case "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager":
 		h := &hcmv3.HttpConnectionManager{}
@@ -466,7 +473,15 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain, field string) (*chainSp
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%s: network filter %q is not supported", ff, f.GetTypedConfig().GetTypeUrl())
+		return nil, fmt.Errorf("%s: network filter %q is not supported (the last filter must be http_connection_manager or tcp_proxy)", ff, f.GetTypedConfig().GetTypeUrl())
+	}
+	if last > 0 {
+		if c.tcp == nil {
+			return nil, fmt.Errorf("%s.filters: only http_connection_manager is supported on an HTTP filter chain (network filters such as envoy.filters.network.rbac may only precede a tcp_proxy)", field)
+		}
+		if c.network, err = filter.BuildNetwork(filters[:last], field+".filters"); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

@@ -10,20 +10,23 @@ import (
 	"sync/atomic"
 	"time"
 
+	"canton.dev/canton/internal/filter"
 	"canton.dev/canton/internal/proxy/cluster"
 	"canton.dev/canton/internal/telemetry"
 )
 
-// serveTCP proxies one connection through a tcp_proxy filter chain: pick the cluster (weighted), an
-// endpoint, dial, and copy both ways. Between two *net.TCPConn, io.Copy uses splice(2) on Linux. A
-// chain with a transport socket terminates (m)TLS first, as for HTTP; a cluster with one dials TLS.
-func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainSpec) {
+// serveTCP proxies one connection through a tcp_proxy filter chain: run the chain's network filters
+// (RBAC), pick the cluster (weighted), an endpoint, dial, and copy both ways. Between two
+// *net.TCPConn, io.Copy uses splice(2) on Linux. A chain with a transport socket terminates (m)TLS
+// first, as for HTTP (c is then the *tls.Conn); a cluster with one dials TLS. sni is the server name
+// the TLS inspector saw ("" for none).
+func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainSpec, sni string) {
 	p := l.p
-	if !l.trackTCP(c, true) {
+	if !l.trackTCP(c, chain, true) {
 		c.Close()
 		return
 	}
-	defer l.trackTCP(c, false)
+	defer l.trackTCP(c, chain, false)
 	defer c.Close()
 	t := chain.tcp
 	name := t.cluster
@@ -38,11 +41,19 @@ func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainS
 		}
 	}
 	key := labelKey{cluster: name, inbound: spec.inbound, tcp: true}
-	if tc, ok := c.(*tls.Conn); ok && spec.inbound {
+	conn := filter.Conn{ServerName: sni} // what the network filters decide on
+	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
-		if peer, ok := peerOf(&cs, c.RemoteAddr()); ok {
-			key.mtls, key.peer = true, peer.Principal
+		conn.ServerName = cs.ServerName
+		var verified bool
+		if conn.Peer, verified = peerOf(&cs, c.RemoteAddr()); verified && spec.inbound {
+			key.mtls, key.peer = true, conn.Peer.Principal
 		}
+	} else if ip, err := netipAddr(c.RemoteAddr()); err == nil {
+		conn.Peer.IP = ip
+	}
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		conn.Destination = ta.AddrPort() // a captured connection's original destination
 	}
 	if cl := p.snap.Load().clusters[name]; cl != nil && !spec.inbound {
 		key.meshUp = cl.Mesh
@@ -50,6 +61,7 @@ func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainS
 	labels := p.labelsFor(key)
 	p.metrics.TCPOpened(labels)
 	flagsStr := "-"
+	var termination string // connection termination details: why a filter closed it
 	var sent, received atomic.Int64
 	start := time.Now()
 	defer func() {
@@ -58,9 +70,17 @@ func (l *runningListener) serveTCP(c net.Conn, spec *listenerSpec, chain *chainS
 		if p.opts.AccessLog != nil {
 			_ = p.opts.AccessLog.Log(&telemetry.Entry{StartTime: start, ResponseFlags: flagsStr, BytesReceived: received.Load(),
 				BytesSent: sent.Load(), Duration: time.Since(start), UpstreamCluster: name, UpstreamServiceTime: -1,
-				DownstreamRemoteAddress: c.RemoteAddr().String(), DownstreamLocalAddress: c.LocalAddr().String()})
+				DownstreamRemoteAddress: c.RemoteAddr().String(), DownstreamLocalAddress: c.LocalAddr().String(),
+				RequestedServerName: conn.ServerName, ConnectionTerminationDetails: termination})
 		}
 	}()
+	// Network RBAC decides once, before anything is dialled: a denied connection is closed and
+	// its upstream never sees it.
+	if ok, details := chain.network.Allow(&conn); !ok {
+		termination = details
+		p.log.Debug("connection denied by network filter", "listener", l.name, "remote", c.RemoteAddr().String(), "details", details)
+		return
+	}
 	cl := p.snap.Load().clusters[name]
 	if cl == nil {
 		flagsStr = flagNoCluster.join("")

@@ -20,6 +20,17 @@ const (
 	RBACAuditFilterName   = "envoy.filters.http.rbac.audit"
 	rbacPolicyNameFormat  = "ns[%s]-policy[%s]-rule[%d]"
 	customProviderMissing = "CUSTOM (external authorization through provider %q): the mesh root namespace has no ExtensionProvider of that name with envoyExtAuthzGrpc, so requests matching this policy's rules are denied instead (fail closed)"
+	customOverTCP         = "CUSTOM: external authorization is not supported for TCP connections (no network ext_authz filter), so the TCP connections matching this policy's rules are denied instead (fail closed); its HTTP requests go to the provider as usual"
+)
+
+// Names of the network filters the inbound TCP chains get for AuthorizationPolicies, before
+// their tcp_proxy, in the order they run; stat prefix of every one (Istio's).
+const (
+	NetworkRBACCustomFilterName = "envoy.filters.network.rbac.custom"
+	NetworkRBACDenyFilterName   = "envoy.filters.network.rbac.deny"
+	NetworkRBACAllowFilterName  = "envoy.filters.network.rbac.allow"
+	NetworkRBACAuditFilterName  = "envoy.filters.network.rbac.audit"
+	networkRBACStatPrefix       = "tcp."
 )
 
 // appliesTo reports whether a policy of namespace ns with the given selector and target
@@ -87,25 +98,56 @@ func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 	if len(aps) == 0 {
 		return nil
 	}
+	var custom customAuthz
+	groups := g.authzRules(aps, &custom)
+	out := custom.filters()
+	for _, gr := range groups {
+		cfg := &rbacv3.RBAC{Rules: gr.rules}
+		out = append(out, &hcmv3.HttpFilter{Name: gr.httpName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}})
+	}
+	return out
+}
+
+// rbacGroup is the RBAC rules of one action group of AuthorizationPolicies.
+type rbacGroup struct {
+	httpName, networkName string // the names of its HTTP and network RBAC filters
+	rules                 *rbacconfigv3.RBAC
+}
+
+// authzRules translates the AuthorizationPolicies aps into the RBAC rules of each action group,
+// in Envoy's evaluation order (CUSTOM enforced as DENY, DENY, ALLOW, AUDIT), leaving out groups
+// that enforce nothing: no policy of that action, or DENY, CUSTOM and AUDIT groups without
+// rules. An ALLOW group with no rule left denies everything, which is what an ALLOW policy
+// without (usable) rules means.
+//
+// With custom (HTTP), a CUSTOM policy custom takes (see customAuthz.take) goes to ext_authz;
+// the others are enforced as DENY. Without (TCP: Canton has no network ext_authz filter),
+// every CUSTOM policy with rules is enforced as DENY and reported, and the rules are
+// translated for TCP connections (see ruleTranslator.tcp).
+func (g *gen) authzRules(aps []*authorizationPolicy, custom *customAuthz) []rbacGroup {
 	type group struct {
-		name    string
+		rbacGroup
 		action  rbacconfigv3.RBAC_Action
 		mode    ruleMode
 		present bool
 		pols    map[string]*rbacconfigv3.Policy
 	}
 	groups := []*group{
-		{name: RBACCustomFilterName, action: rbacconfigv3.RBAC_DENY, mode: modeDeny},
-		{name: RBACDenyFilterName, action: rbacconfigv3.RBAC_DENY, mode: modeDeny},
-		{name: RBACAllowFilterName, action: rbacconfigv3.RBAC_ALLOW, mode: modeAllow},
-		{name: RBACAuditFilterName, action: rbacconfigv3.RBAC_LOG, mode: modeAudit},
+		{rbacGroup: rbacGroup{httpName: RBACCustomFilterName, networkName: NetworkRBACCustomFilterName}, action: rbacconfigv3.RBAC_DENY, mode: modeDeny},
+		{rbacGroup: rbacGroup{httpName: RBACDenyFilterName, networkName: NetworkRBACDenyFilterName}, action: rbacconfigv3.RBAC_DENY, mode: modeDeny},
+		{rbacGroup: rbacGroup{httpName: RBACAllowFilterName, networkName: NetworkRBACAllowFilterName}, action: rbacconfigv3.RBAC_ALLOW, mode: modeAllow},
+		{rbacGroup: rbacGroup{httpName: RBACAuditFilterName, networkName: NetworkRBACAuditFilterName}, action: rbacconfigv3.RBAC_LOG, mode: modeAudit},
 	}
-	var custom customAuthz
+	tcp := custom == nil
 	for _, ap := range aps {
 		var gr *group
 		switch ap.spec.GetAction() {
 		case security.AuthorizationPolicy_CUSTOM:
-			if custom.take(g, ap) {
+			if tcp {
+				if len(ap.spec.GetRules()) > 0 {
+					g.skip(ap.ref, "action", customOverTCP)
+				}
+			} else if custom.take(g, ap) {
 				continue
 			}
 			gr = groups[0]
@@ -124,21 +166,19 @@ func (g *gen) authzFilters() []*hcmv3.HttpFilter {
 			gr.pols = map[string]*rbacconfigv3.Policy{}
 		}
 		for i, r := range ap.spec.GetRules() {
-			t := &ruleTranslator{g: g, ap: ap, path: "rules[" + itoa(i) + "]", mode: gr.mode}
+			t := &ruleTranslator{g: g, ap: ap, path: "rules[" + itoa(i) + "]", mode: gr.mode, tcp: tcp}
 			if pol := t.rule(r); pol != nil {
 				gr.pols[fmt.Sprintf(rbacPolicyNameFormat, ap.namespace, ap.name, i)] = pol
 			}
 		}
 	}
-	out := custom.filters()
+	var out []rbacGroup
 	for _, gr := range groups {
-		// An ALLOW filter with no policy denies everything, which is what an ALLOW policy
-		// without (usable) rules means; DENY, CUSTOM and AUDIT filters without policies do nothing.
 		if !gr.present || (len(gr.pols) == 0 && gr.action != rbacconfigv3.RBAC_ALLOW) {
 			continue
 		}
-		cfg := &rbacv3.RBAC{Rules: &rbacconfigv3.RBAC{Action: gr.action, Policies: gr.pols}}
-		out = append(out, &hcmv3.HttpFilter{Name: gr.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}})
+		gr.rules = &rbacconfigv3.RBAC{Action: gr.action, Policies: gr.pols}
+		out = append(out, gr.rbacGroup)
 	}
 	return out
 }

@@ -40,11 +40,43 @@ const (
 // (the "to" operations ORed, ANDed with the request-side conditions) and one principal (the
 // "from" sources ORed, ANDed with the peer-side conditions).
 type ruleTranslator struct {
-	g       *gen
-	ap      *authorizationPolicy
-	path    string
-	mode    ruleMode
+	g    *gen
+	ap   *authorizationPolicy
+	path string
+	mode ruleMode
+	// tcp translates the rule for the network RBAC filter of a TCP chain: what a connection
+	// has (peer, addresses, ports, SNI) is translated as for HTTP; the HTTP-only fields (see
+	// httpOnly) are Istio's way: dropped from a DENY rule, which so matches more connections,
+	// and making an ALLOW or AUDIT rule match none.
+	tcp     bool
 	dropped bool
+}
+
+// what names what the rule is evaluated on, for reports.
+func (t *ruleTranslator) what() string {
+	if t.tcp {
+		return "connections"
+	}
+	return "requests"
+}
+
+// httpOnly handles a field a TCP connection does not have (request principals, hosts, methods,
+// paths, request headers, request.auth.*) when the rule is translated for TCP (t.tcp), as
+// Istio documents it: a DENY (or CUSTOM-as-DENY) rule ignores the field, so it matches more
+// connections; an ALLOW or AUDIT rule using it matches no connection and is dropped. Either way
+// the field is left out and reported. It returns false, doing nothing, for HTTP.
+func (t *ruleTranslator) httpOnly(field, name string) bool {
+	if !t.tcp {
+		return false
+	}
+	reason := name + " is HTTP-only (a TCP connection has none)"
+	if t.mode == modeDeny || t.mode == modeCustom {
+		t.g.skip(t.ap.ref, t.path+"."+field, reason+": ignored in this DENY rule for TCP connections, which so matches more of them (Istio's rule for TCP)")
+		return true
+	}
+	t.g.skip(t.ap.ref, t.path+"."+field, reason+": this rule matches no TCP connection (Istio's rule for TCP); it still applies to HTTP requests")
+	t.dropped = true
+	return true
 }
 
 // unsupported reports a part of the rule that cannot be translated. A DENY rule leaves that
@@ -53,7 +85,7 @@ type ruleTranslator struct {
 func (t *ruleTranslator) unsupported(field, reason string) {
 	switch t.mode {
 	case modeDeny:
-		t.g.skip(t.ap.ref, t.path+"."+field, reason+"; ignored in this DENY rule, which so matches more requests (fail closed)")
+		t.g.skip(t.ap.ref, t.path+"."+field, reason+"; ignored in this DENY rule, which so matches more "+t.what()+" (fail closed)")
 		return
 	case modeCustom:
 		t.g.skip(t.ap.ref, t.path+"."+field, reason+"; ignored in this CUSTOM rule, which so sends more requests to the provider (fail closed)")
@@ -102,6 +134,9 @@ func (t *ruleTranslator) source(s *security.Source, path string) *rbacconfigv3.P
 		if len(values) == 0 {
 			return
 		}
+		if (field == "requestPrincipals" || field == "notRequestPrincipals") && t.httpOnly(path+"."+field, field) {
+			return
+		}
 		ors := condValues(values, path+"."+field, conv)
 		if len(ors) == 0 || !not && len(ors) < len(values) {
 			return // DENY: an unsupported value widens a positive list to "any"
@@ -140,6 +175,9 @@ func (t *ruleTranslator) operation(o *security.Operation, path string) *rbacconf
 		if len(values) == 0 {
 			return
 		}
+		if field != "ports" && field != "notPorts" && t.httpOnly(path+"."+field, field) {
+			return // hosts, methods, paths
+		}
 		ors := condValues(values, path+"."+field, conv)
 		if len(ors) == 0 || !not && len(ors) < len(values) {
 			return // DENY: an unsupported value widens a positive list to "any"
@@ -173,6 +211,8 @@ func (t *ruleTranslator) condition(c *security.Condition, path string) (*rbaccon
 	}
 	var cv conv
 	switch {
+	case strings.HasPrefix(key, "request.") && t.httpOnly(path+".key", key):
+		return nil, nil // request.headers[...], request.auth.*
 	case strings.HasPrefix(key, "request.headers[") && strings.HasSuffix(key, "]"):
 		name := strings.ToLower(key[len("request.headers[") : len(key)-1])
 		if name == "" {

@@ -411,7 +411,9 @@ spec:
 // FuzzSecurityPolicies feeds AuthorizationPolicies, RequestAuthentications and
 // PeerAuthentications that resource.Parse accepts to the translation for the reviews sidecar:
 // it must not fail, and the proxy's filter package must accept the inbound filters it emits
-// (a rejected filter would make the proxy NACK the whole inbound listener).
+// (a rejected filter would make the proxy NACK the whole inbound listener). The same objects
+// are translated for a sidecar with reviews' labels in front of a TCP service, whose inbound
+// TCP chains' network RBAC filters the filter package must accept too.
 func FuzzSecurityPolicies(f *testing.F) {
 	for _, dir := range []string{"authz-allow-productpage", "authz-deny-not-principals", "authz-allow-nothing",
 		"authz-jwt-request-principals", "peer-auth-port-strict", "authz-conditions", "authz-custom-unsupported", "authz-custom-scoped", "peer-auth-permissive", "authz-foreign-trust-domain", "peer-auth-auto-mtls"} {
@@ -439,6 +441,24 @@ func FuzzSecurityPolicies(f *testing.F) {
 		validateAll(t, res)
 		if _, err := filter.Build(inboundFilters(t, res), filter.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
 			t.Fatalf("the proxy would reject the inbound filters: %v", err)
+		}
+		tcpObjs, err := resource.Parse("db.yaml", []byte(dbService), testMesh, "bookinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := dbNode()
+		n.Labels = reviewsNode().Labels
+		res, err = Generate(Input{Mesh: testMesh, Scope: testMesh, Objects: append(objs, tcpObjs...)}, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validateAll(t, res)
+		for _, c := range res.Listeners[InboundListenerName].(*listenerv3.Listener).GetFilterChains() {
+			if fs := c.GetFilters(); len(fs) > 1 {
+				if _, err := filter.BuildNetwork(fs[:len(fs)-1], c.GetName()+".filters"); err != nil {
+					t.Fatalf("the proxy would reject the inbound TCP chain's network filters: %v", err)
+				}
+			}
 		}
 	})
 }

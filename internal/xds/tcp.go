@@ -5,9 +5,10 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
-	security "istio.io/api/security/v1beta1"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -219,18 +220,33 @@ func (g *gen) inboundProtocols() (http, tcp bool) {
 	return http, tcp
 }
 
-// inboundTCPProxy is the tcp_proxy of the inbound TCP chains: the bytes go to the application.
-// AuthorizationPolicies are HTTP filters here and the proxy has no network RBAC filter yet, so
-// when any ALLOW, DENY or CUSTOM policy applies to the node its TCP connections are refused
-// (fail closed; each such policy is reported).
-func (g *gen) inboundTCPProxy() *tcpproxyv3.TcpProxy {
-	cluster := inboundClusterName(g.appPort)
-	for _, ap := range g.authorizationPolicies() {
-		if ap.spec.GetAction() == security.AuthorizationPolicy_AUDIT {
-			continue
-		}
-		g.skip(ap.ref, "", "TCP connections to this workload cannot be authorized yet (no network RBAC filter), so they are refused (fail closed); its HTTP requests are authorized as usual")
-		cluster = blackHoleCluster
+// tcpAuthzFilters translates the AuthorizationPolicies that apply to the node into the network
+// RBAC filters of its inbound TCP chains, with the selection, precedence and fail-closed rules
+// of the HTTP filters (see authzRules): DENY before ALLOW; no policy, no filter (allow all); an
+// ALLOW policy without a rule that can match a connection denies every connection. The rules
+// follow Istio's semantics for TCP (see ruleTranslator.httpOnly). CUSTOM policies cannot be
+// sent to a provider over TCP: their rules deny instead (fail closed, reported).
+func (g *gen) tcpAuthzFilters() []*listenerv3.Filter {
+	aps := g.authorizationPolicies()
+	if len(aps) == 0 {
+		return nil
 	}
-	return tcpProxyTo(inboundClusterName(g.appPort), []destination{{cluster: cluster}}, nil)
+	var out []*listenerv3.Filter
+	for _, gr := range g.authzRules(aps, nil) {
+		cfg := &netrbacv3.RBAC{StatPrefix: networkRBACStatPrefix, Rules: gr.rules}
+		out = append(out, &listenerv3.Filter{Name: gr.networkName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(cfg)}})
+	}
+	return out
+}
+
+// inboundTCPChain is an inbound TCP filter chain named name: the network filters authz (see
+// tcpAuthzFilters), then a tcp_proxy to the application.
+func (g *gen) inboundTCPChain(name string, authz []*listenerv3.Filter) *listenerv3.FilterChain {
+	c := tcpChain(name, tcpProxyTo(inboundClusterName(g.appPort), []destination{{cluster: inboundClusterName(g.appPort)}}, nil))
+	fs := make([]*listenerv3.Filter, 0, len(authz)+1)
+	for _, f := range authz {
+		fs = append(fs, proto.Clone(f).(*listenerv3.Filter))
+	}
+	c.Filters = append(fs, c.Filters...)
+	return c
 }

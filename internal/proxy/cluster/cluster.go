@@ -120,6 +120,9 @@ type Cluster struct {
 	rr         atomic.Uint64
 	ringMin    int
 	maglevSize int
+	// byLocality: common_lb_config.locality_weighted_lb_config. Each priority level chooses a
+	// locality by its load_balancing_weight, then an endpoint in it by the cluster's policy.
+	byLocality bool
 
 	mu    sync.Mutex
 	hosts map[string]*Host
@@ -193,6 +196,7 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	default:
 		return nil, fmt.Errorf("lb_policy: %v is not supported", c.GetLbPolicy())
 	}
+	cl.byLocality = c.GetCommonLbConfig().GetLocalityWeightedLbConfig() != nil
 	if d := c.GetConnectTimeout(); d != nil {
 		cl.ConnectTimeout = d.AsDuration()
 	}
@@ -470,7 +474,7 @@ func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 	}
 	c.hosts = hosts
 	c.ejectedCount.Store(ejected)
-	set := buildSet(eps, c.LB, c.ringMin, c.maglevSize)
+	set := buildSet(eps, c.LB, c.ringMin, c.maglevSize, c.byLocality)
 	if len(c.matched) > 0 {
 		set.matchOf = make(map[string]int, len(eps))
 		for _, e := range eps {
@@ -486,6 +490,11 @@ func (c *Cluster) Endpoints() []*Endpoint { return c.set.Load().all }
 
 // Pick chooses an available endpoint from the highest-priority level that has one; hash is used by the
 // hashing policies when hasHash. It returns nil when no endpoint is available.
+//
+// In a cluster that balances by locality weight, a level first chooses a locality by weight (weighted
+// round robin) and then an endpoint in it; a locality without an available endpoint passes the pick
+// to the next one in order (unlike Envoy, a partly available locality keeps its full weight). Hashed
+// picks use the locality weights through the hash table's endpoint weights instead.
 func (c *Cluster) Pick(hash uint64, hasHash bool) *Endpoint {
 	s := c.set.Load()
 	for _, l := range s.levels {
@@ -521,6 +530,10 @@ func (c *Cluster) PickOther(hash uint64, hasHash bool, attempts int, tried func(
 }
 
 func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
+	hashed := hasHash && (c.LB == RingHash || c.LB == Maglev)
+	if l.localities != nil && !hashed {
+		return c.pickLocality(l, hash, hasHash)
+	}
 	n := len(l.schedule)
 	if n == 0 {
 		return nil
@@ -560,7 +573,11 @@ func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
 			return e
 		}
 	default:
-		start := c.rr.Add(1)
+		rr := &c.rr
+		if l.own {
+			rr = &l.rr
+		}
+		start := rr.Add(1)
 		for k := 0; k < n; k++ {
 			if e := l.eps[l.schedule[(start+uint64(k))%uint64(n)]]; e.available() {
 				return e
@@ -572,6 +589,22 @@ func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
 	start := rand.IntN(len(l.eps))
 	for k := range l.eps {
 		if e := l.eps[(start+k)%len(l.eps)]; e.available() {
+			return e
+		}
+	}
+	return nil
+}
+
+// pickLocality chooses the locality of level l by weight, and an endpoint in it; when the locality
+// has no available endpoint, the next localities in order are tried.
+func (c *Cluster) pickLocality(l *level, hash uint64, hasHash bool) *Endpoint {
+	n := uint64(len(l.locSchedule))
+	if n == 0 {
+		return nil
+	}
+	first := int(l.locSchedule[(l.locNext.Add(1)-1)%n])
+	for k := range l.localities {
+		if e := c.pickLevel(l.localities[(first+k)%len(l.localities)], hash, hasHash); e != nil {
 			return e
 		}
 	}

@@ -43,6 +43,9 @@ type Endpoint struct {
 	Locality string
 	Healthy  bool // health_status from EDS: UNKNOWN, HEALTHY and DEGRADED count as healthy
 	match    int  // its transport: 0 the cluster's own, i its transport socket match i-1
+	// localityWeight is its locality's load_balancing_weight (0 when unset), used when the cluster
+	// balances by locality weight.
+	localityWeight uint32
 }
 
 func (e *Endpoint) available() bool { return e.Healthy && !e.ejected.Load() }
@@ -59,6 +62,20 @@ type level struct {
 	once     sync.Once
 	ring     []ringEntry
 	maglev   []int32
+
+	// When the cluster balances by locality weight (locality_weighted_lb_config), localities are the
+	// level's endpoints by locality (localities of weight 0 left out of the level), chosen in the
+	// weighted round-robin order locSchedule (indexes into localities) before an endpoint in them;
+	// hashWeights are the endpoints' weights for the hash tables instead: as Envoy's, an endpoint's
+	// share of its locality times the locality's share of the level.
+	localities  []*level
+	locSchedule []int32
+	locNext     atomic.Uint64
+	hashWeights []float64
+	// own is set on the levels of one locality: they keep their own round-robin position (a
+	// position shared with the locality choice would lock each locality onto a few endpoints).
+	own bool
+	rr  atomic.Uint64
 }
 
 // hashTables returns the ring or maglev table, building it once.
@@ -66,9 +83,9 @@ func (l *level) hashTables() ([]ringEntry, []int32) {
 	l.once.Do(func() {
 		switch l.kind {
 		case RingHash:
-			l.ring = buildRing(l.eps, l.ringMin)
+			l.ring = buildRing(l.eps, l.hashWeights, l.ringMin)
 		case Maglev:
-			l.maglev = buildMaglev(l.eps, l.mgSize)
+			l.maglev = buildMaglev(l.eps, l.hashWeights, l.mgSize)
 		}
 	})
 	return l.ring, l.maglev
@@ -123,7 +140,7 @@ func parseEndpoints(cla *endpointv3.ClusterLoadAssignment, known map[string]*Hos
 				h = &Host{Addr: addr}
 			}
 			hs := lb.GetHealthStatus()
-			e := &Endpoint{Host: h, Weight: w, Priority: le.GetPriority(), Locality: locality,
+			e := &Endpoint{Host: h, Weight: w, Priority: le.GetPriority(), Locality: locality, localityWeight: le.GetLoadBalancingWeight().GetValue(),
 				Healthy: hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY || hs == corev3.HealthStatus_DEGRADED}
 			if match != nil {
 				e.match = match(lb.GetMetadata())
@@ -134,7 +151,8 @@ func parseEndpoints(cla *endpointv3.ClusterLoadAssignment, known map[string]*Hos
 	return out, nil
 }
 
-func buildSet(eps []*Endpoint, kind LBKind, ringMin, maglevSize int) *endpointSet {
+// buildSet groups eps by priority; byLocality makes each level choose a locality by weight first.
+func buildSet(eps []*Endpoint, kind LBKind, ringMin, maglevSize int, byLocality bool) *endpointSet {
 	s := &endpointSet{all: eps}
 	byPrio := map[uint32][]*Endpoint{}
 	var prios []uint32
@@ -147,35 +165,93 @@ func buildSet(eps []*Endpoint, kind LBKind, ringMin, maglevSize int) *endpointSe
 	slices.Sort(prios)
 	for _, p := range prios {
 		l := &level{eps: byPrio[p], kind: kind, ringMin: ringMin, mgSize: maglevSize}
+		if byLocality {
+			l.splitByLocality()
+			if len(l.eps) == 0 {
+				continue // every locality of this priority has weight 0: no traffic
+			}
+		}
 		l.schedule = weightedSchedule(l.eps)
 		s.levels = append(s.levels, l)
 	}
 	return s
 }
 
-// weightedSchedule spreads endpoint indexes so each appears in proportion to its weight (weights are
-// scaled so the schedule stays at most 4096 entries long), interleaved smoothly.
+// splitByLocality fills the locality structures of l (see level) and leaves out of l.eps the
+// endpoints of localities of weight 0, which get no traffic (as in Envoy).
+func (l *level) splitByLocality() {
+	var order []string
+	byLoc := map[string][]*Endpoint{}
+	for _, e := range l.eps {
+		if e.localityWeight == 0 {
+			continue
+		}
+		if _, ok := byLoc[e.Locality]; !ok {
+			order = append(order, e.Locality)
+		}
+		byLoc[e.Locality] = append(byLoc[e.Locality], e)
+	}
+	l.eps = nil
+	var locWeights []uint32
+	var locTotal float64
+	for _, loc := range order {
+		eps := byLoc[loc]
+		// The first endpoint's locality weight stands for the locality (one locality listed twice in
+		// a priority is merged).
+		w := eps[0].localityWeight
+		sub := &level{eps: eps, kind: l.kind, ringMin: l.ringMin, mgSize: l.mgSize, own: true}
+		sub.schedule = weightedSchedule(eps)
+		l.localities = append(l.localities, sub)
+		l.eps = append(l.eps, eps...)
+		locWeights = append(locWeights, w)
+		locTotal += float64(w)
+	}
+	l.locSchedule = smoothSchedule(locWeights)
+	if l.kind == RingHash || l.kind == Maglev {
+		for i, sub := range l.localities {
+			var hostTotal float64
+			for _, e := range sub.eps {
+				hostTotal += float64(e.Weight)
+			}
+			for _, e := range sub.eps {
+				l.hashWeights = append(l.hashWeights, float64(e.Weight)/hostTotal*float64(locWeights[i])/locTotal)
+			}
+		}
+	}
+}
+
+// weightedSchedule spreads endpoint indexes so each appears in proportion to its weight.
 func weightedSchedule(eps []*Endpoint) []int32 {
+	weights := make([]uint32, len(eps))
+	for i, e := range eps {
+		weights[i] = e.Weight
+	}
+	return smoothSchedule(weights)
+}
+
+// smoothSchedule spreads indexes into weights so each appears in proportion to its weight (weights
+// are scaled so the schedule stays at most 4096 entries long), interleaved smoothly.
+func smoothSchedule(w []uint32) []int32 {
 	var total uint64
-	for _, e := range eps {
-		total += uint64(e.Weight)
+	for _, x := range w {
+		total += uint64(x)
 	}
 	scale := 1.0
 	if total > 4096 {
 		scale = 4096 / float64(total)
 	}
-	weights := make([]int64, len(eps))
+	weights := make([]int64, len(w))
 	var sum int64
-	for i, e := range eps {
-		weights[i] = max(1, int64(float64(e.Weight)*scale))
+	for i, x := range w {
+		weights[i] = max(1, int64(float64(x)*scale))
 		sum += weights[i]
 	}
 	// Smooth weighted round robin (as nginx does) to produce the order.
-	cur := make([]int64, len(eps))
+	cur := make([]int64, len(w))
 	out := make([]int32, 0, sum)
 	for range sum {
 		best := 0
-		for i := range eps {
+		for i := range w {
 			cur[i] += weights[i]
 			if cur[i] > cur[best] {
 				best = i

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math"
 	"slices"
 	"strconv"
 )
@@ -32,16 +33,23 @@ type ringEntry struct {
 	idx  int32
 }
 
-// buildRing places each endpoint on the ring a number of times proportional to its weight, with at
-// least minSize entries in all.
-func buildRing(eps []*Endpoint, minSize int) []ringEntry {
+// buildRing places each endpoint on the ring a number of times proportional to its weight (weights[i],
+// or Endpoint.Weight when weights is nil), with at least minSize entries in all.
+func buildRing(eps []*Endpoint, weights []float64, minSize int) []ringEntry {
 	var total uint64
-	for _, e := range eps {
+	var ftotal float64
+	for i, e := range eps {
 		total += uint64(e.Weight)
+		if weights != nil {
+			ftotal += weights[i]
+		}
 	}
 	var ring []ringEntry
 	for i, e := range eps {
 		n := max(1, int((uint64(minSize)*uint64(e.Weight)+total-1)/total))
+		if weights != nil {
+			n = max(1, int(math.Ceil(float64(minSize)*weights[i]/ftotal)))
+		}
 		for k := 0; k < n; k++ {
 			ring = append(ring, ringEntry{hash: Hash(e.Addr + "_" + strconv.Itoa(k)), idx: int32(i)})
 		}
@@ -76,8 +84,9 @@ func ringLookup(ring []ringEntry, h uint64) int {
 }
 
 // buildMaglev fills a lookup table of size m (a prime) by Maglev's permutation scheme; an endpoint
-// takes a turn in a round in proportion to its weight relative to the heaviest.
-func buildMaglev(eps []*Endpoint, m int) []int32 {
+// takes a turn in a round in proportion to its weight (weights[i], or Endpoint.Weight when weights is
+// nil) relative to the heaviest.
+func buildMaglev(eps []*Endpoint, weights []float64, m int) []int32 {
 	if len(eps) == 0 {
 		return nil
 	}
@@ -89,16 +98,33 @@ func buildMaglev(eps []*Endpoint, m int) []int32 {
 	skip := make([]uint64, len(eps))
 	next := make([]uint64, len(eps))
 	var maxW uint64
+	var fmaxW float64
 	for i, e := range eps {
 		offset[i] = Hash(e.Addr) % uint64(m)
 		skip[i] = Hash(e.Addr+"#skip")%uint64(m-1) + 1
 		maxW = max(maxW, uint64(e.Weight))
+		if weights != nil {
+			fmaxW = max(fmaxW, weights[i])
+		}
+	}
+	var ratio []float64 // weights relative to the heaviest; floor(round*ratio) counts the turns taken
+	if weights != nil {
+		ratio = make([]float64, len(eps))
+		for i, w := range weights {
+			ratio[i] = w / fmaxW
+		}
+	}
+	turn := func(i int, round uint64) bool {
+		if ratio != nil {
+			return math.Floor(float64(round+1)*ratio[i]) != math.Floor(float64(round)*ratio[i])
+		}
+		w := uint64(eps[i].Weight)
+		return (round+1)*w/maxW != round*w/maxW
 	}
 	filled := 0
 	for round := uint64(0); filled < m; round++ {
-		for i, e := range eps {
-			w := uint64(e.Weight)
-			if (round+1)*w/maxW == round*w/maxW {
+		for i := range eps {
+			if !turn(i, round) {
 				continue // not this endpoint's turn in this round
 			}
 			for {

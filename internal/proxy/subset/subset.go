@@ -14,6 +14,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
@@ -85,6 +86,9 @@ func init() {
 	allow("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster", "clusters")
 	allow("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight", "name", "weight")
 
+	// Network RBAC (before a tcp_proxy): the rules are checked by internal/filter (BuildNetwork).
+	allow("envoy.extensions.filters.network.rbac.v3.RBAC", "rules:*", "shadow_rules:*", "stat_prefix", "shadow_rules_stat_prefix")
+
 	// Routes.
 	allow("envoy.config.route.v3.RouteConfiguration", "name", "virtual_hosts", "request_headers_to_add",
 		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
@@ -136,7 +140,9 @@ func init() {
 	// Clusters and endpoints.
 	allow("envoy.config.cluster.v3.Cluster", "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
 		"load_assignment", "circuit_breakers", "outlier_detection", "http2_protocol_options",
-		"typed_extension_protocol_options", "transport_socket", "transport_socket_matches", "ring_hash_lb_config", "maglev_lb_config", "metadata")
+		"typed_extension_protocol_options", "transport_socket", "transport_socket_matches", "ring_hash_lb_config", "maglev_lb_config", "common_lb_config", "metadata")
+	allow("envoy.config.cluster.v3.Cluster.CommonLbConfig", "locality_weighted_lb_config")
+	allow("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig")
 	allow("envoy.config.cluster.v3.Cluster.TransportSocketMatch", "name", "match", "transport_socket")
 	allow("google.protobuf.Struct", "fields")
 	allow("google.protobuf.Value", "string_value")
@@ -179,6 +185,7 @@ func init() {
 var extensions = map[protoreflect.FullName]bool{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": true,
 	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":                            true,
+	"envoy.extensions.filters.network.rbac.v3.RBAC":                                     true,
 	"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":                   true,
 	"envoy.extensions.filters.listener.original_dst.v3.OriginalDst":                     true,
 	"envoy.extensions.filters.http.router.v3.Router":                                    true,

@@ -7,8 +7,11 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -29,6 +32,14 @@ func listener(t *testing.T, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listen
 		{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}}}}}
 }
 
+// tcpWithRBAC is a listener whose chain runs a network RBAC filter before its tcp_proxy.
+func tcpWithRBAC(t *testing.T, rbac *netrbacv3.RBAC) *listenerv3.Listener {
+	return &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+		{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, rbac)}},
+		{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t,
+			&tcpproxyv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})}}}}}}
+}
+
 func TestCheck(t *testing.T) {
 	okHCM := &hcmv3.HttpConnectionManager{StatPrefix: "x", NormalizePath: wrapperspb.Bool(true),
 		HttpFilters: []*hcmv3.HttpFilter{{Name: "anything", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &structpb.Struct{})}}}}
@@ -47,6 +58,12 @@ func TestCheck(t *testing.T) {
 			Routes: []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{HostRewriteSpecifier: &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}}}}}}}},
 			"virtual_hosts[0].routes[0].route.auto_host_rewrite: field not supported"},
+		{"network rbac", tcpWithRBAC(t, &netrbacv3.RBAC{StatPrefix: "tcp.", Rules: &rbacconfigv3.RBAC{Action: rbacconfigv3.RBAC_DENY},
+			ShadowRules: &rbacconfigv3.RBAC{}, ShadowRulesStatPrefix: "s"}), ""},
+		{"network rbac continuous", tcpWithRBAC(t, &netrbacv3.RBAC{StatPrefix: "tcp.", EnforcementType: netrbacv3.RBAC_CONTINUOUS}),
+			"filter_chains[0].filters[0].typed_config.enforcement_type: field not supported"},
+		{"network rbac delay_deny", tcpWithRBAC(t, &netrbacv3.RBAC{StatPrefix: "tcp.", DelayDeny: durationpb.New(1)}),
+			"filter_chains[0].filters[0].typed_config.delay_deny: field not supported"},
 		{"supported cluster", &clusterv3.Cluster{Name: "c", ConnectTimeout: durationpb.New(1), LbPolicy: clusterv3.Cluster_MAGLEV}, ""},
 		{"unsupported cluster field", &clusterv3.Cluster{Name: "c", DnsLookupFamily: clusterv3.Cluster_V4_ONLY}, "dns_lookup_family: field not supported"},
 		{"typed protocol options checked", &clusterv3.Cluster{Name: "c", TypedExtensionProtocolOptions: map[string]*anypb.Any{
