@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ func proxyCmd(e *env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --service NAME --scope NAMESPACE --app HOST:PORT --anchors HOST:PORT,... --join-token FILE",
-		Short: "Run a workload's sidecar: identity, registration under a lease, and the xDS-driven data plane",
+		Short: "Run a workload's sidecar (or, with --gateway, an ingress gateway): identity, registration under a lease, and the xDS-driven data plane",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -53,6 +54,9 @@ func proxyCmd(e *env) *cobra.Command {
 					opts.Labels[k] = v
 				}
 			}
+			if err := opts.CheckGateway(); err != nil {
+				return err
+			}
 			if tokenFile == "" {
 				return fmt.Errorf("proxy: --join-token FILE is required (join.token in the bootstrap anchor's data dir)")
 			}
@@ -64,6 +68,14 @@ func proxyCmd(e *env) *cobra.Command {
 			opts.DNSUpstream = splitList(dnsUp)
 			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			opts.Ready = func(w *workload.Workload) {
+				if opts.Gateway {
+					fmt.Fprintf(e.stdout, "gateway %s.%s (labels %s): listens on %s at the ports of the Gateways selecting these labels\n",
+						opts.Service, opts.Namespace, labelList(w.Labels()), w.GatewayAddress())
+					if d := w.DNS(); d != "" {
+						fmt.Fprintf(e.stdout, "dns for mesh names on %s (udp and tcp); other names -> %s\n", d, dash(dnsUp))
+					}
+					return
+				}
 				fmt.Fprintf(e.stdout, "proxy for %s.%s: inbound %s (mTLS) -> app %s; outbound %s\n", opts.Service, opts.Namespace, w.Inbound(), opts.App, w.Outbound())
 				for _, u := range w.Upstreams() {
 					fmt.Fprintf(e.stdout, "upstream %s (listening)\n", u)
@@ -84,6 +96,8 @@ func proxyCmd(e *env) *cobra.Command {
 	f.StringVar(&anchors, "anchors", "", "anchors of the scope, HOST:PORT,... (default --server)")
 	f.StringVar(&opts.Inbound, "inbound", "", "HOST:PORT other proxies reach this one on, mTLS (default 127.0.0.1:<free>)")
 	f.StringVar(&opts.Outbound, "outbound", "", "HOST:PORT of the outbound HTTP listener that routes by Host (default 127.0.0.1:<free>)")
+	f.BoolVar(&opts.Gateway, "gateway", false, "run as an ingress gateway: serve the Gateways whose selector matches --labels (no --app, --inbound, --outbound or --upstream)")
+	f.StringVar(&opts.GatewayAddress, "gateway-address", "", "with --gateway: the IP its listeners bind, at the Gateways' ports (default 127.0.0.1; 0.0.0.0 for every interface)")
 	f.StringVar(&upstreams, "upstream", "", "NAME[:PORT]=HOST:PORT,... a loopback port per remote service (TCP, TLS passthrough, or HTTP routed as the mesh routes it); PORT 0 picks one")
 	f.StringVar(&opts.Admin, "admin", "", "HOST:PORT for /ready, /stats/prometheus, /config_dump")
 	f.StringVar(&tokenFile, "join-token", "", "join token file, for the first identity")
@@ -95,4 +109,14 @@ func proxyCmd(e *env) *cobra.Command {
 	cmd.MarkFlagRequired("service")
 	cmd.MarkFlagRequired("scope")
 	return cmd
+}
+
+// labelList renders labels as k=v,... sorted by key.
+func labelList(l map[string]string) string {
+	parts := make([]string, 0, len(l))
+	for k, v := range l {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
 }

@@ -21,3 +21,25 @@ func TestProxyRefusesBadUpstream(t *testing.T) {
 		}
 	}
 }
+
+// Gateway flags that do not fit are refused before anything starts, in one line naming the flag.
+func TestProxyRefusesBadGatewayFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gateway", "--app", "127.0.0.1:9080"}, "proxy: --gateway: --app does not apply"},
+		{[]string{"--gateway", "--outbound", "127.0.0.1:0"}, "proxy: --gateway: --outbound does not apply"},
+		{[]string{"--gateway", "--upstream", "echo=127.0.0.1:0"}, "proxy: --gateway: --upstream does not apply"},
+		{[]string{"--gateway", "--gateway-address", "localhost"}, `proxy: --gateway-address "localhost": want an IP address`},
+		{[]string{"--gateway-address", "127.0.0.1"}, "proxy: --gateway-address needs --gateway"},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"proxy", "--service", "ingressgateway", "--scope", "bookinfo.demo.mesh", "--anchors", "127.0.0.1:1",
+			"--join-token", "/nonexistent"}, tc.args...)
+		code := Main(args, strings.NewReader(""), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), tc.want) || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want a one-line error containing %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}

@@ -58,6 +58,11 @@ type WorkloadSpec struct {
 	// Lease is the ID of the lease the workload lives under; the workload is deleted with it.
 	// Required (non-zero); the scope checks that the lease exists.
 	Lease uint64 `json:"lease"`
+	// Gateway is true when the workload's proxy runs as a gateway (canton proxy --gateway):
+	// it serves the Gateways whose selector matches Labels and has no inbound listener, so
+	// nothing listens on Port. False (the zero value): a sidecar. The anchors serve gateway
+	// configuration only to the proxy a gateway Workload names (Proxy, then required).
+	Gateway bool `json:"gateway,omitempty"`
 }
 
 // AliasSpec is the spec of an Alias (canton.dev/v1): another name for a UID or a name.
@@ -259,6 +264,9 @@ func (s *WorkloadSpec) validate(o Object) error {
 	}
 	if len(s.Proxy) > 253 {
 		return errorf(field(specPath, "proxy"), "longer than 253 characters")
+	}
+	if s.Gateway && s.Proxy == "" {
+		return errorf(field(specPath, "proxy"), "required for a gateway (the ID of the proxy that runs it: only that proxy gets its gateway configuration)")
 	}
 	if s.Lease == 0 {
 		return errorf(field(specPath, "lease"), "required (the ID of the lease the workload lives under)")

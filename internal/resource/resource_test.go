@@ -83,6 +83,14 @@ func TestCanonical(t *testing.T) {
 			`{"service":"web","address":"10.0.0.1","port":80,"lease":7,"labels":{"b":"2","a":"1"}}`,
 			`{"labels":{"a":"1","b":"2"},"lease":7,"port":80,"address":"10.0.0.1","service":"web"}`,
 		}, `{"address":"10.0.0.1","labels":{"a":"1","b":"2"},"lease":7,"port":80,"service":"web"}`},
+		{"Workload", []string{
+			`{"service":"gw","address":"10.0.0.1","port":80,"lease":7,"proxy":"gw-1","gateway":true}`,
+			`{"gateway":true,"proxy":"gw-1","lease":7,"port":80,"address":"10.0.0.1","service":"gw"}`,
+		}, `{"address":"10.0.0.1","gateway":true,"lease":7,"port":80,"proxy":"gw-1","service":"gw"}`},
+		{"Workload", []string{
+			`{"service":"web","address":"10.0.0.1","port":80,"lease":7,"gateway":false}`,
+			`{"service":"web","address":"10.0.0.1","port":80,"lease":7}`,
+		}, `{"address":"10.0.0.1","lease":7,"port":80,"service":"web"}`},
 	}
 	for _, tt := range tests {
 		for _, spec := range tt.specs {

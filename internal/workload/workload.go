@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,11 +65,22 @@ type Options struct {
 	// Upstreams bind loopback ports to one service each (--upstream, xds.ParseUpstreams); an
 	// address with port 0 gets a free port (see Workload.Upstreams).
 	Upstreams []xds.Upstream
+	// Gateway runs the proxy as an ingress gateway (canton proxy --gateway): its xDS node is of
+	// kind gateway and its Workload records it, so the anchors give it a listener per port of
+	// the Gateways whose selector matches its labels (set them with Labels, e.g. istio:
+	// ingressgateway) and no inbound, outbound or upstream listener: App, Inbound, Outbound
+	// and Upstreams must be empty. A port that cannot be bound is rejected by the proxy
+	// (a NACK naming the address: Proxy().Ready and canton get proxies show it).
+	Gateway bool
+	// GatewayAddress is the IP the gateway's listeners bind (the ports are the Gateway
+	// servers'); it is also the Workload's address. Default 127.0.0.1; 0.0.0.0 or :: listens on
+	// every interface. Only with Gateway.
+	GatewayAddress string
 	// Ready, if set, is called once the workload is registered and its proxy runs.
 	Ready func(w *Workload)
 }
 
-// Workload is a running sidecar.
+// Workload is a running sidecar or gateway.
 type Workload struct {
 	opts     Options
 	log      *slog.Logger
@@ -96,13 +108,26 @@ type Workload struct {
 // The caller must not modify them.
 func (w *Workload) Credentials() *identity.Credentials { return w.credentials() }
 
-// Outbound is the address of the outbound HTTP listener.
+// Outbound is the address of the outbound HTTP listener; empty for a gateway.
 func (w *Workload) Outbound() string { return w.outbound }
+
+// Labels are the labels the workload registers and its proxy describes itself with: app (the
+// service), version when set, and Options.Labels.
+func (w *Workload) Labels() map[string]string { return w.labels() }
+
+// GatewayAddress is the IP a gateway's listeners bind; empty unless Options.Gateway.
+func (w *Workload) GatewayAddress() string {
+	if !w.opts.Gateway {
+		return ""
+	}
+	return w.opts.GatewayAddress
+}
 
 // Upstreams are the --upstream bindings with the addresses bound (a port 0 resolved).
 func (w *Workload) Upstreams() []xds.Upstream { return w.upstream }
 
-// Inbound is the address other proxies reach this workload on.
+// Inbound is the address other proxies reach this workload on. A gateway (like a client-only
+// proxy) registers it but nothing listens there.
 func (w *Workload) Inbound() string { return w.inbound }
 
 // Admin is the address of the proxy's admin listener (/ready, /stats/prometheus,
@@ -135,6 +160,9 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.LeaseTTL < time.Second { // anchors grant whole seconds: less would ask for 0
 		return fmt.Errorf("proxy: --lease-ttl %s: must be at least 1s", opts.LeaseTTL)
 	}
+	if err := opts.CheckGateway(); err != nil {
+		return err
+	}
 	if opts.CertTTL == 0 {
 		opts.CertTTL = 24 * time.Hour
 	}
@@ -166,15 +194,21 @@ func Run(ctx context.Context, opts Options) error {
 		return a, nil
 	}
 	var err error
-	if w.inbound, err = bind("--inbound", opts.Inbound); err != nil {
+	inbound, inboundFlag := opts.Inbound, "--inbound"
+	if opts.Gateway { // the gateway's address, checked by binding it once; the port is a placeholder
+		inbound, inboundFlag = net.JoinHostPort(opts.GatewayAddress, "0"), "--gateway-address"
+	}
+	if w.inbound, err = bind(inboundFlag, inbound); err != nil {
 		return err
 	}
-	if opts.App == "" { // client only: the address is registered, nothing listens on it
+	if opts.App == "" { // client only or gateway: the address is registered, nothing listens on it
 		bound[w.inbound].Close()
 		delete(bound, w.inbound)
 	}
-	if w.outbound, err = bind("--outbound", opts.Outbound); err != nil {
-		return err
+	if !opts.Gateway {
+		if w.outbound, err = bind("--outbound", opts.Outbound); err != nil {
+			return err
+		}
 	}
 	for _, u := range opts.Upstreams {
 		if u.Address, err = bind("--upstream "+u.String(), u.Address); err != nil {
@@ -281,6 +315,37 @@ func bindAddr(addr string) (string, net.Listener, error) {
 	return ln.Addr().String(), ln, nil
 }
 
+// CheckGateway checks the options of a gateway (Gateway, GatewayAddress) and sets
+// GatewayAddress's default: a gateway serves the Gateways selecting it and nothing else. Run
+// calls it; the CLI calls it first to refuse bad flags before anything starts.
+func (opts *Options) CheckGateway() error {
+	if !opts.Gateway {
+		if opts.GatewayAddress != "" {
+			return errors.New("proxy: --gateway-address needs --gateway")
+		}
+		return nil
+	}
+	for _, f := range []struct{ flag, value string }{
+		{"--app", opts.App}, {"--inbound", opts.Inbound}, {"--outbound", opts.Outbound},
+	} {
+		if f.value != "" {
+			return fmt.Errorf("proxy: --gateway: %s does not apply: a gateway has no application and no inbound or outbound listener, only the listeners of the Gateways selecting its labels", f.flag)
+		}
+	}
+	if len(opts.Upstreams) > 0 {
+		return errors.New("proxy: --gateway: --upstream does not apply: a gateway has only the listeners of the Gateways selecting its labels")
+	}
+	if opts.GatewayAddress == "" {
+		opts.GatewayAddress = "127.0.0.1"
+	}
+	a, err := netip.ParseAddr(opts.GatewayAddress)
+	if err != nil || a.Zone() != "" {
+		return fmt.Errorf("proxy: --gateway-address %q: want an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface); the ports come from the Gateways", opts.GatewayAddress)
+	}
+	opts.GatewayAddress = a.Unmap().String()
+	return nil
+}
+
 func splitPort(addr string) (string, uint32) {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
@@ -307,8 +372,16 @@ func (w *Workload) telemetryWorkload() proxy.Workload {
 		App: l["app"], Version: l["version"], Principal: w.id.String()}
 }
 
+// node is how the proxy describes itself to the anchors; they check it against the Workload
+// register recorded (kind, labels, inbound address and port).
 func (w *Workload) node() xds.Node {
 	n := xds.Node{ID: w.opts.NodeID, Service: w.opts.Service, Namespace: w.opts.Namespace, Labels: w.labels(), Kind: xds.KindSidecar, AdminAddress: w.opts.Admin}
+	if w.opts.Gateway {
+		// No outbound, inbound or upstream listener: InboundAddress is where the Gateways'
+		// listeners bind (xds: gatewayAddress).
+		n.Kind, n.InboundAddress = xds.KindGateway, w.opts.GatewayAddress
+		return n
+	}
 	_, n.OutboundPort = splitPort(w.outbound)
 	n.Upstreams = w.upstream
 	if w.opts.App != "" {
@@ -527,7 +600,10 @@ func (w *Workload) register(ctx context.Context, c *api.Client) error {
 		return fmt.Errorf("proxy: lease: %w", api.Err(err))
 	}
 	addr, port := splitPort(w.inbound)
-	spec, _ := json.Marshal(resource.WorkloadSpec{Service: w.opts.Service, Address: addr, Port: port, Labels: w.labels(), Proxy: w.opts.NodeID, Lease: lease.LeaseId})
+	if w.opts.Gateway {
+		addr = w.opts.GatewayAddress // as given: a wildcard's socket may report another spelling ([::] for 0.0.0.0)
+	}
+	spec, _ := json.Marshal(resource.WorkloadSpec{Service: w.opts.Service, Address: addr, Port: port, Labels: w.labels(), Proxy: w.opts.NodeID, Lease: lease.LeaseId, Gateway: w.opts.Gateway})
 	obj := resource.Object{Kind: "Workload", Namespace: w.opts.Namespace, Name: w.opts.NodeID, Spec: spec}
 	if _, err := c.Apply(ctx, []resource.Object{obj}, false, nil); err != nil {
 		return fmt.Errorf("proxy: register workload %s: %w", w.opts.NodeID, err)

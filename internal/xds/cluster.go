@@ -63,7 +63,7 @@ func (g *gen) clusterKind(s *service) (clusterv3.Cluster_DiscoveryType, bool) {
 }
 
 // generateClusters builds the clusters of every visible service (one per port and one per
-// port and DestinationRule subset) and the inbound cluster of the local application.
+// port and DestinationRule subset).
 func generateClusters(g *gen, out *Resources) error {
 	for _, s := range g.visible {
 		kind, ok := g.clusterKind(s)
@@ -83,6 +83,11 @@ func generateClusters(g *gen, out *Resources) error {
 			}
 		}
 	}
+	return nil
+}
+
+// generateInboundCluster builds the inbound cluster of the local application.
+func generateInboundCluster(g *gen, out *Resources) error {
 	if g.node.InboundPort != 0 {
 		c := g.inboundCluster()
 		out.Clusters[c.Name] = c
@@ -155,6 +160,9 @@ func (g *gen) cluster(s *service, p servicePort, subset string, subsetLabels map
 		ref = dr.ref
 	}
 	g.applyLoadBalancer(c, pol, ref)
+	if g.localityLBFor(s, pol, ref, kind).distribute != nil {
+		applyLocalityWeightedLB(c)
+	}
 	opts := g.applyConnectionPool(c, pol, ref)
 	g.applyOutlier(c, pol, ref)
 	g.applyTLS(c, s, p, subset, subsetLabels, pol, ref)
@@ -236,9 +244,6 @@ func (g *gen) applyLoadBalancer(c *clusterv3.Cluster, pol policy, ref string) {
 		default:
 			g.skip(ref, pol.lbPath+".simple", lb.GetSimple().String()+" is not supported; LEAST_REQUEST is used")
 		}
-	}
-	if ls := lb.GetLocalityLbSetting(); ls != nil && ls.GetEnabled().GetValue() {
-		g.skip(ref, pol.lbPath+".localityLbSetting", "locality-aware load balancing is not supported yet")
 	}
 	if lb.GetWarmupDurationSecs() != nil || lb.GetWarmup() != nil {
 		g.skip(ref, pol.lbPath+".warmup", "slow start is not supported")

@@ -18,9 +18,12 @@ func wrapBool(b bool) *wrapperspb.BoolValue { return wrapperspb.Bool(b) }
 
 func wrapU32(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }
 
-// mustAny packs m. Packing a generated message cannot fail; a failure is a bug.
+// mustAny packs m, deterministically (maps in key order), so that equal configuration gives
+// equal bytes and so equal resource versions. Packing a generated message cannot fail; a
+// failure is a bug.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
+	a := &anypb.Any{}
+	err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true})
 	if err != nil {
 		panic("xds: pack " + string(m.ProtoReflect().Descriptor().FullName()) + ": " + err.Error())
 	}

@@ -5,8 +5,11 @@
 //
 // Generate is a pure function: the same Input and Node give the same Resources, byte for byte,
 // on every anchor. It does no I/O, reads no clock and iterates maps in sorted order. It is built
-// from small generators run in a fixed order (see generators in generate.go); each wraps its
-// errors with its name. Istio semantics, and where Canton deliberately differs, are documented
+// from small generators run in a fixed order (see outboundGenerators and nodeGenerators in
+// generate.go); each wraps its errors with its name. A Snapshot generates the outbound part
+// (clusters, endpoints, outbound routes) once per distinct namespace, kind, capabilities and
+// selected labels, and shares it, with its versions and encodings, between proxies; the rest
+// is generated per proxy. Istio semantics, and where Canton deliberately differs, are documented
 // in docs/xds-translation.md.
 //
 // Security policies (authz.go, authz_rule.go, authz_custom.go, requestauthn.go, listener.go)

@@ -13,6 +13,16 @@ import (
 // gatewayRouteName names the listener and route configuration of a gateway port.
 func gatewayRouteName(port uint32) string { return "http." + itoa(int(port)) }
 
+// gatewayAddress is the IP a gateway's server listeners bind: the node's InboundAddress (a
+// gateway has no inbound listener; canton proxy --gateway-address sends it), else 0.0.0.0 (every
+// interface, as Istio's gateways listen). The ports are the Gateway servers'.
+func (g *gen) gatewayAddress() string {
+	if g.node.InboundAddress != "" {
+		return g.node.InboundAddress
+	}
+	return "0.0.0.0"
+}
+
 // gatewayServer is one plain-HTTP server of a Gateway selecting the node.
 type gatewayServer struct {
 	gw     *gateway
@@ -39,7 +49,7 @@ func (g *gen) gatewayServers() map[uint32][]gatewayServer {
 				continue
 			}
 			if srv.GetBind() != "" {
-				g.skip(gw.ref, "servers["+itoa(i)+"].bind", "bind is not supported; the server listens on 0.0.0.0")
+				g.skip(gw.ref, "servers["+itoa(i)+"].bind", "bind is not supported; the server listens on the gateway's address, "+g.gatewayAddress()+" (canton proxy --gateway-address)")
 			}
 			port := srv.GetPort().GetNumber()
 			out[port] = append(out[port], gatewayServer{gw: gw, ref: gw.namespace + "/" + gw.name, server: srv})

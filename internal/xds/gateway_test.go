@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"canton.dev/canton/internal/filter"
@@ -56,6 +57,35 @@ func TestGatewayNotFoundHostOnlyWhenStarIsFree(t *testing.T) {
 	if len(got) != 2 || got[1].GetName() != "not_found" || strings.Join(got[1].GetDomains(), ",") != "*" ||
 		got[1].GetRoutes()[0].GetDirectResponse().GetStatus() != 404 {
 		t.Errorf("virtual hosts %v, want bookinfo.example.com then not_found (\"*\" -> 404)", got)
+	}
+}
+
+// A gateway's server listeners bind the node's InboundAddress (canton proxy --gateway-address)
+// at the Gateway's ports, 0.0.0.0 without one; a gateway gets no inbound or outbound listener.
+func TestGatewayListenersBindTheGatewayAddress(t *testing.T) {
+	in := loadInput(t, "testdata/gateway")
+	for _, tc := range []struct{ address, want string }{{"", "0.0.0.0"}, {"127.0.0.2", "127.0.0.2"}, {"::1", "::1"}} {
+		node := loadNode(t, "testdata/gateway")
+		node.InboundAddress = tc.address
+		res, err := Generate(in, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for name := range res.Listeners {
+			names = append(names, name)
+		}
+		if len(names) != 1 {
+			t.Fatalf("address %q: listeners %v, want only %s", tc.address, names, gatewayRouteName(8080))
+		}
+		l, ok := res.Listeners[gatewayRouteName(8080)].(*listenerv3.Listener)
+		if !ok {
+			t.Fatalf("address %q: no listener %s", tc.address, gatewayRouteName(8080))
+		}
+		sa := l.GetAddress().GetSocketAddress()
+		if sa.GetAddress() != tc.want || sa.GetPortValue() != 8080 {
+			t.Errorf("address %q: gateway listener on %s:%d, want %s:8080", tc.address, sa.GetAddress(), sa.GetPortValue(), tc.want)
+		}
 	}
 }
 

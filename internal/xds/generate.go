@@ -1,13 +1,14 @@
 package xds
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -15,22 +16,40 @@ import (
 	"canton.dev/canton/internal/resource"
 )
 
-// generator produces one kind of resource into out. Generators run in the order of the list;
-// a later one may read what an earlier one produced (listeners read routes to decide which
-// HTTP filters are needed).
+// generator produces one kind of resource into out. Generators run in the order of their
+// list; a later one may read what an earlier one produced (listeners read routes to decide
+// which HTTP filters are needed).
 type generator struct {
 	name string
 	run  func(g *gen, out *Resources) error
 }
 
-// generators is the whole translation, in order.
-var generators = []generator{
+// The translation is split in two lists. outboundGenerators build what a proxy reaches: the
+// clusters and endpoints of the services it may call, its outbound route configuration and the
+// trust bundle. They read of the node only what outboundKey holds (its namespace, kind,
+// capabilities, whether it has an outbound listener and the labels outbound policies select
+// by), so they run once per snapshot and outboundKey, for the node stripped to that key (see
+// outboundKeyOf), and every proxy of that key shares the result. nodeGenerators build the rest
+// from the whole node, per proxy: gateway routes and listeners (addresses, ports, security
+// filters), upstream listeners, the inbound cluster and the proxy's own certificate; they see
+// the outbound part in out (its routes) and in gen.visible.
+//
+// A generator added to outboundGenerators, or a new read of the node in one, must be covered
+// by outboundKey: TestSharedOutboundMatchesGeneratingAlone compares every proxy's shared
+// configuration with generating it alone.
+var outboundGenerators = []generator{
 	{"routes", generateRoutes},
-	{"listeners", generateListeners},
-	{"upstreams", generateUpstreams},
 	{"clusters", generateClusters},
 	{"endpoints", generateEndpoints},
-	{"secrets", generateSecrets},
+	{"root secret", generateRootSecret},
+}
+
+var nodeGenerators = []generator{
+	{"gateway routes", generateGatewayRoutes},
+	{"listeners", generateListeners},
+	{"upstreams", generateUpstreams},
+	{"inbound cluster", generateInboundCluster},
+	{"node secret", generateNodeSecret},
 }
 
 // gen is the state of one Generate call.
@@ -48,6 +67,10 @@ type gen struct {
 	// port conditions then match the listener's port instead of the workload's ports.
 	gatewayListener bool
 	drCache         map[string]*destinationRule // destinationRuleFor by host
+}
+
+func newGen(in Input, m *model, node Node) *gen {
+	return &gen{in: in, node: node, m: m, skipped: map[Skip]bool{}, drCache: map[string]*destinationRule{}}
 }
 
 // Generate translates the scope snapshot in into the resources of node. It is pure and
@@ -70,23 +93,89 @@ type Snapshot struct {
 	in Input
 	m  *model
 
-	// memo shares generated resources between proxies that differ only in
-	// their ID: every replica of a workload gets the same configuration, so
-	// a change is generated once per distinct node, not once per stream.
-	memo sync.Map // nodeKey -> *memoEntry
+	// outbound memoizes the outbound part of the configuration by outboundKey: proxies
+	// differ in their addresses, ports and most labels, but all those of one namespace, kind,
+	// capabilities and selected labels reach the same services the same way, so a change is
+	// translated once per distinct outboundKey, not once per proxy.
+	outbound sync.Map // outboundKey -> *outboundEntry
 }
 
-type memoEntry struct {
+// outboundKey is everything of a node the outboundGenerators read. Two nodes with equal keys
+// get identical outbound parts.
+type outboundKey struct {
+	namespace string
+	kind      string // KindSidecar or KindGateway (proxyless nodes are generated as sidecars)
+	outbound  bool   // OutboundPort != 0: the node has an outbound route configuration
+	// capabilities are the node's Capabilities that are true, sorted, each followed by "\n";
+	// "*" for nil (every feature).
+	capabilities string
+	// labels are the node's labels that the snapshot's policies can select or compare it by
+	// on the outbound side (model.outboundLabels), in key order, each as
+	// "len(key):key=len(value):value\n".
+	labels string
+}
+
+// outboundKeyOf returns the outboundKey of n and the node the outboundGenerators run for: n
+// without its ID, addresses, ports, service, certificate, upstreams and unselected labels.
+func (s *Snapshot) outboundKeyOf(n Node) (outboundKey, Node) {
+	k := outboundKey{namespace: n.Namespace, kind: n.kind(), outbound: n.OutboundPort != 0, capabilities: "*"}
+	on := Node{ID: "outbound", Namespace: n.Namespace, Kind: k.kind, Capabilities: n.Capabilities}
+	if k.outbound {
+		on.OutboundPort = 1 // only whether there is one is read
+	}
+	if n.Capabilities != nil {
+		var b strings.Builder
+		for _, c := range sortedKeys(n.Capabilities) {
+			if n.Capabilities[c] {
+				b.WriteString(c)
+				b.WriteByte('\n')
+			}
+		}
+		k.capabilities = b.String()
+	}
+	var b strings.Builder
+	for _, key := range s.m.outboundLabels {
+		v, ok := n.Labels[key]
+		if !ok {
+			continue
+		}
+		if on.Labels == nil {
+			on.Labels = map[string]string{}
+		}
+		on.Labels[key] = v
+		fmt.Fprintf(&b, "%d:%s=%d:%s\n", len(key), key, len(v), v)
+	}
+	k.labels = b.String()
+	return k, on
+}
+
+// outboundPart is the outbound configuration shared by every proxy of one outboundKey.
+type outboundPart struct {
+	res     *Resources // versions computed; never modified once built
+	visible []*service
+	skipped map[Skip]bool
+	sorted  []Skip // skipped, sorted; its capacity is its length (appending copies)
+}
+
+// withSkips returns the sorted skips of a proxy whose own generators skipped own: p's
+// alone (the same slice for every proxy) unless own adds some.
+func (p *outboundPart) withSkips(own map[Skip]bool) []Skip {
+	all := p.sorted
+	for sk := range own {
+		if !p.skipped[sk] {
+			all = append(all, sk)
+		}
+	}
+	if len(all) == len(p.sorted) {
+		return p.sorted
+	}
+	return sortSkips(all)
+}
+
+type outboundEntry struct {
 	once sync.Once
-	res  Resources
+	part *outboundPart
 	err  error
-}
-
-// nodeKey identifies what generation depends on: the whole node but its ID.
-func nodeKey(n Node) string {
-	n.ID = ""
-	b, _ := json.Marshal(n) // map keys are sorted: deterministic
-	return string(b)
 }
 
 // NewSnapshot decodes in. The Input must not be modified afterwards.
@@ -97,49 +186,154 @@ func NewSnapshot(in Input) (*Snapshot, error) {
 	return &Snapshot{in: in, m: buildModel(in)}, nil
 }
 
+// Next decodes in, a later state of the scope of s: like NewSnapshot(in), but the objects whose
+// spec is unchanged since s keep their decoded form. s is not modified.
+func (s *Snapshot) Next(in Input) (*Snapshot, error) {
+	if in.Mesh == "" {
+		return nil, errors.New("input: mesh domain is required")
+	}
+	return &Snapshot{in: in, m: buildModelFrom(in, s.m)}, nil
+}
+
 // Revision returns the scope revision the snapshot was taken at.
 func (s *Snapshot) Revision() uint64 { return s.in.Revision }
 
 // Generate is the package-level Generate for a decoded snapshot.
 //
-// Proxies with the same node (but for the ID) share one result: callers must
-// not modify the returned maps or messages.
+// Proxies share the resources of their outbound part (see outboundGenerators), and the maps
+// of a type whose resources are all shared: callers must not modify the returned maps or
+// messages.
 func (s *Snapshot) Generate(node Node) (Resources, error) {
-	v, _ := s.memo.LoadOrStore(nodeKey(node), &memoEntry{})
-	e := v.(*memoEntry)
-	e.once.Do(func() { e.res, e.err = s.generate(node) })
-	if e.err != nil {
-		return Resources{}, fmt.Errorf("node %q: %w", node.ID, e.err)
+	res, err := s.generate(node)
+	if err != nil {
+		return Resources{}, fmt.Errorf("node %q: %w", node.ID, err)
 	}
-	return e.res, nil
+	return res, nil
 }
 
 func (s *Snapshot) generate(node Node) (Resources, error) {
 	if node.kind() == KindProxyless {
 		return s.generateProxyless(node)
 	}
-	g := &gen{in: s.in, node: node, m: s.m, skipped: map[Skip]bool{}, drCache: map[string]*destinationRule{}}
+	g := newGen(s.in, s.m, node)
 	if err := g.checkNode(); err != nil {
 		return Resources{}, err
 	}
+	shared, err := s.outboundFor(node)
+	if err != nil {
+		return Resources{}, err
+	}
+	g.visible = shared.visible
+	out := newResources()
+	for name, rc := range shared.res.Routes { // the listeners read them
+		out.Routes[name] = rc
+	}
+	for _, gr := range nodeGenerators {
+		if err := gr.run(g, out); err != nil {
+			return Resources{}, fmt.Errorf("generate %s: %w", gr.name, err)
+		}
+	}
+	res, err := layer(shared.res, out)
+	if err != nil {
+		return Resources{}, err
+	}
+	res.Skipped = shared.withSkips(g.skipped)
+	return res, nil
+}
+
+// outboundFor returns the outbound part of node's configuration, generating it once per
+// outboundKey.
+func (s *Snapshot) outboundFor(node Node) (*outboundPart, error) {
+	k, on := s.outboundKeyOf(node)
+	v, ok := s.outbound.Load(k)
+	if !ok {
+		v, _ = s.outbound.LoadOrStore(k, &outboundEntry{})
+	}
+	e := v.(*outboundEntry)
+	e.once.Do(func() { e.part, e.err = s.generateOutbound(on) })
+	return e.part, e.err
+}
+
+// generateOutbound runs the outboundGenerators for on (see outboundKeyOf).
+func (s *Snapshot) generateOutbound(on Node) (*outboundPart, error) {
+	g := newGen(s.in, s.m, on)
 	for _, sk := range s.m.skips {
 		g.skipped[sk] = true
 	}
 	g.computeVisible()
 	out := newResources()
-	for _, gr := range generators {
+	for _, gr := range outboundGenerators {
 		if err := gr.run(g, out); err != nil {
-			return Resources{}, fmt.Errorf("generate %s: %w", gr.name, err)
+			return nil, fmt.Errorf("generate %s: %w", gr.name, err)
 		}
 	}
 	if err := out.computeVersions(); err != nil {
-		return Resources{}, err
+		return nil, err
 	}
-	for s := range g.skipped {
-		out.Skipped = append(out.Skipped, s)
+	return &outboundPart{res: out, visible: g.visible, skipped: g.skipped, sorted: slices.Clip(sortedSkips(g.skipped))}, nil
+}
+
+// layer returns the resources of shared and own together. A type own adds nothing to (own
+// may repeat shared's resources) keeps shared's map and versions; the others get new maps,
+// where shared's resources keep their versions (computed once for all proxies) and only own's
+// are encoded and hashed. Shared's resources also keep their Any encodings (Resources.base).
+func layer(shared, own *Resources) (Resources, error) {
+	res := *newResources()
+	res.base = shared
+	for i, t := range Types {
+		b, o := shared.ByType(t), own.ByType(t)
+		m, vs := b, shared.Versions[t]
+		var added []string
+		for name, msg := range o {
+			if b[name] == msg {
+				continue
+			}
+			if added == nil {
+				m, vs = maps.Clone(b), maps.Clone(shared.Versions[t])
+			}
+			v, err := resourceVersion(msg)
+			if err != nil {
+				return Resources{}, fmt.Errorf("encode %s %q: %w", t, name, err)
+			}
+			m[name], vs[name] = msg, v
+			added = append(added, name)
+		}
+		res.setType(t, m)
+		res.Versions[t] = vs
+		if added == nil {
+			res.fromBase |= 1 << i
+		} else {
+			slices.Sort(added)
+			res.added[i] = added
+		}
 	}
-	sort.Slice(out.Skipped, func(i, j int) bool { return out.Skipped[i].String() < out.Skipped[j].String() })
-	return *out, nil
+	return res, nil
+}
+
+// sortedSkips lists set in the order of Resources.Skipped (nil when empty).
+func sortedSkips(set map[Skip]bool) []Skip {
+	var out []Skip
+	for sk := range set {
+		out = append(out, sk)
+	}
+	return sortSkips(out)
+}
+
+// sortSkips sorts list in the order of Resources.Skipped: by String.
+func sortSkips(list []Skip) []Skip {
+	type keyed struct {
+		key string
+		sk  Skip
+	}
+	ks := make([]keyed, len(list))
+	for i, sk := range list {
+		ks[i] = keyed{sk.String(), sk}
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
+	for i, k := range ks {
+		list[i] = k.sk
+	}
+	return list
 }
 
 func (g *gen) checkNode() error {

@@ -50,7 +50,7 @@ func generateListeners(g *gen, out *Resources) error {
 		name := gatewayRouteName(port)
 		l := &listenerv3.Listener{
 			Name:             name,
-			Address:          socketAddress("0.0.0.0", port),
+			Address:          socketAddress(g.gatewayAddress(), port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
 				hcmFilter(g.secureHCM(rdsHCM(name, name, out.Routes[name], authn), false)),
@@ -157,11 +157,11 @@ func (g *gen) inboundListener(authn []*hcmv3.HttpFilter) *listenerv3.Listener {
 		tlsChains = []*listenerv3.FilterChain{mtls(&listenerv3.FilterChain{Name: "inbound_mtls", Filters: []*listenerv3.Filter{hcmFilter(h)}})}
 		plainChain = &listenerv3.FilterChain{Name: "inbound_plaintext", Filters: []*listenerv3.Filter{hcmFilter(h)}}
 	case !httpPorts:
-		t := g.inboundTCPProxy()
-		tlsChains = []*listenerv3.FilterChain{mtls(tcpChain("inbound_mtls_tcp", t))}
-		plainChain = tcpChain("inbound_plaintext_tcp", t)
+		authz := g.tcpAuthzFilters()
+		tlsChains = []*listenerv3.FilterChain{mtls(g.inboundTCPChain("inbound_mtls_tcp", authz))}
+		plainChain = g.inboundTCPChain("inbound_plaintext_tcp", authz)
 	default:
-		tcpTLS := mtls(tcpChain("inbound_mtls_tcp", g.inboundTCPProxy()))
+		tcpTLS := mtls(g.inboundTCPChain("inbound_mtls_tcp", g.tcpAuthzFilters()))
 		tcpTLS.FilterChainMatch = &listenerv3.FilterChainMatch{ApplicationProtocols: []string{tcpALPN}}
 		tlsChains = []*listenerv3.FilterChain{mtls(&listenerv3.FilterChain{Name: "inbound_mtls", Filters: []*listenerv3.Filter{hcmFilter(h)}}), tcpTLS}
 		plainChain = &listenerv3.FilterChain{Name: "inbound_plaintext", Filters: []*listenerv3.Filter{hcmFilter(h)}}

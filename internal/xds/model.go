@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"bytes"
 	"slices"
 	"sort"
 	"strings"
@@ -141,6 +142,11 @@ type model struct {
 	drsByHost   map[string][]*destinationRule
 	wildcardDRs []*destinationRule
 	skips       []Skip // objects that could not be used, for every node
+	// decoded are the specs of the snapshot's objects, decoded (see modelBuilder.typed).
+	decoded map[objectKey]decodedSpec
+	// outboundLabels are the node labels the outbound part of a proxy's configuration reads
+	// (see outboundKey in generate.go), sorted (outboundLabelKeys).
+	outboundLabels []string
 }
 
 type workloadEntry struct {
@@ -170,8 +176,33 @@ func sortObjects(objs []resource.Object) []resource.Object {
 
 // modelBuilder decodes a scope snapshot into a model.
 type modelBuilder struct {
-	in Input
-	m  *model
+	in   Input
+	m    *model
+	prev map[objectKey]decodedSpec // the decoded specs of the previous snapshot; may be nil
+}
+
+// objectKey names an object of a snapshot.
+type objectKey struct{ kind, namespace, name string }
+
+// decodedSpec is a spec and what resource.Typed made of it (never modified).
+type decodedSpec struct {
+	spec  []byte
+	typed any
+	err   error
+}
+
+// typed is resource.Typed(o), taken from the previous snapshot when o's spec is unchanged: a
+// scope change usually changes a few objects, and decoding every spec of a large scope for
+// every revision would cost more than all the rest of the translation.
+func (b *modelBuilder) typed(o resource.Object) (any, error) {
+	k := objectKey{o.Kind, o.Namespace, o.Name}
+	d, ok := b.prev[k]
+	if !ok || !bytes.Equal(d.spec, o.Spec) {
+		d.spec = o.Spec
+		d.typed, d.err = resource.Typed(o)
+	}
+	b.m.decoded[k] = d
+	return d.typed, d.err
 }
 
 func (b *modelBuilder) skip(object, field, reason string) {
@@ -179,15 +210,22 @@ func (b *modelBuilder) skip(object, field, reason string) {
 }
 
 // buildModel decodes the objects of in. Objects that do not decode are skipped with a note.
-func buildModel(in Input) *model {
+func buildModel(in Input) *model { return buildModelFrom(in, nil) }
+
+// buildModelFrom is buildModel, reusing the decoded specs of prev (nil: none) for the objects
+// whose spec did not change.
+func buildModelFrom(in Input, prev *model) *model {
 	b := &modelBuilder{in: in}
+	if prev != nil {
+		b.prev = prev.decoded
+	}
 	b.build()
 	return b.m
 }
 
 func (b *modelBuilder) build() {
 	m := &model{services: map[string]*service{}, workloads: map[string][]endpoint{}, drsByHost: map[string][]*destinationRule{},
-		aliases: map[string]*service{}, aliasesOf: map[*service][]string{}}
+		aliases: map[string]*service{}, aliasesOf: map[*service][]string{}, decoded: map[objectKey]decodedSpec{}}
 	b.m = m
 	mesh := b.in.Mesh
 	var entries []*networking.ServiceEntry
@@ -206,7 +244,7 @@ func (b *modelBuilder) build() {
 			continue
 		}
 		mt := meta{ref: o.Ref(), name: o.Name, namespace: o.Namespace, created: o.Created}
-		typed, err := resource.Typed(o)
+		typed, err := b.typed(o)
 		if err != nil {
 			b.skip(mt.ref, "", "cannot decode spec: "+err.Error())
 			continue
@@ -272,6 +310,61 @@ func (b *modelBuilder) build() {
 		}
 		sortEndpoints(s.endpoints)
 	}
+	m.outboundLabels = outboundLabelKeys(m)
+}
+
+// outboundLabelKeys lists the node labels that the outbound part of the translation reads
+// (outbound clusters, endpoints and route configuration): the Sidecar that applies
+// (workloadSelector), the DestinationRule that applies (workloadSelector), the http matches
+// that apply (sourceLabels) and, where a DestinationRule balances by locality, the caller's
+// locality and failoverPriority labels. What is generated per proxy (inbound listener and
+// cluster, security filters, gateway and upstream listeners, whose selectors are
+// PeerAuthentication's, AuthorizationPolicy's, RequestAuthentication's, Gateway's and tcp/tls
+// sourceLabels) reads the whole node and is not listed.
+func outboundLabelKeys(m *model) []string {
+	set := map[string]bool{}
+	for _, k := range localityLabelKeys(m.drs) { // locality load balancing, only where a DestinationRule asks for it
+		set[k] = true
+	}
+	add := func(labels map[string]string) {
+		for k := range labels {
+			set[k] = true
+		}
+	}
+	for _, sc := range m.sidecars {
+		add(sc.spec.GetWorkloadSelector().GetLabels())
+	}
+	for _, dr := range m.drs {
+		add(dr.spec.GetWorkloadSelector().GetMatchLabels())
+	}
+	for _, vs := range m.vss {
+		for _, hr := range vs.spec.GetHttp() {
+			for _, mt := range hr.GetMatch() {
+				add(mt.GetSourceLabels())
+			}
+		}
+	}
+	return sortedKeys(set)
+}
+
+// loadBalancerSettings lists every load balancer setting of a DestinationRule: its traffic
+// policy's, its subsets', and their port-level ones.
+func loadBalancerSettings(dr *networking.DestinationRule) []*networking.LoadBalancerSettings {
+	var out []*networking.LoadBalancerSettings
+	add := func(tp *networking.TrafficPolicy) {
+		if tp == nil {
+			return
+		}
+		out = append(out, tp.GetLoadBalancer())
+		for _, pl := range tp.GetPortLevelSettings() {
+			out = append(out, pl.GetLoadBalancer())
+		}
+	}
+	add(dr.GetTrafficPolicy())
+	for _, sub := range dr.GetSubsets() {
+		add(sub.GetTrafficPolicy())
+	}
+	return out
 }
 
 func sortEndpoints(eps []endpoint) {
@@ -300,7 +393,7 @@ func (b *modelBuilder) addService(s *service) bool {
 // still use an old name keep reaching the service. A name that is a service itself stays
 // that service. Aliases of aliases are not followed here (resolution follows them).
 func (b *modelBuilder) addAlias(o resource.Object, uids map[string]*service) {
-	typed, err := resource.Typed(o)
+	typed, err := b.typed(o)
 	if err != nil {
 		b.skip(o.Ref(), "", "cannot decode spec: "+err.Error())
 		return

@@ -78,7 +78,7 @@ func (s *Snapshot) generateProxyless(node Node) (Resources, error) {
 	}
 	out2 := newResources()
 	out2.Listeners, out2.Routes, out2.Clusters, out2.Endpoints = listeners, res.Routes, clusters, res.Endpoints
-	out2.Skipped = res.Skipped
+	out2.Skipped = slices.Clone(res.Skipped) // res.Skipped may be shared with other proxies
 	slices.SortFunc(out2.Skipped, func(a, b Skip) int { return strings.Compare(a.String(), b.String()) })
 	if err := out2.computeVersions(); err != nil {
 		return Resources{}, err

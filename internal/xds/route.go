@@ -37,7 +37,7 @@ func generateRoutes(g *gen, out *Resources) error {
 		rc.VirtualHosts = append(rc.VirtualHosts, blockAll())
 		out.Routes[rc.Name] = rc
 	}
-	return generateGatewayRoutes(g, out)
+	return nil
 }
 
 func blockAll() *routev3.VirtualHost {

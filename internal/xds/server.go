@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -150,11 +151,12 @@ func (s *Server) refresh(st *nodeState) error {
 
 // sotwType is the state of one type on a state-of-the-world stream.
 type sotwType struct {
-	names    map[string]bool // subscribed names; nil with wildcard
-	wildcard bool
-	version  string // version of the last response
-	nonce    string
-	sent     bool
+	names      map[string]bool // subscribed names; nil with wildcard
+	subscribed []string        // names, sorted
+	wildcard   bool
+	version    string // version of the last response
+	nonce      string
+	sent       bool
 }
 
 // StreamAggregatedResources serves state-of-the-world ADS.
@@ -167,18 +169,23 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 	types := map[string]*sotwType{}
 	send := func(typeURL string, t *sotwType) error {
 		all := st.res.ByType(typeURL)
-		versions := st.res.Versions[typeURL]
-		var names []string
+		var names []string // sorted
+		var version string
 		if t.wildcard {
-			names = sortedKeys(all)
+			names, version = st.res.sortedNames(typeURL), st.res.Version(typeURL)
 		} else {
-			for _, n := range sortedKeys(t.names) {
+			names = []string{} // not nil: hashVersions reads nil as all of them
+			for _, n := range t.subscribed {
 				if _, ok := all[n]; ok {
 					names = append(names, n)
 				}
 			}
+			if len(names) == len(all) {
+				version = st.res.Version(typeURL) // names are all of them: computed once
+			} else {
+				version = hashVersions(st.res.Versions[typeURL], names)
+			}
 		}
-		version := hashVersions(versions, append([]string{}, names...))
 		if t.sent && version == t.version {
 			return nil // the client has (or NACKed) exactly this
 		}
@@ -254,6 +261,7 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 			for _, n := range req.GetResourceNames() {
 				t.names[n] = true
 			}
+			t.subscribed = sortedKeys(t.names)
 			if !t.sent || req.GetErrorDetail() == nil {
 				if err := send(typeURL, t); err != nil {
 					return err
@@ -305,7 +313,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		versions := st.res.Versions[typeURL]
 		resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, SystemVersionInfo: st.res.Version(typeURL)}
 		wanted := func(n string) bool { return t.wildcard || t.names[n] }
-		for _, n := range sortedKeys(all) {
+		for _, n := range st.res.sortedNames(typeURL) {
 			if !wanted(n) || t.known[n] == versions[n] {
 				continue
 			}
@@ -315,11 +323,12 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			}
 			resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: n, Version: versions[n], Resource: a})
 		}
-		for _, n := range sortedKeys(t.known) {
+		for n := range t.known {
 			if _, ok := all[n]; !ok {
 				resp.RemovedResources = append(resp.RemovedResources, n)
 			}
 		}
+		sort.Strings(resp.RemovedResources)
 		if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !force {
 			return nil
 		}

@@ -4,11 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"google.golang.org/protobuf/types/known/anypb"
+	"slices"
 	"sort"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -55,6 +56,10 @@ const (
 	// envoy.transport_socket_match metadata (auto mutual TLS to a service some of whose
 	// workloads serve plain text only).
 	FeatureTransportSocketMatches = "cluster.transport_socket_matches"
+	// FeatureLocalityWeightedLB: Cluster.common_lb_config.locality_weighted_lb_config, choosing a
+	// locality by its load_balancing_weight before an endpoint in it (DestinationRule
+	// localityLbSetting.distribute).
+	FeatureLocalityWeightedLB = "cluster.locality_weighted_lb"
 )
 
 // Input is an immutable snapshot of one scope. Generate never modifies it.
@@ -186,6 +191,31 @@ type Resources struct {
 	// packed caches each resource's Any encoding, shared by every stream
 	// (and every copy of this value) that sends it.
 	packed *sync.Map // typeURL + "\x00" + name -> *anypb.Any
+	// base holds resources shared with other proxies' Resources (Snapshot's outbound part):
+	// a resource that is base's under the same name (the same message) takes its version and
+	// Any encoding from base, computed once for all of them.
+	base *Resources
+	// fromBase has bit i set when the resources of Types[i] are base's, map and versions:
+	// their sorted names and type version are base's too. Otherwise added[i] lists, sorted,
+	// the names of the resources of Types[i] that are not base's.
+	fromBase uint8
+	added    [5][]string
+	// summaries caches, per type (index in Types), the sorted names and the version of all
+	// resources.
+	summaries *[5]typeSummary
+}
+
+// typeSummary is what a stream needs of the resources of one type besides them: their names,
+// sorted, and the version of all of them (Resources.Version), each computed once.
+type typeSummary struct {
+	namesOnce, versionOnce sync.Once
+	names                  []string
+	version                string
+	// lines are the "name=version\n" lines of names, which the version hashes, and offsets
+	// where each starts: kept where other Resources layer theirs on these (Resources.base),
+	// so that they hash their own lines only.
+	lines   []byte
+	offsets []int
 }
 
 func newResources() *Resources {
@@ -193,7 +223,7 @@ func newResources() *Resources {
 		Listeners: map[string]proto.Message{}, Routes: map[string]proto.Message{},
 		Clusters: map[string]proto.Message{}, Endpoints: map[string]proto.Message{},
 		Secrets: map[string]proto.Message{}, Versions: map[string]map[string]string{},
-		packed: &sync.Map{},
+		packed: &sync.Map{}, summaries: &[5]typeSummary{},
 	}
 }
 
@@ -203,6 +233,9 @@ func (r *Resources) Packed(typeURL, name string) (*anypb.Any, error) {
 	m := r.ByType(typeURL)[name]
 	if m == nil {
 		return nil, fmt.Errorf("no %s %q", typeURL, name)
+	}
+	if r.base != nil && r.base.ByType(typeURL)[name] == m {
+		return r.base.Packed(typeURL, name)
 	}
 	if r.packed == nil {
 		return anypb.New(m)
@@ -217,6 +250,22 @@ func (r *Resources) Packed(typeURL, name string) (*anypb.Any, error) {
 	}
 	r.packed.Store(key, a)
 	return a, nil
+}
+
+// setType sets the resources of one type URL.
+func (r *Resources) setType(typeURL string, m map[string]proto.Message) {
+	switch typeURL {
+	case ListenerType:
+		r.Listeners = m
+	case RouteType:
+		r.Routes = m
+	case ClusterType:
+		r.Clusters = m
+	case EndpointType:
+		r.Endpoints = m
+	case SecretType:
+		r.Secrets = m
+	}
 }
 
 // ByType returns the resources of one type URL (nil for an unknown type).
@@ -239,39 +288,137 @@ func (r *Resources) ByType(typeURL string) map[string]proto.Message {
 // Version returns a hash over every resource version of one type: the version a
 // state-of-the-world response of all resources of that type carries.
 func (r *Resources) Version(typeURL string) string {
-	return hashVersions(r.Versions[typeURL], nil)
+	i := slices.Index(Types, typeURL)
+	switch {
+	case i < 0 || r.summaries == nil:
+		return hashVersions(r.Versions[typeURL], nil)
+	case r.fromBase&(1<<i) != 0:
+		return r.base.Version(typeURL)
+	}
+	ts := &r.summaries[i]
+	ts.versionOnce.Do(func() {
+		if r.base == nil {
+			ts.lines, ts.offsets = versionLines(r.Versions[typeURL], r.sortedNames(typeURL))
+			sum := sha256.Sum256(ts.lines)
+			ts.version = hex.EncodeToString(sum[:12])
+			return
+		}
+		ts.version = r.base.layeredVersion(typeURL, r.added[i], r.Versions[typeURL])
+	})
+	return ts.version
+}
+
+// sortedNames returns the names of the resources of one type, sorted. The result is shared:
+// it must not be modified.
+func (r *Resources) sortedNames(typeURL string) []string {
+	i := slices.Index(Types, typeURL)
+	switch {
+	case i < 0 || r.summaries == nil:
+		return sortedKeys(r.Versions[typeURL])
+	case r.fromBase&(1<<i) != 0:
+		return r.base.sortedNames(typeURL)
+	}
+	ts := &r.summaries[i]
+	ts.namesOnce.Do(func() {
+		if r.base == nil {
+			ts.names = sortedKeys(r.Versions[typeURL])
+		} else {
+			ts.names = mergeSorted(r.base.sortedNames(typeURL), r.added[i])
+		}
+	})
+	return ts.names
+}
+
+// layeredVersion is the Version of one type of Resources layered on r: r's resources of that
+// type with added (sorted names, replacing r's of the same name) whose versions are in vs. It
+// hashes the same lines as Version would, taking r's from r's summary.
+func (r *Resources) layeredVersion(typeURL string, added []string, vs map[string]string) string {
+	if r.base != nil || r.summaries == nil { // r keeps no lines
+		return hashVersions(vs, mergeSorted(r.sortedNames(typeURL), added))
+	}
+	r.Version(typeURL) // r's lines
+	ts := &r.summaries[slices.Index(Types, typeURL)]
+	names := r.sortedNames(typeURL)
+	h := sha256.New()
+	pos := 0 // r's lines up to names[pos] are hashed
+	for _, name := range added {
+		at, found := slices.BinarySearch(names, name)
+		h.Write(ts.lines[ts.offsets[pos]:ts.offsets[at]])
+		h.Write([]byte(name + "=" + vs[name] + "\n"))
+		pos = at
+		if found {
+			pos++ // replaced
+		}
+	}
+	h.Write(ts.lines[ts.offsets[pos]:])
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// versionLines returns the lines hashVersions hashes for names, and where each starts; offsets
+// has one more entry, the end.
+func versionLines(v map[string]string, names []string) ([]byte, []int) {
+	n := 0
+	for _, name := range names {
+		n += len(name) + len(v[name]) + 2
+	}
+	b, offsets := make([]byte, 0, n), make([]int, 0, len(names)+1)
+	for _, name := range names {
+		offsets = append(offsets, len(b))
+		b = append(append(append(append(b, name...), '='), v[name]...), '\n')
+	}
+	return b, append(offsets, len(b))
+}
+
+// mergeSorted returns the union of two sorted lists of distinct names, sorted.
+func mergeSorted(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0] < b[0]:
+			out, a = append(out, a[0]), a[1:]
+		case b[0] < a[0]:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // hashVersions hashes name=version pairs in name order, restricted to names when not nil.
 func hashVersions(v map[string]string, names []string) string {
 	if names == nil {
-		names = make([]string, 0, len(v))
-		for n := range v {
-			names = append(names, n)
-		}
+		names = sortedKeys(v)
+	} else if !sort.StringsAreSorted(names) {
+		names = slices.Clone(names)
+		sort.Strings(names)
 	}
-	sorted := append([]string(nil), names...)
-	sort.Strings(sorted)
-	h := sha256.New()
-	for _, n := range sorted {
-		fmt.Fprintf(h, "%s=%s\n", n, v[n])
+	lines, _ := versionLines(v, names)
+	sum := sha256.Sum256(lines)
+	return hex.EncodeToString(sum[:12])
+}
+
+// resourceVersion is the version of one resource: a hash of its deterministic encoding.
+func resourceVersion(m proto.Message) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12]), nil
 }
 
 // computeVersions fills r.Versions from the resources.
 func (r *Resources) computeVersions() error {
-	opts := proto.MarshalOptions{Deterministic: true}
 	for _, t := range Types {
 		m := r.ByType(t)
 		vs := make(map[string]string, len(m))
 		for name, msg := range m {
-			b, err := opts.Marshal(msg)
+			v, err := resourceVersion(msg)
 			if err != nil {
 				return fmt.Errorf("encode %s %q: %w", t, name, err)
 			}
-			sum := sha256.Sum256(b)
-			vs[name] = hex.EncodeToString(sum[:12])
+			vs[name] = v
 		}
 		r.Versions[t] = vs
 	}
