@@ -30,6 +30,10 @@ type counters struct {
 	responses [4]atomic.Int64
 	nacks     atomic.Int64 // responses the client could not decode (it NACKs them)
 	lastRecv  atomic.Int64 // unix nanos of the last response received by any client
+	// changed counts the clients that ACKed a new route version since the last mark, and
+	// wake is signalled (without blocking) when it grows: waitRound sleeps on it.
+	changed atomic.Int64
+	wake    chan struct{}
 }
 
 // simClient is one simulated proxy: an ADS stream (state of the world) subscribing like
@@ -140,6 +144,11 @@ func (sc *simClient) run(ctx context.Context, conn *grpc.ClientConn, ready func(
 			sc.route = t.version
 			if sc.changedAt == 0 && t.version != sc.baseline {
 				sc.changedAt = ackAt
+				sc.c.changed.Add(1)
+				select {
+				case sc.c.wake <- struct{}{}:
+				default:
+				}
 			}
 		}
 		all := sc.acked[0] && sc.acked[1] && sc.acked[2] && sc.acked[3]

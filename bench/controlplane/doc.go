@@ -5,6 +5,7 @@
 //	go run ./bench/controlplane -clients 100,1000,5000 -json
 //	go run ./bench/controlplane -clients 1000,5000 -sidecar-egress 3   # Sidecar-scoped proxies
 //	go run ./bench/controlplane -clients 1000 -cpuprofile cpu.out -memprofile heap.out
+//	go run ./bench/controlplane -identical-nodes   # replicas that differ only in their ID
 //
 // It starts a real three-anchor mesh in this process (internal/meshtest: Raft, bbolt, mTLS
 // gRPC on 127.0.0.1), creates a scope of realistic size (by default 50 services × 3
@@ -12,7 +13,12 @@
 // VirtualServices with a header match and weighted routes), then, for each client count N:
 //
 //   - starts a child process (this binary, with CANTON_BENCH_CONTROLPLANE_WORKER set) holding N simulated xDS clients,
-//     so that the anchors' process only holds anchor memory. Each client gets a workload
+//     so that the anchors' process only holds anchor memory. Each client describes itself
+//     as `canton proxy` does, with its own outbound port, inbound, application and admin
+//     addresses (so every client is a distinct node, as real proxies are; -identical-nodes
+//     gives the clients of one service version one node but for the ID), and, as the proxy
+//     does, its Workload is registered (under a lease of the run) before it connects, so the
+//     clients are endpoints of their services too. Each client gets a workload
 //     certificate the way `canton proxy` does (CSR → IssueCertificate with the join token
 //     of the bootstrap anchor; one certificate per service account, shared by that
 //     account's clients), opens its own mTLS connection and ADS stream (state of the world)

@@ -35,6 +35,7 @@ type options struct {
 	shape          shape
 	roundTimeout   time.Duration
 	connectTimeout time.Duration
+	identicalNodes bool // clients of one service version send the same node but for the ID
 	json           bool
 	cpuProfile     string // written over the change rounds of the last client count
 	memProfile     string // heap profile once the last client count is connected
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&o.shape.Egress, "sidecar-egress", 0, "give each service a Sidecar limiting its proxies to this many other services (0: no Sidecars, every proxy sees every service)")
 	flag.DurationVar(&o.roundTimeout, "round-timeout", 30*time.Second, "how long a change may take to reach every client")
 	flag.DurationVar(&o.connectTimeout, "connect-timeout", 3*time.Minute, "how long all clients may take to connect and get their first configuration")
+	flag.BoolVar(&o.identicalNodes, "identical-nodes", false, "give the clients of one service version the same node but for the ID (default: each client has its own addresses and ports, as every real proxy has)")
 	flag.BoolVar(&o.json, "json", false, "print one JSON object")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the change rounds of the last client count to this file")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile with the last client count connected to this file")
@@ -120,7 +122,7 @@ func run(o options) (*report, error) {
 			a.Close()
 		}
 	}()
-	rep := &report{Services: o.shape.Services, Versions: o.shape.Versions, Egress: o.shape.Egress, Anchors: c.Len(), Rounds: o.rounds,
+	rep := &report{Services: o.shape.Services, Versions: o.shape.Versions, Egress: o.shape.Egress, IdenticalNodes: o.identicalNodes, Anchors: c.Len(), Rounds: o.rounds,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), SetupSecs: time.Since(setupStart).Seconds()}
 	for i, n := range o.clients {
 		b.last = i == len(o.clients)-1
@@ -206,6 +208,37 @@ func (b *bench) flip(ctx context.Context, timeout time.Duration) (time.Time, tim
 	}
 }
 
+// register applies the Workloads of the first n clients (clientWorkloads) under a lease of
+// their own, as every proxy registers itself before it connects, and returns the lease.
+func (b *bench) register(ctx context.Context, n int) (uint64, error) {
+	lease, err := b.admins[0].Raw().GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: benchNamespace, TtlSeconds: 3600})
+	if err != nil {
+		return 0, fmt.Errorf("grant lease: %w", api.Err(err))
+	}
+	ws, err := clientWorkloads(benchNamespace, b.o.shape, b.o.identicalNodes, n, lease.GetLeaseId())
+	if err != nil {
+		return 0, err
+	}
+	const batch = 500 // Workloads per commit, well below the Raft message limit
+	for len(ws) > 0 {
+		k := min(batch, len(ws))
+		if _, err := b.admins[0].Apply(ctx, ws[:k], false, nil); err != nil {
+			return 0, fmt.Errorf("register client workloads: %w", err)
+		}
+		ws = ws[k:]
+	}
+	return lease.GetLeaseId(), nil
+}
+
+// unregister revokes the lease of a run's client Workloads, deleting them.
+func (b *bench) unregister(lease uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := b.admins[0].Raw().RevokeLease(ctx, &apipb.RevokeLeaseRequest{Scope: benchNamespace, LeaseId: lease}); err != nil {
+		log.Printf("revoke the lease of the client workloads: %v", api.Err(err))
+	}
+}
+
 // streams counts the xDS streams the anchors report, and those whose last answer was a NACK.
 func (b *bench) streams(ctx context.Context) (n, nacks int, err error) {
 	for i, cl := range b.admins {
@@ -264,7 +297,7 @@ type worker struct {
 
 func (b *bench) startWorker(n int) (*worker, error) {
 	cfg, err := json.Marshal(workerConfig{Anchors: b.anchors, JoinToken: b.token, Namespace: benchNamespace,
-		Shape: b.o.shape, Clients: n, ConnectTimeout: b.o.connectTimeout})
+		Shape: b.o.shape, Clients: n, ConnectTimeout: b.o.connectTimeout, IdenticalNodes: b.o.identicalNodes})
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +371,11 @@ func (b *bench) measure(n int) (runResult, error) {
 	defer cancel()
 	leader0 := b.c.Leader(benchNamespace)
 	heap0, stack0, g0 := memory()
+	lease, err := b.register(ctx, n)
+	if err != nil {
+		return r, err
+	}
+	defer b.unregister(lease)
 	w, err := b.startWorker(n)
 	if err != nil {
 		return r, err
@@ -435,6 +473,7 @@ func (b *bench) measure(n int) (runResult, error) {
 			}
 			lat = append(lat, float64(at-committed.UnixNano())/1e6)
 		}
+		r.ClientCPUPerChangeMs += float64(round.CPUNanos) / 1e6 / float64(b.o.rounds)
 		r.StreamErrors = max(r.StreamErrors, round.Errors)
 		if round.FirstErr != "" && r.FirstStreamError == "" {
 			r.FirstStreamError = round.FirstErr

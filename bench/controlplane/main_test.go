@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"canton.dev/canton/internal/resource"
+	"canton.dev/canton/internal/xds"
 )
 
 // TestMain lets the test binary act as the benchmark's worker child process.
@@ -108,5 +110,50 @@ func TestBenchmarkSmall(t *testing.T) {
 				t.Errorf("latencies p50 %v p99 %v max %v ms are not plausible", r.P50ms, r.P99ms, r.MaxMs)
 			}
 		})
+	}
+}
+
+// TestNodesAreDistinctLikeRealProxies checks that every simulated client describes a node of
+// its own (addresses and ports, as `canton proxy` sidecars do) that the anchors accept, with the
+// Workload that registers it, and that -identical-nodes gives the clients of one service
+// version one node but for the ID.
+func TestNodesAreDistinctLikeRealProxies(t *testing.T) {
+	sh := shape{Services: 3, Versions: 2}
+	for _, identical := range []bool{false, true} {
+		cfg := workerConfig{Namespace: benchNamespace, Shape: sh, IdenticalNodes: identical}
+		seen := map[string]bool{}
+		ws, err := clientWorkloads(cfg.Namespace, sh, identical, 1500, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 1500 {
+			n, err := xds.NodeFromProto(nodeFor(cfg, i))
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			if n.AppAddress == "" || n.AdminAddress == "" || n.InboundPort == 0 || n.OutboundPort == 0 {
+				t.Fatalf("client %d: node %+v lacks an address a proxy has", i, n)
+			}
+			// The anchors admit a proxy only as its Workload registers it.
+			w := ws[i]
+			spec, err := resource.Typed(w)
+			if err != nil {
+				t.Fatalf("%s: %v", w.Ref(), err)
+			}
+			ws := spec.(*resource.WorkloadSpec)
+			if w.Name != n.ID || ws.Proxy != n.ID || ws.Service != n.Service || !maps.Equal(ws.Labels, n.Labels) ||
+				ws.Address != n.InboundAddress || ws.Port != n.InboundPort {
+				t.Fatalf("client %d: Workload %s %+v does not register node %+v", i, w.Name, ws, n)
+			}
+			n.ID = ""
+			seen[fmt.Sprintf("%+v", n)] = true
+		}
+		want := 1500
+		if identical {
+			want = sh.Services * sh.Versions
+		}
+		if len(seen) != want {
+			t.Errorf("identical=%v: %d distinct nodes (but for the ID), want %d", identical, len(seen), want)
+		}
 	}
 }

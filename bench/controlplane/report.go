@@ -10,14 +10,15 @@ import (
 
 // report is the whole benchmark's result.
 type report struct {
-	Services   int         `json:"services"`
-	Egress     int         `json:"sidecar_egress,omitempty"`
-	Versions   int         `json:"versions"`
-	Anchors    int         `json:"anchors"`
-	Rounds     int         `json:"rounds"`
-	GOMAXPROCS int         `json:"gomaxprocs"`
-	SetupSecs  float64     `json:"setup_s"`
-	Runs       []runResult `json:"runs"`
+	Services       int         `json:"services"`
+	Egress         int         `json:"sidecar_egress,omitempty"`
+	Versions       int         `json:"versions"`
+	IdenticalNodes bool        `json:"identical_nodes,omitempty"` // clients of a service version sent one node but for the ID
+	Anchors        int         `json:"anchors"`
+	Rounds         int         `json:"rounds"`
+	GOMAXPROCS     int         `json:"gomaxprocs"`
+	SetupSecs      float64     `json:"setup_s"`
+	Runs           []runResult `json:"runs"`
 }
 
 // runResult is one client count.
@@ -44,8 +45,11 @@ type runResult struct {
 	P99ms          float64 `json:"commit_to_ack_p99_ms"`
 	MaxMs          float64 `json:"commit_to_ack_max_ms"`
 	CPUPerChangeMs float64 `json:"anchor_cpu_ms_per_change"` // CPU of the anchors' process over the rounds, per change
-	CommitP50ms    float64 `json:"apply_p50_ms"`             // the Apply call itself (propose → commit acknowledged)
-	ApplyRetries   int     `json:"apply_retries"`            // Apply attempts refused (no leader) before one committed
+	// ClientCPUPerChangeMs is the CPU of the clients' process per change (receiving, decoding
+	// and ACKing): it shares the machine with the anchors.
+	ClientCPUPerChangeMs float64 `json:"client_cpu_ms_per_change"`
+	CommitP50ms          float64 `json:"apply_p50_ms"`  // the Apply call itself (propose → commit acknowledged)
+	ApplyRetries         int     `json:"apply_retries"` // Apply attempts refused (no leader) before one committed
 
 	InitialBytesPerClient   float64            `json:"initial_bytes_per_client"`
 	BytesPerChange          float64            `json:"bytes_pushed_per_change"` // all clients, mean over rounds
@@ -72,8 +76,12 @@ func (r *report) print(w io.Writer) {
 	if r.Egress > 0 {
 		scoping = fmt.Sprintf("Sidecars limit each proxy to %d services", r.Egress)
 	}
-	fmt.Fprintf(w, "control plane: %d anchors, scope of %d services × %d versions, %s, %d changes per run, GOMAXPROCS=%d (setup %.1fs)\n",
-		r.Anchors, r.Services, r.Versions, scoping, r.Rounds, r.GOMAXPROCS, r.SetupSecs)
+	nodes := "every client its own node (addresses and ports)"
+	if r.IdenticalNodes {
+		nodes = "clients of a service version share one node but for the ID"
+	}
+	fmt.Fprintf(w, "control plane: %d anchors, scope of %d services × %d versions, %s, %s, %d changes per run, GOMAXPROCS=%d (setup %.1fs)\n",
+		r.Anchors, r.Services, r.Versions, scoping, nodes, r.Rounds, r.GOMAXPROCS, r.SetupSecs)
 	fmt.Fprintf(w, "%8s %9s %9s %8s %8s %8s %8s %10s %10s %11s %11s %8s\n",
 		"clients", "connected", "connect", "p50", "p99", "max", "missed", "MB/proxy", "+stack", "B/change", "B/client", "nacks")
 	for _, x := range r.Runs {
@@ -88,8 +96,8 @@ func (r *report) print(w io.Writer) {
 				types = append(types, fmt.Sprintf("%s %.0f responses/%.0f B", t, x.ResponsesPerChange[t], x.BytesPerChangeByType[t]))
 			}
 		}
-		fmt.Fprintf(w, "  %d clients: per change %s, anchor CPU %.0fms (%.2fms/proxy); apply p50 %.1fms; first config %.0f B/client; %.1f goroutines/proxy; anchors see %d streams",
-			x.Clients, strings.Join(types, ", "), x.CPUPerChangeMs, x.CPUPerChangeMs/float64(max(x.Connected, 1)), x.CommitP50ms, x.InitialBytesPerClient, x.GoroutinesPerProxy, x.ServerStreams)
+		fmt.Fprintf(w, "  %d clients: per change %s, anchor CPU %.0fms (%.2fms/proxy), clients' CPU %.0fms; apply p50 %.1fms; first config %.0f B/client; %.1f goroutines/proxy; anchors see %d streams",
+			x.Clients, strings.Join(types, ", "), x.CPUPerChangeMs, x.CPUPerChangeMs/float64(max(x.Connected, 1)), x.ClientCPUPerChangeMs, x.CommitP50ms, x.InitialBytesPerClient, x.GoroutinesPerProxy, x.ServerStreams)
 		if x.Affected != x.Connected || x.Unaffected > 0 {
 			fmt.Fprintf(w, "; the change concerns %d clients; %d pushes went to others", x.Affected, x.Unaffected)
 		}

@@ -157,3 +157,21 @@ func workloads(sh shape, ns string, lease uint64) ([]resource.Object, error) {
 	}
 	return out, nil
 }
+
+// clientWorkloads returns the Workload of each of the first n clients, under lease, as
+// `canton proxy` registers its own before it connects: named after the proxy's ID, with its
+// service, labels, inbound address and port (the anchors admit a sidecar's xDS stream only as
+// its Workload registers it). They are endpoints of their services too, as real proxies are.
+func clientWorkloads(ns string, sh shape, identical bool, n int, lease uint64) ([]resource.Object, error) {
+	out := make([]resource.Object, 0, n)
+	for i := range n {
+		node := clientNode(ns, sh, identical, i)
+		spec, err := json.Marshal(resource.WorkloadSpec{Service: node.Service, Address: node.InboundAddress, Port: node.InboundPort,
+			Labels: node.Labels, Proxy: node.ID, Lease: lease})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resource.Object{Kind: "Workload", Namespace: ns, Name: node.ID, Spec: spec})
+	}
+	return out, nil
+}

@@ -33,6 +33,10 @@ type workerConfig struct {
 	Clients   int      `json:"clients"`
 	// ConnectTimeout bounds the time until every client has ACKed its first configuration.
 	ConnectTimeout time.Duration `json:"connect_timeout"`
+	// IdenticalNodes gives every client of a service version the same node but for its ID
+	// (the benchmark before it modelled per-proxy addresses); false: each client has its own
+	// addresses and ports, as every `canton proxy` has.
+	IdenticalNodes bool `json:"identical_nodes,omitempty"`
 }
 
 const workerEnv = "CANTON_BENCH_CONTROLPLANE_WORKER"
@@ -59,6 +63,7 @@ type roundMsg struct {
 	AckedAt   []int64          `json:"acked_at,omitempty"` // unix nanos per client; 0: never
 	Bytes     map[string]int64 `json:"bytes,omitempty"`    // by type, since mark
 	Responses map[string]int64 `json:"responses,omitempty"`
+	CPUNanos  int64            `json:"cpu_ns,omitempty"` // CPU the worker used since mark (the clients' share of a change)
 	Errors    int              `json:"errors,omitempty"` // clients whose stream failed
 	FirstErr  string           `json:"first_error,omitempty"`
 }
@@ -73,7 +78,7 @@ func runWorker(cfg workerConfig, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var c counters
+	c := counters{wake: make(chan struct{}, 1)}
 	clients := make([]*simClient, cfg.Clients)
 	conns := make([]*grpc.ClientConn, cfg.Clients)
 	defer func() {
@@ -105,8 +110,7 @@ func runWorker(cfg workerConfig, in io.Reader, out io.Writer) error {
 		}
 		started++
 		svc := i % cfg.Shape.Services
-		version := fmt.Sprintf("v%d", i/cfg.Shape.Services%cfg.Shape.Versions+1)
-		sc := &simClient{node: nodeFor(cfg, i, serviceName(svc), version), c: &c}
+		sc := &simClient{node: nodeFor(cfg, i), c: &c}
 		clients[i] = sc
 		tlsCfg := identity.ClientTLS(creds[svc], identity.AcceptAnchors(meshOf(cfg.Namespace)))
 		conn, err := grpc.NewClient(cfg.Anchors[i%len(cfg.Anchors)], grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
@@ -161,14 +165,17 @@ func runWorker(cfg workerConfig, in io.Reader, out io.Writer) error {
 		return err
 	}
 	sc := bufio.NewScanner(in)
+	var markCPU time.Duration
 	for sc.Scan() {
 		cmd, arg, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
 		switch cmd {
 		case "mark":
 			settle(&c, 300*time.Millisecond, 5*time.Second)
+			markCPU = cpuTime()
 			for _, cl := range clients {
 				cl.mark()
 			}
+			c.changed.Store(0)
 			for i := range c.bytes {
 				c.bytes[i].Store(0)
 				c.responses[i].Store(0)
@@ -181,7 +188,9 @@ func runWorker(cfg workerConfig, in io.Reader, out io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("worker: wait %q: %w", arg, err)
 			}
-			if err := enc.Encode(waitRound(clients, cfg.Shape, &c, timeout)); err != nil {
+			round := waitRound(clients, cfg.Shape, &c, timeout)
+			round.CPUNanos = int64(cpuTime() - markCPU)
+			if err := enc.Encode(round); err != nil {
 				return err
 			}
 		case "quit":
@@ -196,7 +205,12 @@ func runWorker(cfg workerConfig, in io.Reader, out io.Writer) error {
 // waitRound waits until every live client whose configuration the change concerns ACKed a
 // new route version or timeout, then until pushes settle, and reports the round.
 func waitRound(clients []*simClient, sh shape, c *counters, timeout time.Duration) roundMsg {
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	// Scanning every client costs CPU the anchors on this machine need: scan only when as
+	// many clients as are waited for have changed, and every 100ms (a stream may fail).
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	msg := roundMsg{AckedAt: make([]int64, len(clients))}
 	for {
 		pending := 0
@@ -208,10 +222,24 @@ func waitRound(clients []*simClient, sh shape, c *counters, timeout time.Duratio
 				pending++
 			}
 		}
-		if pending == 0 || time.Now().After(deadline) {
+		if pending == 0 {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		target := c.changed.Load() + int64(pending)
+		timedOut := false
+		for !timedOut && c.changed.Load() < target {
+			select {
+			case <-c.wake:
+				continue
+			case <-tick.C:
+			case <-deadline.C:
+				timedOut = true
+			}
+			break
+		}
+		if timedOut {
+			break
+		}
 	}
 	settle(c, 300*time.Millisecond, 5*time.Second)
 	msg.Bytes, msg.Responses = map[string]int64{}, map[string]int64{}
@@ -252,18 +280,38 @@ func meshOf(ns string) string {
 	return mesh
 }
 
-// nodeFor describes client i as `canton proxy` describes itself: a sidecar of its service
-// with inbound and outbound listeners and no optional capability.
-func nodeFor(cfg workerConfig, i int, service, version string) *corev3.Node {
-	n := xds.Node{ID: fmt.Sprintf("bench-%s-%d", service, i), Service: service, Namespace: cfg.Namespace,
-		Labels: map[string]string{"app": service, "version": version}, Kind: xds.KindSidecar,
+// clientNode describes client i as `canton proxy` describes itself (internal/workload's
+// node): a sidecar of service i%Services, version i/Services%Versions+1, with an outbound
+// listener on 127.0.0.1, an inbound listener in front of its application, an admin listener,
+// and no optional capability. Like real proxies, every client has its own addresses: its own
+// outbound port, inbound address, application address and admin address (client i uses
+// loopback address 127.1.<i/256>.<i%256>), so no two clients send the same node. With
+// identical, the clients of one service version send the same node but for the ID (shared
+// 127.0.0.1 ports), as the benchmark did before.
+func clientNode(ns string, sh shape, identical bool, i int) xds.Node {
+	service := serviceName(i % sh.Services)
+	n := xds.Node{ID: fmt.Sprintf("bench-%s-%d", service, i), Service: service, Namespace: ns,
+		Labels: map[string]string{"app": service, "version": fmt.Sprintf("v%d", i/sh.Services%sh.Versions+1)}, Kind: xds.KindSidecar,
 		OutboundPort: 15001, InboundPort: 15006, InboundAddress: "127.0.0.1", AppAddress: "127.0.0.1:9080",
-		Capabilities: map[string]bool{}}
+		AdminAddress: "127.0.0.1:15000", Capabilities: map[string]bool{}}
+	if !identical {
+		ip := fmt.Sprintf("127.1.%d.%d", i/256%256, i%256)
+		n.OutboundPort = uint32(20000 + i%40000) // on 127.0.0.1: distinct ports (up to 40,000 clients)
+		n.InboundAddress = ip
+		n.AppAddress = ip + ":9080"
+		n.AdminAddress = ip + ":15000"
+	}
+	return n
+}
+
+// nodeFor is the xDS node client i sends (clientNode).
+func nodeFor(cfg workerConfig, i int) *corev3.Node {
+	n := clientNode(cfg.Namespace, cfg.Shape, cfg.IdenticalNodes, i)
 	fields := map[string]*structpb.Value{}
 	for k, v := range xds.NodeMetadata(n) {
 		fields[k] = structpb.NewStringValue(v)
 	}
-	return &corev3.Node{Id: n.ID, Cluster: service + "." + cfg.Namespace, Metadata: &structpb.Struct{Fields: fields}}
+	return &corev3.Node{Id: n.ID, Cluster: n.Service + "." + cfg.Namespace, Metadata: &structpb.Struct{Fields: fields}}
 }
 
 // mintCredentials obtains one workload certificate per service account, as a proxy does

@@ -64,6 +64,9 @@ func measurePropagation(ctx context.Context, m *mesh, depths []int, changes int,
 	if err != nil {
 		return nil, err
 	}
+	if err := registerProxy(ctx, m); err != nil {
+		return nil, err
+	}
 	p := newEDSProxy()
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -80,6 +83,26 @@ func measurePropagation(ctx context.Context, m *mesh, depths []int, changes int,
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// registerProxy registers the bench proxy's Workload in the importer scope, as `canton proxy`
+// does before it connects: the anchors serve a sidecar's xDS stream only as its Workload
+// (named after the proxy ID, spec.proxy the ID) registers it.
+func registerProxy(ctx context.Context, m *mesh) error {
+	cl, err := m.client(m.importerAt)
+	if err != nil {
+		return err
+	}
+	lease, err := cl.Raw().GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: m.importer, TtlSeconds: 3600})
+	if err != nil {
+		return fmt.Errorf("grant the proxy's lease: %w", api.Err(err))
+	}
+	spec := fmt.Sprintf(`{"service":%q,"address":"127.0.0.1","port":15006,"proxy":"bench-proxy","lease":%d}`, proxyAccount, lease.LeaseId)
+	o := resource.Object{Kind: "Workload", Namespace: m.importer, Name: "bench-proxy", Spec: []byte(spec)}
+	if _, err := cl.Apply(ctx, []resource.Object{o}, false, nil); err != nil {
+		return fmt.Errorf("register the proxy's Workload: %w", err)
+	}
+	return nil
 }
 
 func proxyNode(ns string) (*corev3.Node, error) {
