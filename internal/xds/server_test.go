@@ -353,6 +353,8 @@ func TestServerDeltaParksNACKedConfigAndPushesChanges(t *testing.T) {
 	if !strings.Contains(next.GetResources()[0].GetResource().String(), "v3|reviews") {
 		t.Fatal("pushed routes do not carry the change")
 	}
+	// The server counts a response once its Send returns, which may be after the client got it.
+	waitFor(t, "the response to be counted", func() bool { return srv.Stats().Responses >= sentBefore+1 })
 	if sent := srv.Stats().Responses; sent != sentBefore+1 {
 		t.Fatalf("%d responses after the NACK, want exactly 1 (no resend loop)", sent-sentBefore)
 	}
