@@ -169,10 +169,10 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 	types := map[string]*sotwType{}
 	send := func(typeURL string, t *sotwType) error {
 		all := st.res.ByType(typeURL)
-		var names []string // sorted
+		var names []string // sorted; for wildcard, taken once the version says they are sent
 		var version string
 		if t.wildcard {
-			names, version = st.res.sortedNames(typeURL), st.res.Version(typeURL)
+			version = st.res.Version(typeURL)
 		} else {
 			names = []string{} // not nil: hashVersions reads nil as all of them
 			for _, n := range t.subscribed {
@@ -188,6 +188,9 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		}
 		if t.sent && version == t.version {
 			return nil // the client has (or NACKed) exactly this
+		}
+		if t.wildcard {
+			names = st.res.sortedNames(typeURL)
 		}
 		resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL, VersionInfo: version, Nonce: s.nextNonce()}
 		for _, n := range names {
@@ -313,10 +316,14 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		versions := st.res.Versions[typeURL]
 		resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, SystemVersionInfo: st.res.Version(typeURL)}
 		wanted := func(n string) bool { return t.wildcard || t.names[n] }
-		for _, n := range st.res.sortedNames(typeURL) {
-			if !wanted(n) || t.known[n] == versions[n] {
-				continue
+		var changed []string
+		for n := range all {
+			if wanted(n) && t.known[n] != versions[n] {
+				changed = append(changed, n)
 			}
+		}
+		sort.Strings(changed)
+		for _, n := range changed {
 			a, err := st.res.Packed(typeURL, n)
 			if err != nil {
 				return fmt.Errorf("pack %s %q: %w", typeURL, n, err)

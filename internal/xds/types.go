@@ -206,7 +206,8 @@ type Resources struct {
 }
 
 // typeSummary is what a stream needs of the resources of one type besides them: their names,
-// sorted, and the version of all of them (Resources.Version), each computed once.
+// sorted (kept for shared Resources only, see sortedNames), and the version of all of them
+// (Resources.Version), each computed once.
 type typeSummary struct {
 	namesOnce, versionOnce sync.Once
 	names                  []string
@@ -308,8 +309,9 @@ func (r *Resources) Version(typeURL string) string {
 	return ts.version
 }
 
-// sortedNames returns the names of the resources of one type, sorted. The result is shared:
-// it must not be modified.
+// sortedNames returns the names of the resources of one type, sorted. The result may be shared:
+// it must not be modified. Shared Resources (no base) compute them once; the others, which
+// need them only to send the type, merge their own into base's each time (not kept).
 func (r *Resources) sortedNames(typeURL string) []string {
 	i := slices.Index(Types, typeURL)
 	switch {
@@ -317,15 +319,11 @@ func (r *Resources) sortedNames(typeURL string) []string {
 		return sortedKeys(r.Versions[typeURL])
 	case r.fromBase&(1<<i) != 0:
 		return r.base.sortedNames(typeURL)
+	case r.base != nil:
+		return mergeSorted(r.base.sortedNames(typeURL), r.added[i])
 	}
 	ts := &r.summaries[i]
-	ts.namesOnce.Do(func() {
-		if r.base == nil {
-			ts.names = sortedKeys(r.Versions[typeURL])
-		} else {
-			ts.names = mergeSorted(r.base.sortedNames(typeURL), r.added[i])
-		}
-	})
+	ts.namesOnce.Do(func() { ts.names = sortedKeys(r.Versions[typeURL]) })
 	return ts.names
 }
 
