@@ -54,6 +54,9 @@ func proxyCmd(e *env) *cobra.Command {
 					opts.Labels[k] = v
 				}
 			}
+			if err := opts.CheckCertTTL(); err != nil {
+				return err
+			}
 			if err := opts.CheckGateway(); err != nil {
 				return err
 			}
@@ -106,6 +109,7 @@ func proxyCmd(e *env) *cobra.Command {
 	f.StringVar(&dnsUp, "dns-upstream", "", "resolvers for names outside the mesh, HOST:PORT,... (empty: SERVFAIL)")
 	f.DurationVar(&opts.DNSMaxStale, "dns-max-stale", time.Hour, "how long DNS serves the last answer while no anchor answers")
 	f.DurationVar(&opts.LeaseTTL, "lease-ttl", 0, "registration lease TTL (default 10s)")
+	f.DurationVar(&opts.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of the workload certificates (SVIDs) asked for, 1s to 168h; renewed at half-life")
 	cmd.MarkFlagRequired("service")
 	cmd.MarkFlagRequired("scope")
 	return cmd

@@ -43,3 +43,15 @@ func TestProxyRefusesBadGatewayFlags(t *testing.T) {
 		}
 	}
 }
+
+// A certificate lifetime the anchors would not issue is refused before anything starts.
+func TestProxyRefusesBadCertTTL(t *testing.T) {
+	for _, ttl := range []string{"500ms", "200h"} {
+		var out, errb bytes.Buffer
+		code := Main([]string{"proxy", "--service", "client", "--scope", "data.demo.mesh", "--anchors", "127.0.0.1:1",
+			"--join-token", "/nonexistent", "--cert-ttl", ttl}, strings.NewReader(""), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), "proxy: --cert-ttl "+ttl) {
+			t.Errorf("--cert-ttl %s: exit %d, stderr %q", ttl, code, errb.String())
+		}
+	}
+}

@@ -80,6 +80,15 @@ type Options struct {
 	Ready func(w *Workload)
 }
 
+// CheckCertTTL refuses a certificate lifetime the anchors would not issue (1 s to 7 days); zero
+// means the default.
+func (o *Options) CheckCertTTL() error {
+	if o.CertTTL != 0 && (o.CertTTL < time.Second || o.CertTTL > 7*24*time.Hour) {
+		return fmt.Errorf("proxy: --cert-ttl %s: must be 1s to 168h", o.CertTTL)
+	}
+	return nil
+}
+
 // Workload is a running sidecar or gateway.
 type Workload struct {
 	opts     Options
@@ -165,6 +174,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.CertTTL == 0 {
 		opts.CertTTL = 24 * time.Hour
+	}
+	if err := opts.CheckCertTTL(); err != nil {
+		return err
 	}
 	if opts.NodeID == "" {
 		b := make([]byte, 3)
