@@ -22,19 +22,39 @@ import (
 // so a restarted anchor reaches its peers while the root scope is down.
 
 // followAddressBook keeps the address book in line with the root scope's
-// Anchor objects until ctx ends, while the root scope is not hosted here:
-// list, then watch; on failure retry with backoff.
+// Anchor objects until ctx ends, while the root scope is not hosted here
+// (reconcileOnce reads the local replica then).
 func (a *Anchor) followAddressBook(ctx context.Context) {
+	a.followRootScope(ctx, "the address book", a.listAddresses,
+		func(_ context.Context, _ apipb.AnchorClient, event string, o resource.Object) error {
+			if event != scope.EventPut || o.Kind != "Anchor" {
+				return nil
+			}
+			if err := a.setAddresses(anchorAddresses([]resource.Object{o}), false); err != nil {
+				a.log.Warn("address book not saved", "err", err)
+			}
+			return nil
+		})
+}
+
+// followRootScope follows the root namespace from the root scope's anchors
+// until ctx ends, while the root scope is not hosted here: list, then a
+// Watch from the revision list read, calling onEvent for every object of the
+// root namespace that changes; on failure it retries with backoff, keeping
+// what it had. what names the follower in logs.
+func (a *Anchor) followRootScope(ctx context.Context, what string,
+	list func(context.Context, apipb.AnchorClient) (uint64, error),
+	onEvent func(ctx context.Context, c apipb.AnchorClient, event string, o resource.Object) error) {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		_, remote, err := a.governing(a.meta.Mesh)
 		if _, ok := a.scope(a.meta.Mesh); ok {
-			// Hosted here: reconcileOnce reads the local replica; look again
+			// Hosted here: the local replica is read instead; look again
 			// later, in case this anchor stops replicating the root.
 			err, backoff = errors.New("hosted here"), 10*time.Second
 		} else if err == nil {
 			err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) error {
-				rev, err := a.listAddresses(ctx, c)
+				rev, err := list(ctx, c)
 				if err != nil {
 					return err
 				}
@@ -49,11 +69,11 @@ func (a *Anchor) followAddressBook(ctx context.Context) {
 						return err
 					}
 					var o resource.Object
-					if ev.Type != scope.EventPut || json.Unmarshal(ev.Object, &o) != nil || o.Kind != "Anchor" || o.Namespace != a.meta.Mesh {
+					if json.Unmarshal(ev.Object, &o) != nil || o.Namespace != a.meta.Mesh {
 						continue
 					}
-					if err := a.setAddresses(anchorAddresses([]resource.Object{o}), false); err != nil {
-						a.log.Warn("address book not saved", "err", err)
+					if err := onEvent(ctx, c, ev.Type, o); err != nil {
+						return err
 					}
 				}
 			})
@@ -61,7 +81,7 @@ func (a *Anchor) followAddressBook(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		a.log.Debug("not following the address book of the root scope", "err", err, "retry_in", backoff)
+		a.log.Debug("not following the root scope", "what", what, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return

@@ -2,12 +2,9 @@ package anchor
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
-	"time"
 
 	"canton.dev/canton/internal/api/apipb"
 	"canton.dev/canton/internal/resource"
@@ -101,53 +98,18 @@ func filterMeshWide(objs []resource.Object) []resource.Object {
 }
 
 // followMeshWide keeps a.meshWide in line with the root scope until ctx
-// ends: list, then watch and list again whenever the root namespace changes;
-// on failure keep the last copy and retry with backoff.
+// ends: list, then watch and list again whenever a mesh-wide object of the
+// root namespace changes; on failure keep the last copy and retry with
+// backoff (followRootScope). Hosted here, meshWideFor reads the local replica.
 func (a *Anchor) followMeshWide(ctx context.Context) {
-	backoff := 200 * time.Millisecond
-	for ctx.Err() == nil {
-		_, remote, err := a.governing(a.meta.Mesh)
-		if _, ok := a.scope(a.meta.Mesh); ok {
-			// Hosted here: meshWideFor reads the local replica; look again
-			// later, in case this anchor stops replicating the root.
-			err, backoff = errors.New("hosted here"), 10*time.Second
-		} else if err == nil {
-			err = a.forward(ctx, remote, func(ctx context.Context, c apipb.AnchorClient) error {
-				rev, err := a.listMeshWide(ctx, c)
-				if err != nil {
-					return err
-				}
-				backoff = 200 * time.Millisecond
-				stream, err := c.Watch(ctx, &apipb.WatchRequest{Scope: a.meta.Mesh, FromRevision: rev})
-				if err != nil {
-					return err
-				}
-				for {
-					ev, err := stream.Recv()
-					if err != nil {
-						return err
-					}
-					var o resource.Object
-					if json.Unmarshal(ev.Object, &o) != nil || o.Namespace != a.meta.Mesh || !meshWideKinds[o.Kind] {
-						continue
-					}
-					if _, err := a.listMeshWide(ctx, c); err != nil {
-						return err
-					}
-				}
-			})
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		a.log.Debug("root scope unreachable; serving the last mesh-wide policies", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
+	a.followRootScope(ctx, "the mesh-wide policies", a.listMeshWide,
+		func(ctx context.Context, c apipb.AnchorClient, _ string, o resource.Object) error {
+			if !meshWideKinds[o.Kind] {
+				return nil
+			}
+			_, err := a.listMeshWide(ctx, c)
+			return err
+		})
 }
 
 // listMeshWide reads the root namespace from c and publishes what changed.
