@@ -18,25 +18,7 @@ import (
 // lessor and is answered.
 func TestKeepAliveWaitsForTheNewLeadersLessor(t *testing.T) {
 	const mesh = "demo.mesh"
-	a, err := Start(context.Background(), Config{
-		ID: "a1", DataDir: t.TempDir(), Listen: "127.0.0.1:0", Bootstrap: true, Mesh: mesh,
-		TickInterval: 20 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	h, ok := a.scope(mesh)
-	if !ok {
-		t.Fatal("the bootstrap anchor hosts no root scope")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !a.Leads(mesh) || !a.Initialised(mesh) {
-		if time.Now().After(deadline) {
-			t.Fatal("the single root voter did not lead and initialise the root scope")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	a, h := startSingleAnchor(t, mesh)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ctx = context.WithValue(ctx, callerKey{}, caller{role: roleAdmin, principal: "spiffe://demo.mesh/admin/test"})
@@ -60,6 +42,7 @@ func TestKeepAliveWaitsForTheNewLeadersLessor(t *testing.T) {
 		resp, err := srv.KeepAlive(ctx, &apipb.KeepAliveRequest{Scope: mesh, LeaseId: lease.LeaseId})
 		done <- answer{resp, err}
 	}()
+	deadline := time.Now().Add(10 * time.Second)
 	for h.lessor.waiting.Load() == 0 {
 		select {
 		case got := <-done:
@@ -119,4 +102,30 @@ func TestGrantLeaseTTLIsOneLimit(t *testing.T) {
 			t.Errorf("grant of %d s: %v, want InvalidArgument", ttl, err)
 		}
 	}
+}
+
+// startSingleAnchor bootstraps one anchor of mesh, the only voter of its root
+// scope, and returns it once it leads and has initialised the root scope.
+func startSingleAnchor(t *testing.T, mesh string) (*Anchor, *hosted) {
+	t.Helper()
+	a, err := Start(context.Background(), Config{
+		ID: "a1", DataDir: t.TempDir(), Listen: "127.0.0.1:0", Bootstrap: true, Mesh: mesh,
+		TickInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	h, ok := a.scope(mesh)
+	if !ok {
+		t.Fatal("the bootstrap anchor hosts no root scope")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.Leads(mesh) || !a.Initialised(mesh) {
+		if time.Now().After(deadline) {
+			t.Fatal("the single root voter did not lead and initialise the root scope")
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+	return a, h
 }

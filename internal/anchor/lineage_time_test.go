@@ -31,25 +31,7 @@ func TestStampKeepsAGivenTime(t *testing.T) {
 // of a scope started by this code has one.
 func TestProposedMutationsAreStamped(t *testing.T) {
 	const mesh = "demo.mesh"
-	a, err := Start(context.Background(), Config{
-		ID: "a1", DataDir: t.TempDir(), Listen: "127.0.0.1:0", Bootstrap: true, Mesh: mesh,
-		TickInterval: 20 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	h, ok := a.scope(mesh)
-	if !ok {
-		t.Fatal("the bootstrap anchor hosts no root scope")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !a.Leads(mesh) || !a.Initialised(mesh) {
-		if time.Now().After(deadline) {
-			t.Fatal("the single root voter did not lead and initialise the root scope")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	a, h := startSingleAnchor(t, mesh)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const admin = "spiffe://demo.mesh/admin/test"
