@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -47,7 +46,7 @@ type h1Pool struct {
 // h1Conn is one upstream connection. It is owned by one exchange at a time.
 type h1Conn struct {
 	conn    net.Conn
-	raw     syscall.RawConn // the TCP socket under conn, for the liveness peek; nil when not TCP
+	peek    *peeker // the liveness check of the TCP socket under conn; nil when not TCP
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	addr    string
@@ -361,7 +360,7 @@ func (p *h1Pool) get(ctx context.Context, addr string) (*h1Conn, error) {
 			continue
 		}
 		p.mu.Unlock()
-		if c.raw != nil && !idleAlive(c.raw) {
+		if c.peek != nil && !c.peek.idleAlive() {
 			c.conn.Close()
 			p.mu.Lock()
 			continue
@@ -387,7 +386,9 @@ func (p *h1Pool) dialConn(ctx context.Context, addr string) (*h1Conn, error) {
 	}
 	c := &h1Conn{addr: addr, limit: -1}
 	if sc, ok := underlyingTCP(conn); ok {
-		c.raw, _ = sc.SyscallConn()
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.peek = newPeeker(raw)
+		}
 	}
 	if p.tls != nil {
 		cfg := p.tls

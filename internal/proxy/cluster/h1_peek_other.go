@@ -4,6 +4,10 @@ package cluster
 
 import "syscall"
 
-// idleAlive cannot peek without blocking here: a kept connection is assumed alive, and a stale one is
+// peeker cannot peek without blocking here: a kept connection is assumed alive, and a stale one is
 // caught by the retry of idempotent requests.
-func idleAlive(syscall.RawConn) bool { return true }
+type peeker struct{}
+
+func newPeeker(syscall.RawConn) *peeker { return &peeker{} }
+
+func (*peeker) idleAlive() bool { return true }

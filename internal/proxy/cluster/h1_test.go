@@ -158,7 +158,7 @@ func TestH1UpstreamClosedIdleConnection(t *testing.T) {
 				cl.h1.mu.Lock()
 				defer cl.h1.mu.Unlock()
 				conns := cl.h1.idle[addr]
-				return len(conns) == 1 && !idleAlive(conns[0].raw)
+				return len(conns) == 1 && !conns[0].peek.idleAlive()
 			})
 		}
 		code, body, err := get(t, cl, context.Background(), m, addr, "data")
