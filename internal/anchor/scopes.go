@@ -473,7 +473,8 @@ func (a *Anchor) propose(ctx context.Context, h *hosted, m scope.Mutation) (scop
 	return r, nil
 }
 
-// stamp sets m's time to this anchor's wall clock, now, unless m has one. The
+// stamp sets m's time to this anchor's wall clock, now, unless m has one, and
+// asks for the current rules (scope.Mutation.Rules). The
 // time is part of the entry that Raft commits, so every replica records the
 // same bytes and the lineage hash covers it; it is this anchor's claim (see
 // scope.Mutation.Time). propose stamps every mutation right before proposing
@@ -482,6 +483,7 @@ func stamp(m scope.Mutation) scope.Mutation {
 	if m.Time == "" {
 		m.Time = scope.FormatTime(time.Now())
 	}
+	m.Rules = scope.CurrentRules
 	return m
 }
 

@@ -239,14 +239,14 @@ func (s *Server) lookupMesh(ctx context.Context, qtype uint16, orig, lower []str
 			return nx
 		case qtype == mdns.TypeSRV || qtype == mdns.TypeANY:
 			res.answer = srvs
-			res.extra = addrRRs(ans.Addrs, mdns.TypeANY, func(t uint16) mdns.RR_Header { return hdr(target, t) })
+			res.extra = addrRRs(s.addrs(ans), mdns.TypeANY, func(t uint16) mdns.RR_Header { return hdr(target, t) })
 			return res
 		}
 	} else if qtype == mdns.TypeSOA && apex {
 		res.answer = []mdns.RR{s.soa(s.negativeTTL)}
 		return res
 	} else {
-		res.answer = addrRRs(ans.Addrs, qtype, func(t uint16) mdns.RR_Header { return hdr(owner, t) })
+		res.answer = addrRRs(s.addrs(ans), qtype, func(t uint16) mdns.RR_Header { return hdr(owner, t) })
 	}
 	if len(res.answer) == 0 { // NODATA
 		res.negative, res.ttl = true, negTTL
@@ -269,4 +269,13 @@ func addrRRs(addrs []netip.Addr, qtype uint16, hdr func(uint16) mdns.RR_Header) 
 		}
 	}
 	return rrs
+}
+
+// addrs are the addresses a name's A/AAAA records give: its VIPs when the
+// server answers VIPs and it has some, else its endpoints' addresses.
+func (s *Server) addrs(ans Answer) []netip.Addr {
+	if s.vips && len(ans.VIPs) > 0 {
+		return ans.VIPs
+	}
+	return ans.Addrs
 }

@@ -32,6 +32,10 @@ type Answer struct {
 	// Addrs are the name's addresses: IPv4 (and IPv4-mapped IPv6) ones are
 	// served as A records, the others as AAAA. Zones are dropped.
 	Addrs []netip.Addr
+	// VIPs are the service's virtual IPs (empty for names that are not
+	// services, and for services of scopes that allocate none). A Server
+	// with Options.VIPs answers them instead of Addrs.
+	VIPs []netip.Addr
 	// Ports are served as SRV records under _<Name>._<Proto>.<name>, with
 	// the name itself as target.
 	Ports []SRVTarget
@@ -77,6 +81,13 @@ type Options struct {
 	// answer every name outside the mesh, tried in order starting from the
 	// last one that answered. Empty means non-mesh names get SERVFAIL.
 	Upstream []string
+	// VIPs makes A/AAAA answers (and SRV's additional records) carry a
+	// service's virtual IPs instead of its endpoints' addresses, for callers
+	// whose proxy captures their connections transparently: the proxy routes
+	// a connection to a VIP by the service's rules (load balancing, retries,
+	// mTLS) where a connection to an endpoint address would bypass them.
+	// Names without VIPs are answered with their addresses either way.
+	VIPs bool
 	// UpstreamTimeout bounds one attempt at one upstream. Zero means 1s.
 	UpstreamTimeout time.Duration
 	// QueryTimeout bounds the handling of one query, resolver lookup and
@@ -130,6 +141,7 @@ type Server struct {
 	ndots    int
 	upstream []string
 	udpSize  int
+	vips     bool
 
 	upstreamTimeout, queryTimeout time.Duration
 	negativeTTL, staleTTL         uint32
@@ -178,6 +190,7 @@ func New(r Resolver, o Options) (*Server, error) {
 		s.upstream = append(s.upstream, addr)
 	}
 	s.ndots = orDefault(o.NDots, 1)
+	s.vips = o.VIPs
 	s.upstreamTimeout = orDefault(o.UpstreamTimeout, time.Second)
 	s.queryTimeout = orDefault(o.QueryTimeout, 2*time.Second)
 	s.sem = make(chan struct{}, orDefault(o.MaxConcurrent, 1024))

@@ -273,8 +273,8 @@ func (c *Cache) remove(el *list.Element) {
 	delete(c.entries, e.name)
 }
 
-// toAnswer turns a resolution into DNS terms: the workloads' addresses and
-// the service's named ports.
+// toAnswer turns a resolution into DNS terms: the workloads' addresses, the
+// service's VIPs and its named ports.
 func toAnswer(r *apipb.ResolveResponse) (dns.Answer, bool) {
 	ans := dns.Answer{TTL: time.Duration(r.TtlSeconds) * time.Second}
 	if !r.Found {
@@ -294,6 +294,11 @@ func toAnswer(r *apipb.ResolveResponse) (dns.Answer, bool) {
 		if a, err := netip.ParseAddr(t.(*resource.WorkloadSpec).Address); err == nil && !seen[a] {
 			seen[a] = true
 			ans.Addrs = append(ans.Addrs, a)
+		}
+	}
+	for _, v := range svc.VIPs {
+		if a, err := netip.ParseAddr(v); err == nil && resource.IsVIP(a) {
+			ans.VIPs = append(ans.VIPs, a)
 		}
 	}
 	if t, err := resource.Typed(svc); err == nil {

@@ -35,6 +35,9 @@ type Object struct {
 	Version uint64 `json:"version,omitempty"`
 	// Created is the Raft index of creation.
 	Created uint64 `json:"created,omitempty"`
+	// VIPs are a Service's virtual IPs (see AllocateVIP), given by the scope at creation and
+	// kept for the Service's life: today one IPv4 address. Empty for other kinds.
+	VIPs []string `json:"vips,omitempty"`
 }
 
 // Ref returns "Kind namespace/name", for messages.
@@ -95,6 +98,10 @@ func Manifest(o Object, meshDomain string) map[string]any {
 		}
 	}
 	m["spec"] = spec
+	if len(o.VIPs) > 0 {
+		// Set by the scope, like metadata.uid; Parse ignores status.
+		m["status"] = map[string]any{"vips": append([]string(nil), o.VIPs...)}
+	}
 	return m
 }
 

@@ -138,8 +138,11 @@ func parseDocument(doc []byte, meshDomain, defaultNS string) (o Object, empty bo
 	for _, f := range sortedKeys(top) {
 		switch f {
 		case "apiVersion", "kind", "metadata", "spec":
+		case "status":
+			// What the scope set (a Service's VIPs), as `canton get -o yaml` prints it: ignored,
+			// like metadata.uid, so that output can be applied again.
 		default:
-			return fail(kindName, name, errorf(f, "unknown field %q (allowed: apiVersion, kind, metadata, spec)", f))
+			return fail(kindName, name, errorf(f, "unknown field %q (allowed: apiVersion, kind, metadata, spec, status)", f))
 		}
 	}
 	switch kv := top["kind"].(type) {

@@ -177,7 +177,7 @@ func TestParseErrors(t *testing.T) {
 		{"kind spelling", "apiVersion: networking.istio.io/v1\nkind: virtualservice\nmetadata: {name: x}\n", "e.yaml: document 1 (VirtualService x): kind: \"virtualservice\" must be written \"VirtualService\""},
 		{"wrong api version", "apiVersion: security.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\n", "e.yaml: document 1 (VirtualService x): apiVersion: \"security.istio.io/v1\" is not valid for VirtualService (use networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3)"},
 		{"missing api version", "kind: Service\nmetadata: {name: x}\n", "e.yaml: document 1 (Service x): apiVersion: required (a string such as \"canton.dev/v1\")"},
-		{"unknown top-level field", vsDoc(okVS) + "status: {}\n", "e.yaml: document 1 (VirtualService reviews): status: unknown field \"status\" (allowed: apiVersion, kind, metadata, spec)"},
+		{"unknown top-level field", vsDoc(okVS) + "state: {}\n", "e.yaml: document 1 (VirtualService reviews): state: unknown field \"state\" (allowed: apiVersion, kind, metadata, spec, status)"},
 		{"unknown metadata field", "apiVersion: canton.dev/v1\nkind: Service\nmetadata: {name: x, generation: 3}\n", "e.yaml: document 1 (Service x): metadata.generation: unknown field \"generation\" (allowed: name, namespace, labels, annotations, resourceVersion, uid)"},
 		{"missing metadata", "apiVersion: canton.dev/v1\nkind: Service\n", "e.yaml: document 1 (Service): metadata: required (with at least a name)"},
 		{"missing name", "apiVersion: canton.dev/v1\nkind: Service\nmetadata: {namespace: x}\n", "e.yaml: document 1 (Service): metadata.name: required"},

@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -283,4 +284,35 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip differs:\n%+v\n%+v", objs, again)
 		}
 	})
+}
+
+func TestAllocateVIP(t *testing.T) {
+	free := func(netip.Addr) bool { return false }
+	a := AllocateVIP("bookinfo.demo.mesh", "reviews", free)
+	if b := AllocateVIP("bookinfo.demo.mesh", "reviews", free); a != b {
+		t.Fatalf("not deterministic: %s vs %s", a, b)
+	}
+	if !IsVIP(a) || !a.Is4() || !IsVIP(netip.AddrFrom16(a.As16())) {
+		t.Fatalf("%s: not an IPv4 VIP", a)
+	}
+	if c := AllocateVIP("bookinfo.demo.mesh", "ratings", free); c == a {
+		t.Fatalf("reviews and ratings hash to the same %s", a)
+	}
+	if c := AllocateVIP("other.demo.mesh", "reviews", free); c == a {
+		t.Fatalf("reviews of two namespaces hash to the same %s", a)
+	}
+	// Taken addresses are probed past, one at a time.
+	if n := AllocateVIP("bookinfo.demo.mesh", "reviews", func(x netip.Addr) bool { return x == a }); n != a.Next() {
+		t.Fatalf("with %s taken got %s, want %s", a, n, a.Next())
+	}
+	for _, x := range []string{"240.0.0.1", "247.255.255.255"} {
+		if !IsVIP(netip.MustParseAddr(x)) {
+			t.Errorf("IsVIP(%s) = false", x)
+		}
+	}
+	for _, x := range []string{"10.0.0.1", "248.0.0.1", "127.0.0.1", "fd00::1"} {
+		if IsVIP(netip.MustParseAddr(x)) {
+			t.Errorf("IsVIP(%s) = true", x)
+		}
+	}
 }

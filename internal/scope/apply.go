@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -322,14 +324,18 @@ func (s *State) preparePut(index uint64, m Mutation) (*outcome, *Error) {
 				return nil, reject(CodeNotFound, "objects[%d] (%s): spec.lease: lease %d does not exist", i, o.Ref(), lease)
 			}
 		}
-		if exists && sameContent(old, o) {
+		needVIPs := m.Rules >= RulesVIPs && o.Kind == "Service" && (!exists || len(old.VIPs) == 0)
+		if exists && sameContent(old, o) && !needVIPs {
 			out.result.Objects[i] = cloneObject(old)
 			continue
 		}
 		if exists {
-			o.UID, o.Created = old.UID, old.Created
+			o.UID, o.Created, o.VIPs = old.UID, old.Created, old.VIPs
 		} else {
 			o.UID, o.Created = s.uid(index, i), index
+		}
+		if needVIPs {
+			o.VIPs = s.allocateVIPs(o, objs[:i])
 		}
 		o.Version = index
 		out.changes = append(out.changes, change{obj: o})
@@ -339,6 +345,24 @@ func (s *State) preparePut(index uint64, m Mutation) (*outcome, *Error) {
 	rec.Objects = objs
 	out.recorded = rec
 	return out, nil
+}
+
+// allocateVIPs gives the Service o its VIPs: free in the scope and among the Services earlier
+// in the same put (before, which carry theirs already).
+func (s *State) allocateVIPs(o resource.Object, before []resource.Object) []string {
+	k := keyOf(o)
+	taken := func(a netip.Addr) bool {
+		if owner, ok := s.vips[a]; ok && owner != k {
+			return true
+		}
+		for _, b := range before {
+			if slices.Contains(b.VIPs, a.String()) {
+				return true
+			}
+		}
+		return false
+	}
+	return []string{resource.AllocateVIP(o.Namespace, o.Name, taken).String()}
 }
 
 // uid derives a UID: <incarnation>-<index> for the first object of a mutation and
@@ -575,6 +599,12 @@ func (s *State) index(o resource.Object) {
 	}
 	s.kinds[k.kind][k] = struct{}{}
 	switch o.Kind {
+	case "Service":
+		for _, v := range o.VIPs {
+			if a, err := netip.ParseAddr(v); err == nil {
+				s.vips[a] = k
+			}
+		}
 	case "Delegation":
 		if d, err := delegationDomain(o); err == nil {
 			s.cuts[d] = keyOf(o)
@@ -599,6 +629,12 @@ func (s *State) unindex(k objKey) {
 		delete(s.kinds, k.kind)
 	}
 	switch k.kind {
+	case "Service":
+		for _, v := range old.VIPs {
+			if a, err := netip.ParseAddr(v); err == nil && s.vips[a] == k {
+				delete(s.vips, a)
+			}
+		}
 	case "Delegation":
 		if d, err := delegationDomain(old); err == nil && s.cuts[d] == k {
 			delete(s.cuts, d)

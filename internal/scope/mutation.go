@@ -43,6 +43,15 @@ const (
 	MaxProposerLen = 1024
 )
 
+// Versions of the state machine's rules (Mutation.Rules).
+const (
+	// RulesVIPs: a put or rename gives every Service that has none its VIPs
+	// (resource.AllocateVIPs).
+	RulesVIPs = 1
+	// CurrentRules is what this version's anchors propose.
+	CurrentRules = RulesVIPs
+)
+
 // Mutation is one change proposed to a scope. Which fields are allowed depends on Op; Decode
 // rejects the others.
 type Mutation struct {
@@ -55,6 +64,11 @@ type Mutation struct {
 	// and anchors' clocks differ). Empty = not recorded (mutations committed before anchors
 	// stamped them, or proposed by an anchor that does not).
 	Time string `json:"time,omitempty"`
+	// Rules is the version of the state machine's rules the proposer asks for (at most
+	// CurrentRules): a rule that changes what Apply stores applies only to mutations that ask
+	// for it, so a log written by older anchors replays to exactly the state it gave them.
+	// 0 = the rules before service VIPs; RulesVIPs = puts and renames give Services VIPs.
+	Rules int `json:"rules,omitempty"`
 
 	// Objects (put) are applied atomically: all or nothing.
 	Objects []resource.Object `json:"objects,omitempty"`
@@ -199,6 +213,9 @@ func Decode(b []byte) (Mutation, error) {
 		if _, err := ParseTime(m.Time); err != nil {
 			return Mutation{}, fmt.Errorf("decode mutation: time: %w", err)
 		}
+	}
+	if m.Rules < 0 || m.Rules > CurrentRules {
+		return Mutation{}, fmt.Errorf("decode mutation: rules: %d is not one of 0..%d that this anchor knows (was it proposed by a newer version?)", m.Rules, CurrentRules)
 	}
 	return m, nil
 }

@@ -66,7 +66,10 @@ func (s *State) prepareRename(index uint64, m Mutation) (*outcome, *Error) {
 	if err != nil {
 		return nil, reject(CodeInvalid, "newName: Service %s/%s: %v", m.Namespace, m.NewName, err)
 	}
-	norm.UID, norm.Created, norm.Version = old.UID, old.Created, index
+	norm.UID, norm.Created, norm.Version, norm.VIPs = old.UID, old.Created, index, old.VIPs
+	if len(norm.VIPs) == 0 && m.Rules >= RulesVIPs {
+		norm.VIPs = s.allocateVIPs(norm, nil)
+	}
 
 	spec, jerr := json.Marshal(resource.AliasSpec{Target: old.UID, Actions: renameAliasActions})
 	if jerr != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 
 	"canton.dev/canton/internal/resource"
@@ -125,6 +126,7 @@ func (s *State) Restore(data []byte) error {
 	s.cuts = map[string]objKey{}
 	s.leaseWorkloads = map[uint64]map[objKey]struct{}{}
 	s.kinds = map[string]map[objKey]struct{}{}
+	s.vips = map[netip.Addr]objKey{}
 	for _, o := range objects {
 		s.index(o)
 	}

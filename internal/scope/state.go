@@ -2,6 +2,7 @@ package scope
 
 import (
 	"errors"
+	"net/netip"
 	"sort"
 	"sync"
 
@@ -64,6 +65,7 @@ type State struct {
 	cuts           map[string]objKey              // delegated domain -> Delegation object
 	leaseWorkloads map[uint64]map[objKey]struct{} // lease ID -> Workloads bound to it
 	kinds          map[string]map[objKey]struct{} // kind -> its objects, so List(kind) costs O(objects of the kind)
+	vips           map[netip.Addr]objKey          // Service VIP -> its Service
 
 	// Watch history: events with Revision > compacted, oldest first.
 	history      []Event
@@ -85,6 +87,7 @@ func New(domain string) *State {
 		cuts:           map[string]objKey{},
 		leaseWorkloads: map[uint64]map[objKey]struct{}{},
 		kinds:          map[string]map[objKey]struct{}{},
+		vips:           map[netip.Addr]objKey{},
 		historyLimit:   DefaultHistory,
 		subs:           map[uint64]chan struct{}{},
 	}
@@ -366,6 +369,9 @@ func cloneObject(o resource.Object) resource.Object {
 	}
 	if o.Spec != nil {
 		o.Spec = append([]byte(nil), o.Spec...)
+	}
+	if o.VIPs != nil {
+		o.VIPs = append([]string(nil), o.VIPs...)
 	}
 	return o
 }
