@@ -80,6 +80,9 @@ func proxyCmd(e *env) *cobra.Command {
 					return
 				}
 				fmt.Fprintf(e.stdout, "proxy for %s.%s: inbound %s (mTLS) -> app %s; outbound %s\n", opts.Service, opts.Namespace, w.Inbound(), opts.App, w.Outbound())
+				if c := w.Capture(); c != "" {
+					fmt.Fprintf(e.stdout, "capture %s: connections redirected to service VIPs (240.0.0.0/5) are routed by their service\n", c)
+				}
 				for _, u := range w.Upstreams() {
 					fmt.Fprintf(e.stdout, "upstream %s (listening)\n", u)
 				}
@@ -101,6 +104,7 @@ func proxyCmd(e *env) *cobra.Command {
 	f.StringVar(&opts.Outbound, "outbound", "", "HOST:PORT of the outbound HTTP listener that routes by Host (default 127.0.0.1:<free>)")
 	f.BoolVar(&opts.Gateway, "gateway", false, "run as an ingress gateway: serve the Gateways whose selector matches --labels (no --app, --inbound, --outbound or --upstream)")
 	f.StringVar(&opts.GatewayAddress, "gateway-address", "", "with --gateway: the IP its listeners bind, at the Gateways' ports (default 127.0.0.1; 0.0.0.0 for every interface)")
+	f.StringVar(&opts.Capture, "capture", "", "127.0.0.1:PORT for transparent capture: iptables redirects the app's connections to service VIPs (240.0.0.0/5) here; --dns then answers VIPs (docs/transparent-capture.md)")
 	f.StringVar(&upstreams, "upstream", "", "NAME[:PORT]=HOST:PORT,... a loopback port per remote service (TCP, TLS passthrough, or HTTP routed as the mesh routes it); PORT 0 picks one")
 	f.StringVar(&opts.Admin, "admin", "", "HOST:PORT for /ready, /stats/prometheus, /config_dump")
 	f.StringVar(&tokenFile, "join-token", "", "join token file, for the first identity")

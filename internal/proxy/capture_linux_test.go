@@ -4,67 +4,27 @@ package proxy
 
 import (
 	"bufio"
-	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"regexp"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"canton.dev/canton/internal/meshtest/netns"
 	"canton.dev/canton/internal/proxy/xdsclient"
 )
 
-// netnsChildEnv marks the copy of the test binary that TestTransparentCapture runs in a new network
-// namespace.
-const netnsChildEnv = "CANTON_PROXY_TEST_IN_NETNS"
-
-const captureSkip = "transparent capture test needs root, iptables and network namespaces: "
-
-// TestTransparentCapture runs TestTransparentCaptureInNetns in a copy of the test binary started in a
-// fresh network namespace (clone with CLONE_NEWNET), so the iptables rules it adds never touch the
-// host's and vanish with the namespace. Skipped without root, iptables or namespaces.
+// TestTransparentCapture runs TestTransparentCaptureInNetns in a fresh network namespace, so the
+// iptables rules it adds never touch the host's and vanish with the namespace. Skipped without
+// root, iptables or namespaces.
 func TestTransparentCapture(t *testing.T) {
-	if os.Getenv(netnsChildEnv) != "" {
-		t.Skip("already inside the test network namespace")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip(captureSkip + "not running as root")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip(captureSkip + "iptables not found in PATH")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestTransparentCaptureInNetns$", "-test.v", "-test.count=1",
-		"-test.timeout=35s")
-	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Skip(captureSkip + "cannot create a network namespace: " + err.Error())
-	}
-	err := cmd.Wait()
-	t.Logf("in the network namespace:\n%s", out.String())
-	if m := regexp.MustCompile(`(?m)^\s+capture_linux_test.go:\d+: (` + regexp.QuoteMeta(captureSkip) + `.*)$`).FindStringSubmatch(out.String()); m != nil &&
-		strings.Contains(out.String(), "--- SKIP: TestTransparentCaptureInNetns") {
-		t.Skip(m[1])
-	}
-	if err != nil || !strings.Contains(out.String(), "--- PASS: TestTransparentCaptureInNetns") {
-		t.Fatalf("capture test in the network namespace failed: %v", err)
-	}
+	netns.Run(t, "TestTransparentCaptureInNetns", 35*time.Second)
 }
 
 // TestTransparentCaptureInNetns is the body of TestTransparentCapture; it runs only in the namespace
@@ -72,23 +32,7 @@ func TestTransparentCapture(t *testing.T) {
 // (nothing listens there) to the proxy's listeners, which find the original destination with
 // SO_ORIGINAL_DST.
 func TestTransparentCaptureInNetns(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		t.Skip("runs only inside the network namespace TestTransparentCapture creates")
-	}
-	// Refuse to touch anything but a fresh namespace: it has a loopback interface and nothing else.
-	ifs, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ifs) != 1 || ifs[0].Name != "lo" {
-		t.Fatalf("not a fresh network namespace (interfaces %v): refusing to change iptables rules", ifs)
-	}
-	if err := loopbackUp(); err != nil {
-		t.Skip(captureSkip + "bringing lo up in the namespace: " + err.Error())
-	}
-	if out, err := exec.Command("iptables", "-w", "5", "-t", "nat", "-S").CombinedOutput(); err != nil {
-		t.Skip(captureSkip + "iptables nat table unavailable in the namespace: " + strings.TrimSpace(string(out)))
-	}
+	netns.Enter(t)
 
 	svc := startUpstream(t, "svc", nil)
 	fallback := startUpstream(t, "fallback", nil)
@@ -127,8 +71,8 @@ func TestTransparentCaptureInNetns(t *testing.T) {
 
 	// Only connections to the test's fixed ports are captured: the proxy's own connections to the
 	// upstreams (ephemeral ports) are not, so no owner match is needed here.
-	iptables(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "18080:18082", "-j", "REDIRECT", "--to-ports", vport)
-	iptables(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "18083:18084", "-j", "REDIRECT", "--to-ports", iport)
+	netns.NAT(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "18080:18082", "-j", "REDIRECT", "--to-ports", vport)
+	netns.NAT(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "18083:18084", "-j", "REDIRECT", "--to-ports", iport)
 
 	t.Run("hand-off to an HTTP listener at the exact address", func(t *testing.T) {
 		resp, body := get(t, oneShotClient(), "127.0.0.1:18080", "svc.example", "/hello")
@@ -167,10 +111,10 @@ func TestTransparentCaptureInNetns(t *testing.T) {
 	})
 	t.Run("ipv6", func(t *testing.T) {
 		if _, err := exec.LookPath("ip6tables"); err != nil {
-			t.Skip(captureSkip + "ip6tables not found")
+			t.Skip(netns.SkipPrefix + "ip6tables not found")
 		}
 		if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
-			t.Skip(captureSkip + "no IPv6 loopback: " + err.Error())
+			t.Skip(netns.SkipPrefix + "no IPv6 loopback: " + err.Error())
 		} else {
 			ln.Close()
 		}
@@ -181,7 +125,7 @@ func TestTransparentCaptureInNetns(t *testing.T) {
 		e.set(xdsclient.ListenerType, "2", virtual, svcHTTP, svcTCP, inbound, v6, svc6)
 		e.waitACK(xdsclient.ListenerType, "2")
 		_, v6port, _ := net.SplitHostPort(e.listenerAddr("virtual6"))
-		iptables(t, "ip6tables", "-A", "OUTPUT", "-p", "tcp", "-d", "::1", "--dport", "18085:18086", "-j", "REDIRECT", "--to-ports", v6port)
+		netns.NAT(t, "ip6tables", "-A", "OUTPUT", "-p", "tcp", "-d", "::1", "--dport", "18085:18086", "-j", "REDIRECT", "--to-ports", v6port)
 		resp, body := get(t, oneShotClient(), "[::1]:18085", "svc.example", "/six")
 		if resp.Header.Get("X-Upstream") != "svc" || body != "svc /six" {
 			t.Fatalf("got %q from %q, want svc", body, resp.Header.Get("X-Upstream"))
@@ -210,34 +154,4 @@ func echoOnce(t *testing.T, addr, msg string) string {
 		t.Fatalf("read from %s: %v", addr, err)
 	}
 	return string(b)
-}
-
-// iptables adds one nat rule with the given command (iptables or ip6tables).
-func iptables(t *testing.T, cmd string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(cmd, append([]string{"-w", "5", "-t", "nat"}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", cmd, strings.Join(args, " "), err, out)
-	}
-}
-
-// loopbackUp sets the IFF_UP flag of lo (a new network namespace starts with it down).
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCSIFFLAGS: %w", err)
-	}
-	return nil
 }

@@ -62,6 +62,12 @@ type Options struct {
 	// DNSMaxStale bounds how long the last answer is served while no anchor answers;
 	// default 1h.
 	DNSMaxStale time.Duration
+	// Capture is where the transparent-capture listener binds, 127.0.0.1:PORT (port 0 picks
+	// one, see Workload.Capture): iptables redirects the workload's connections to service
+	// VIPs there, and the proxy routes each by the service its original destination is the
+	// VIP of (docs/transparent-capture.md). With DNS, mesh names are answered with their VIPs.
+	// Empty: no capture.
+	Capture string
 	// Upstreams bind loopback ports to one service each (--upstream, xds.ParseUpstreams); an
 	// address with port 0 gets a free port (see Workload.Upstreams).
 	Upstreams []xds.Upstream
@@ -99,6 +105,7 @@ type Workload struct {
 	proxy    *proxy.Proxy
 	inbound  string
 	outbound string
+	capture  string
 	upstream []xds.Upstream // Options.Upstreams with their bound addresses
 	dns      *dns.Server
 
@@ -116,6 +123,9 @@ type Workload struct {
 // Credentials are the workload's current SVID, its chain, key and bundle.
 // The caller must not modify them.
 func (w *Workload) Credentials() *identity.Credentials { return w.credentials() }
+
+// Capture is the address of the transparent-capture listener; empty without Options.Capture.
+func (w *Workload) Capture() string { return w.capture }
 
 // Outbound is the address of the outbound HTTP listener; empty for a gateway.
 func (w *Workload) Outbound() string { return w.outbound }
@@ -219,6 +229,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if !opts.Gateway {
 		if w.outbound, err = bind("--outbound", opts.Outbound); err != nil {
+			return err
+		}
+	}
+	if opts.Capture != "" {
+		if ap, perr := netip.ParseAddrPort(opts.Capture); perr != nil || ap.Addr() != netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
+			return fmt.Errorf("proxy: --capture %q: want 127.0.0.1:PORT (iptables REDIRECT sends the workload's own connections to 127.0.0.1)", opts.Capture)
+		}
+		if w.capture, err = bind("--capture", opts.Capture); err != nil {
 			return err
 		}
 	}
@@ -338,7 +356,7 @@ func (opts *Options) CheckGateway() error {
 		return nil
 	}
 	for _, f := range []struct{ flag, value string }{
-		{"--app", opts.App}, {"--inbound", opts.Inbound}, {"--outbound", opts.Outbound},
+		{"--app", opts.App}, {"--inbound", opts.Inbound}, {"--outbound", opts.Outbound}, {"--capture", opts.Capture},
 	} {
 		if f.value != "" {
 			return fmt.Errorf("proxy: --gateway: %s does not apply: a gateway has no application and no inbound or outbound listener, only the listeners of the Gateways selecting its labels", f.flag)
@@ -395,6 +413,7 @@ func (w *Workload) node() xds.Node {
 		return n
 	}
 	_, n.OutboundPort = splitPort(w.outbound)
+	_, n.CapturePort = splitPort(w.capture)
 	n.Upstreams = w.upstream
 	if w.opts.App != "" {
 		n.InboundAddress, n.InboundPort = splitPort(w.inbound)
@@ -562,6 +581,7 @@ func (w *Workload) newDNS(client *api.Client) (*dns.Server, error) {
 		Mesh:          w.mesh,
 		SearchDomains: search,
 		Upstream:      w.opts.DNSUpstream,
+		VIPs:          w.capture != "", // connections to a VIP are captured; to an endpoint they would bypass the proxy
 		Logger:        w.log,
 	})
 	if err != nil {

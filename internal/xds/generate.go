@@ -48,6 +48,7 @@ var nodeGenerators = []generator{
 	{"gateway routes", generateGatewayRoutes},
 	{"listeners", generateListeners},
 	{"upstreams", generateUpstreams},
+	{"capture", generateCapture},
 	{"inbound cluster", generateInboundCluster},
 	{"node secret", generateNodeSecret},
 }
@@ -352,8 +353,11 @@ func (g *gen) checkNode() error {
 	if err := checkPathNormalization(n.PathNormalization); err != nil {
 		return err
 	}
-	if n.OutboundPort > 65535 || n.InboundPort > 65535 {
+	if n.OutboundPort > 65535 || n.InboundPort > 65535 || n.CapturePort > 65535 {
 		return errors.New("ports must be 0..65535")
+	}
+	if n.CapturePort != 0 && (n.CapturePort == n.OutboundPort || n.CapturePort == n.InboundPort) {
+		return fmt.Errorf("capture port %d is the port of another listener", n.CapturePort)
 	}
 	if n.InboundAddress != "" {
 		if _, err := netip.ParseAddr(n.InboundAddress); err != nil {

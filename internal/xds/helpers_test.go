@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,8 +58,13 @@ func loadInput(t testing.TB, dir string) Input {
 		t.Fatal(err)
 	}
 	objs = append(objs, o...)
+	vips := map[netip.Addr]bool{}
 	for i := range objs {
 		objs[i].Created = uint64(i + 1) // creation order = file order, as a scope would assign
+		if objs[i].Kind == "Service" {  // and the VIPs
+			a := resource.AllocateVIP(objs[i].Namespace, objs[i].Name, func(a netip.Addr) bool { return vips[a] })
+			vips[a], objs[i].VIPs = true, []string{a.String()}
+		}
 	}
 	in := Input{Mesh: testMesh, Scope: testMesh, Objects: objs, Revision: 7}
 	if b, err := os.ReadFile(filepath.Join(dir, "trust.pem")); err == nil {

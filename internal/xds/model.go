@@ -2,6 +2,7 @@ package xds
 
 import (
 	"bytes"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -23,7 +24,8 @@ type meta struct {
 // service is one routable host: a Canton Service or one host of a ServiceEntry.
 type service struct {
 	meta
-	host       string // fully qualified, possibly "*.example.com"
+	host       string     // fully qualified, possibly "*.example.com"
+	vip        netip.Addr // a Canton Service's VIP (invalid: none)
 	ports      []servicePort
 	exportTo   []string
 	native     bool                               // a Canton Service
@@ -252,6 +254,11 @@ func (b *modelBuilder) build() {
 		switch spec := typed.(type) {
 		case *resource.ServiceSpec:
 			s := &service{meta: mt, host: o.Name + "." + o.Namespace, exportTo: spec.ExportTo, native: true}
+			if len(o.VIPs) > 0 {
+				if a, err := netip.ParseAddr(o.VIPs[0]); err == nil && resource.IsVIP(a) {
+					s.vip = a
+				}
+			}
 			for _, p := range spec.Ports {
 				proto := strings.ToUpper(p.Protocol)
 				if proto == "" {

@@ -21,6 +21,7 @@ const (
 	MetaLabels            = "CANTON_LABELS" // k=v,k=v sorted by key
 	MetaKind              = "CANTON_KIND"
 	MetaOutboundPort      = "CANTON_OUTBOUND_PORT"
+	MetaCapturePort       = "CANTON_CAPTURE_PORT"
 	MetaInboundPort       = "CANTON_INBOUND_PORT"
 	MetaInboundAddress    = "CANTON_INBOUND_ADDRESS"
 	MetaAppAddress        = "CANTON_APP_ADDRESS"
@@ -54,6 +55,9 @@ func NodeMetadata(n Node) map[string]string {
 	}
 	if n.OutboundPort != 0 {
 		m[MetaOutboundPort] = strconv.Itoa(int(n.OutboundPort))
+	}
+	if n.CapturePort != 0 {
+		m[MetaCapturePort] = strconv.Itoa(int(n.CapturePort))
 	}
 	if n.InboundPort != 0 {
 		m[MetaInboundPort] = strconv.Itoa(int(n.InboundPort))
@@ -144,6 +148,9 @@ func NodeFromProto(pn *corev3.Node) (Node, error) {
 		return Node{}, err
 	}
 	if n.OutboundPort, err = port(MetaOutboundPort); err != nil {
+		return Node{}, err
+	}
+	if n.CapturePort, err = port(MetaCapturePort); err != nil {
 		return Node{}, err
 	}
 	if n.InboundPort, err = port(MetaInboundPort); err != nil {

@@ -28,7 +28,7 @@ func TestNodeMetadataRoundTrip(t *testing.T) {
 	in := Node{
 		ID: "reviews-v2-1", Service: "reviews", Namespace: "bookinfo.demo.mesh",
 		Labels: map[string]string{"version": "v2", "app": "reviews"}, Kind: KindSidecar,
-		OutboundPort: 15001, InboundPort: 15006, InboundAddress: "127.0.0.1", AppAddress: "127.0.0.1:9081", AdminAddress: "127.0.0.1:15000",
+		OutboundPort: 15001, CapturePort: 15002, InboundPort: 15006, InboundAddress: "127.0.0.1", AppAddress: "127.0.0.1:9081", AdminAddress: "127.0.0.1:15000",
 		Capabilities: map[string]bool{"b": true, "a": true}, PathNormalization: PathNormalizationBase,
 	}
 	meta := NodeMetadata(in)

@@ -59,7 +59,14 @@ func ReferencedHosts(objs []resource.Object, mesh string) []string {
 			for _, eg := range spec.GetEgress() {
 				for _, h := range eg.GetHosts() {
 					ns, host, ok := strings.Cut(h, "/")
-					if !ok || ns == "*" || ns == "~" {
+					switch {
+					case !ok || ns == "~":
+						continue
+					case ns == "*":
+						// Any namespace: only a fully qualified host names one service.
+						if strings.Contains(host, ".") {
+							add(host, o.Namespace)
+						}
 						continue
 					}
 					if ns == "." {

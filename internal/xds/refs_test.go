@@ -31,14 +31,14 @@ kind: Sidecar
 metadata: {name: default, namespace: web}
 spec:
   egress:
-  - hosts: ["./*", "shop/orders", "*/everything", "payments.shop/ledger.payments.shop.demo.mesh"]
+  - hosts: ["./*", "shop/orders", "*/everything", "payments.shop/ledger.payments.shop.demo.mesh", "*/stock.shop.demo.mesh"]
 `
 	objs, err := resource.Parse("refs.yaml", []byte(yaml), "demo.mesh", "web.demo.mesh")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := fmt.Sprint(ReferencedHosts(objs, "demo.mesh"))
-	want := "[audit.ops.demo.mesh cart.payments.shop.demo.mesh front.web.demo.mesh ledger.payments.shop.demo.mesh orders.shop.demo.mesh reviews.bookinfo.demo.mesh]"
+	want := "[audit.ops.demo.mesh cart.payments.shop.demo.mesh front.web.demo.mesh ledger.payments.shop.demo.mesh orders.shop.demo.mesh reviews.bookinfo.demo.mesh stock.shop.demo.mesh]"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}

@@ -96,6 +96,12 @@ type Node struct {
 	// OutboundPort is the port of the proxy's outbound HTTP listener on 127.0.0.1, which
 	// routes by Host/:authority. Zero: no outbound listener.
 	OutboundPort uint32
+	// CapturePort is the port of the transparent-capture listener on 127.0.0.1, where
+	// iptables redirects the workload's outbound connections (docs/transparent-capture.md).
+	// Every service the proxy may reach that has a VIP gets an unbound listener per port at
+	// VIP:port, served like an upstream binding; a redirected connection is handed to the one
+	// at its original destination, and closed when there is none. Zero: no capture.
+	CapturePort uint32
 	// InboundPort is where other proxies reach this one with mTLS. Zero: no inbound listener.
 	InboundPort uint32
 	// InboundAddress is the IP the inbound listener binds. Empty means "0.0.0.0".

@@ -43,13 +43,27 @@ func generateUpstreams(g *gen, out *Resources) error {
 func (g *gen) upstreamListener(u Upstream, out *Resources) *listenerv3.Listener {
 	name := UpstreamListenerName(u.Address)
 	ap := netip.MustParseAddrPort(u.Address) // checked by checkNode
+	s, p, reason := g.upstreamTarget(u)
+	if reason != "" {
+		g.skip("node", "", "upstream "+u.String()+": "+reason+"; connections to "+u.Address+" are closed")
+		return &listenerv3.Listener{Name: name, Address: socketAddress(ap.Addr().String(), uint32(ap.Port())),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND, FilterChains: []*listenerv3.FilterChain{blackHoleChain(name)}}
+	}
+	return g.servicePortListener(name, ap, s, p, out)
+}
+
+// blackHoleChain closes every connection.
+func blackHoleChain(statPrefix string) *listenerv3.FilterChain {
+	return tcpChain("", tcpProxyTo(statPrefix, []destination{{cluster: blackHoleCluster}}, nil))
+}
+
+// servicePortListener is the listener name at ap that stands for port p of service s: what an
+// upstream binding or a VIP gets (see the top of this file). HTTP ports get a route
+// configuration of the same name.
+func (g *gen) servicePortListener(name string, ap netip.AddrPort, s *service, p servicePort, out *Resources) *listenerv3.Listener {
 	l := &listenerv3.Listener{Name: name, Address: socketAddress(ap.Addr().String(), uint32(ap.Port())),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND}
-	s, p, reason := g.upstreamTarget(u)
 	switch {
-	case reason != "":
-		g.skip("node", "", "upstream "+u.String()+": "+reason+"; connections to "+u.Address+" are closed")
-		l.FilterChains = []*listenerv3.FilterChain{tcpChain("", tcpProxyTo(name, []destination{{cluster: blackHoleCluster}}, nil))}
 	case p.http():
 		vh := g.virtualHost(s, p, "", map[string]string{})
 		vh.Domains = []string{"*"} // the port stands for the service: every Host reaches it
