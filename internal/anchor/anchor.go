@@ -172,6 +172,7 @@ func (a *Anchor) init(ctx context.Context) error {
 	if a.kek, err = loadKEK(a.cfg.DataDir); err != nil {
 		return err
 	}
+	a.startReferrals() // before the scopes: their imports may need the zone cuts learned
 	mesh := m.Mesh
 	a.tls = identity.NewSource(a.creds)
 	clientTLS := identity.ClientTLSFrom(a.tls, func(id identity.ID) error { return requireAnchor(mesh, id) })

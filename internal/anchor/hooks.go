@@ -1,6 +1,11 @@
 package anchor
 
-import "canton.dev/canton/internal/replica"
+import (
+	"context"
+	"net"
+
+	"canton.dev/canton/internal/replica"
+)
 
 // ReadAddress returns the address recorded in an anchor's data directory, so
 // a restarted anchor can listen where its peers expect it.
@@ -28,6 +33,18 @@ func (a *Anchor) SetReplicationFilter(drop func(from, to string) bool) {
 		return
 	}
 	a.trans.SetDropFunc(func(from, to uint64) bool { return drop(a.book.name(from), a.book.name(to)) })
+}
+
+// SetPeerDialer makes this anchor open its connections to other anchors'
+// API (forwarded requests, resolution, watches of other scopes) with dial;
+// nil restores gRPC's own. The connections open are closed, so every later
+// one goes through dial. It exists for partition tests of the API links
+// (SetReplicationFilter covers replication).
+func (a *Anchor) SetPeerDialer(dial func(ctx context.Context, addr string) (net.Conn, error)) {
+	a.peers.mu.Lock()
+	a.peers.dialer = dial
+	a.peers.mu.Unlock()
+	a.peers.close()
 }
 
 // Hosts reports whether this anchor hosts a replica of scope.

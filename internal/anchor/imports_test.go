@@ -3,15 +3,22 @@ package anchor_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"canton.dev/canton/internal/api"
 	"canton.dev/canton/internal/api/apipb"
+	"canton.dev/canton/internal/identity"
 	"canton.dev/canton/internal/meshtest"
+	"canton.dev/canton/internal/resolve"
 	"canton.dev/canton/internal/resource"
 )
 
@@ -255,4 +262,208 @@ func TestImportFollowsAliasesAndNamesNotCreatedYet(t *testing.T) {
 	put(t, shopCl, service(shop, "later"))
 	imported(t, c, 1, web, "Service/basket", "Workload/basket-1", "Service/later")
 	watched("later."+shop, true)
+}
+
+// TestImportBetweenSiblingsSurvivesARestartWithoutTheRoot: web's anchor
+// (a2) learned shop's zone cut while importing cart and saved it in its
+// data directory. With the root scope's only anchor stopped, a2 restarts:
+// it reloads the cut (verified again against the trust bundle), so it
+// imports cart from shop's anchors again, follows a workload registered
+// after the restart, and answers Resolve for shop's names (an answer and a
+// negative answer, both verifying) without the root.
+func TestImportBetweenSiblingsSurvivesARestartWithoutTheRoot(t *testing.T) {
+	c := startSiblings(t)
+	shopCl := client(t, c, 2)
+	put(t, shopCl, service(shop, "cart"))
+	put(t, shopCl, exportAll())
+	reg := newRegistrar(t, shopCl)
+	if err := reg.register("cart", "cart-1", "127.0.0.11"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, client(t, c, 1), routeTo("cart."+shop))
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1")
+	// Saved as soon as learned, not only when the anchor closes.
+	saved := filepath.Join(c.DataDir(1), "referrals.json")
+	eventually(t, 5*time.Second, func() error {
+		b, err := os.ReadFile(saved)
+		if err != nil || !strings.Contains(string(b), `"name":"`+shop+`"`) {
+			return fmt.Errorf("%s does not hold the zone cut of %s yet (err %v)", saved, shop, err)
+		}
+		return nil
+	})
+
+	if err := c.Stop(0); err != nil { // the root scope is down
+		t.Fatal(err)
+	}
+	if err := c.Stop(1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Restart(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1")
+	if err := reg.register("cart", "cart-2", "127.0.0.12"); err != nil {
+		t.Fatal(err)
+	}
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1", "Workload/cart-2")
+	st, err := importStatus(t, c, 1, web, "cart."+shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Stale || !st.Found || st.Owner != shop {
+		t.Fatalf("import after the restart with the root down: %+v, want fresh, found, owned by %s", st, shop)
+	}
+
+	admin, err := identity.LoadCredentials(c.AdminCredentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := resolve.FromClient(client(t, c, 1), admin.Bundle...)
+	for name, found := range map[string]bool{"cart." + shop: true, "nope." + shop: false} {
+		resp, err := lookup(ctx, name)
+		if err != nil {
+			t.Fatalf("resolve %s on the restarted a2 with the root down: %v", name, err)
+		}
+		if resp.Found != found || resp.Scope != shop {
+			t.Fatalf("resolve %s on the restarted a2: found %v in %s, want found %v in %s", name, resp.Found, resp.Scope, found, shop)
+		}
+	}
+}
+
+// cutter is a dialer whose links can be cut, as by a network partition:
+// while an address is cut, dials to it fail and the connections open to it
+// are closed.
+type cutter struct {
+	mu    sync.Mutex
+	cut   map[string]bool
+	conns map[string][]net.Conn
+}
+
+func newCutter() *cutter {
+	return &cutter{cut: map[string]bool{}, conns: map[string][]net.Conn{}}
+}
+
+func (c *cutter) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if c.isCut(addr) {
+		return nil, fmt.Errorf("partitioned from %s", addr)
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut[addr] { // cut while dialling
+		conn.Close()
+		return nil, fmt.Errorf("partitioned from %s", addr)
+	}
+	c.conns[addr] = append(c.conns[addr], conn)
+	return conn, nil
+}
+
+func (c *cutter) isCut(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cut[addr]
+}
+
+// partition cuts the links to addrs.
+func (c *cutter) partition(addrs ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range addrs {
+		c.cut[a] = true
+		for _, conn := range c.conns[a] {
+			conn.Close()
+		}
+		delete(c.conns, a)
+	}
+}
+
+// heal restores every link.
+func (c *cutter) heal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.cut)
+}
+
+// TestImportWhileTheCallerScopeIsPartitionedFromTheCallee: web (on a2)
+// imports cart from shop (on a3); then a2 is cut off from the root's anchor
+// and shop's, while shop keeps working on its side. web keeps serving the
+// last endpoints, marked stale in Status with the error and since when, and
+// its own scope keeps accepting changes; a workload registered in shop
+// meanwhile does not reach it. Once the links are back web catches up
+// (the workload registered during the partition arrives, the import is
+// fresh again) and follows new changes.
+func TestImportWhileTheCallerScopeIsPartitionedFromTheCallee(t *testing.T) {
+	c := startSiblings(t)
+	links := newCutter()
+	c.Anchor(1).SetPeerDialer(links.dial)
+	shopCl, webCl := client(t, c, 2), client(t, c, 1)
+	put(t, shopCl, service(shop, "cart"))
+	put(t, shopCl, exportAll())
+	reg := newRegistrar(t, shopCl)
+	if err := reg.register("cart", "cart-1", "127.0.0.11"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, webCl, routeTo("cart."+shop))
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1")
+	eventually(t, 10*time.Second, func() error {
+		st, err := importStatus(t, c, 1, web, "cart."+shop)
+		if err != nil {
+			return err
+		}
+		if st.Stale || !st.Watching {
+			return fmt.Errorf("import before the partition: %+v, want fresh and watched", st)
+		}
+		return nil
+	})
+
+	cutAt := time.Now().Add(-time.Second).Unix()
+	links.partition(c.Addr(0), c.Addr(2))
+	eventually(t, 10*time.Second, func() error {
+		st, err := importStatus(t, c, 1, web, "cart."+shop)
+		if err != nil {
+			return err
+		}
+		if !st.Stale || st.StaleSinceUnix < cutAt || st.Error == "" || st.Dropped || !st.Found {
+			return fmt.Errorf("import while partitioned: %+v, want stale since %d with an error, still found", st, cutAt)
+		}
+		return nil
+	})
+	if err := reg.register("cart", "cart-2", "127.0.0.12"); err != nil { // shop's side keeps working
+		t.Fatalf("register in shop during the partition: %v", err)
+	}
+	put(t, webCl, routeTo("reviews."+web)) // so does web's own scope
+	if have := c.Anchor(1).ImportedObjects(web); len(have) != 2 {
+		t.Fatalf("while partitioned web imports %v, want the last answer (cart and cart-1)", have)
+	}
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1")
+	if st, err := importStatus(t, c, 1, web, "cart."+shop); err != nil || !st.Stale {
+		t.Fatalf("import while partitioned, after cart-2 was registered: %+v (%v), want still stale", st, err)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	if _, err := webCl.Raw().Resolve(rctx, &apipb.ResolveRequest{Name: "cart." + shop}); api.Code(api.Err(err)) != codes.Unavailable {
+		t.Fatalf("resolve cart on a2 while partitioned: %v, want Unavailable", err)
+	}
+
+	links.heal()
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1", "Workload/cart-2")
+	eventually(t, 20*time.Second, func() error {
+		st, err := importStatus(t, c, 1, web, "cart."+shop)
+		if err != nil {
+			return err
+		}
+		if st.Stale || !st.Watching || st.Error != "" {
+			return fmt.Errorf("import after the partition healed: %+v, want fresh and watched", st)
+		}
+		return nil
+	})
+	if err := reg.register("cart", "cart-3", "127.0.0.13"); err != nil {
+		t.Fatal(err)
+	}
+	imported(t, c, 1, web, "Service/cart", "Workload/cart-1", "Workload/cart-2", "Workload/cart-3")
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,9 +170,10 @@ func (a *Anchor) forward(ctx context.Context, ids []string, call func(ctx contex
 // peerPool keeps one client connection per anchor address and expected
 // identity.
 type peerPool struct {
-	tls   *tls.Config // accepts any anchor of the mesh
-	mu    sync.Mutex
-	conns map[peerKey]*grpc.ClientConn
+	tls    *tls.Config // accepts any anchor of the mesh
+	mu     sync.Mutex
+	conns  map[peerKey]*grpc.ClientConn
+	dialer func(ctx context.Context, addr string) (net.Conn, error) // nil: gRPC's; see SetPeerDialer
 }
 
 // peerKey is an address and the identity the server there must have ("":
@@ -206,7 +208,11 @@ func (p *peerPool) dial(k peerKey, cfg *tls.Config) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[k]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(k.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if p.dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(p.dialer))
+	}
+	c, err := grpc.NewClient(k.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to anchor at %s: %w", k.addr, err)
 	}
