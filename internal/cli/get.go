@@ -189,6 +189,9 @@ func summary(o resource.Object) string {
 		return "-"
 	}
 	var parts []string
+	if len(o.VIPs) > 0 {
+		parts = append(parts, "vip="+strings.Join(o.VIPs, ","))
+	}
 	for _, key := range []string{"hosts", "host", "domain", "anchors", "address", "service", "action", "target"} {
 		if v, ok := spec[key]; ok {
 			b, _ := json.Marshal(v)

@@ -49,3 +49,12 @@ func TestGetAllWalksDelegationsByDomain(t *testing.T) {
 		t.Fatalf("get vs -A does not list the child scope's VirtualService:\n%s", out)
 	}
 }
+
+// TestSummaryShowsVIP: the wide listing of a Service shows the VIP its scope gave it.
+func TestSummaryShowsVIP(t *testing.T) {
+	o := resource.Object{Kind: "Service", Name: "reviews", VIPs: []string{"241.2.3.4"},
+		Spec: []byte(`{"ports":[{"name":"http","port":9080}]}`)}
+	if got := summary(o); got != "vip=241.2.3.4" {
+		t.Fatalf("summary = %q, want vip=241.2.3.4", got)
+	}
+}
