@@ -19,9 +19,10 @@ func dnsCmd(e *env) *cobra.Command {
 		search   string
 		upstream string
 		maxStale time.Duration
+		vips     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "dns [--listen 127.0.0.1:15053] [--search NAMESPACE,...] [--upstream HOST:PORT,...]",
+		Use:   "dns [--listen 127.0.0.1:15053] [--search NAMESPACE,...] [--upstream HOST:PORT,...] [--vips]",
 		Short: "Serve DNS for mesh names on loopback (A/AAAA/SRV from the anchors), forwarding other names upstream",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,6 +51,7 @@ func dnsCmd(e *env) *cobra.Command {
 				Mesh:          mesh,
 				SearchDomains: searches,
 				Upstream:      splitList(upstream),
+				VIPs:          vips,
 				Logger:        slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			})
 			if err != nil {
@@ -63,6 +65,7 @@ func dnsCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&search, "search", "", "namespaces short names are tried in, in order (e.g. bookinfo)")
 	cmd.Flags().StringVar(&upstream, "upstream", "", "resolvers for names outside the mesh, HOST:PORT,... (empty: SERVFAIL)")
 	cmd.Flags().DurationVar(&maxStale, "max-stale", time.Hour, "how long the last answer is served while no anchor answers")
+	cmd.Flags().BoolVar(&vips, "vips", false, "answer services with their VIPs (for hosts whose sidecar captures connections to 240.0.0.0/5: canton proxy --capture)")
 	return cmd
 }
 
