@@ -60,12 +60,7 @@ kind: Export
 metadata: {name: to-web}
 spec: {services: [api, echo], to: [web.demo.mesh]}
 `)
-	applyIn(web, `apiVersion: canton.dev/v1
-kind: Service
-metadata: {name: frontend}
-spec:
-  ports: [{name: http, port: 8080, protocol: HTTP}]
----
+	applyIn(web, frontendService+`---
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default}

@@ -23,23 +23,8 @@ func TestStaleRemoteEndpointsOutlierDetection(t *testing.T) {
 	defer cancel()
 	const web, shop = "web.demo.mesh", "shop.demo.mesh"
 	c, _, applyIn := startScopes(ctx, t, meshtest.Options{Anchors: 3, RootVoters: 1}, map[string]string{web: "a2", shop: "a3"})
-	applyIn(shop, `apiVersion: canton.dev/v1
-kind: Service
-metadata: {name: cart}
-spec:
-  ports: [{name: http, port: 8080, protocol: HTTP}]
----
-apiVersion: canton.dev/v1
-kind: Export
-metadata: {name: cart-to-web}
-spec: {services: [cart], to: [web.demo.mesh]}
-`)
-	applyIn(web, `apiVersion: canton.dev/v1
-kind: Service
-metadata: {name: frontend}
-spec:
-  ports: [{name: http, port: 8080, protocol: HTTP}]
----
+	applyIn(shop, cartForWeb)
+	applyIn(web, frontendService+`---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: cart}

@@ -396,16 +396,10 @@ func statusOf(ctx context.Context, c *meshtest.Cluster, i int) (*apipb.StatusRes
 	return cl.Status(ctx)
 }
 
-// TestCrossScopeTrafficSurvivesRootAndCalleeLoss: a proxy in scope web calls
-// a service of scope shop (imported by web's anchor through resolution and a
-// watch); the traffic goes on when the root scope loses quorum and when
-// shop's only anchor dies (web serves shop's last endpoints, stale).
-func TestCrossScopeTrafficSurvivesRootAndCalleeLoss(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	const web, shop = "web.demo.mesh", "shop.demo.mesh"
-	c, _, applyIn := startScopes(ctx, t, meshtest.Options{Anchors: 5, RootVoters: 3}, map[string]string{web: "a4", shop: "a5"})
-	applyIn(shop, `apiVersion: canton.dev/v1
+// cartForWeb is scope shop's cart service, exported to scope web; frontendService is web's
+// frontend. Cross-scope tests apply them in their namespaces.
+const (
+	cartForWeb = `apiVersion: canton.dev/v1
 kind: Service
 metadata: {name: cart}
 spec:
@@ -415,13 +409,26 @@ apiVersion: canton.dev/v1
 kind: Export
 metadata: {name: cart-to-web}
 spec: {services: [cart], to: [web.demo.mesh]}
-`)
-	applyIn(web, `apiVersion: canton.dev/v1
+`
+	frontendService = `apiVersion: canton.dev/v1
 kind: Service
 metadata: {name: frontend}
 spec:
   ports: [{name: http, port: 8080, protocol: HTTP}]
----
+`
+)
+
+// TestCrossScopeTrafficSurvivesRootAndCalleeLoss: a proxy in scope web calls
+// a service of scope shop (imported by web's anchor through resolution and a
+// watch); the traffic goes on when the root scope loses quorum and when
+// shop's only anchor dies (web serves shop's last endpoints, stale).
+func TestCrossScopeTrafficSurvivesRootAndCalleeLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const web, shop = "web.demo.mesh", "shop.demo.mesh"
+	c, _, applyIn := startScopes(ctx, t, meshtest.Options{Anchors: 5, RootVoters: 3}, map[string]string{web: "a4", shop: "a5"})
+	applyIn(shop, cartForWeb)
+	applyIn(web, frontendService+`---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: cart}
