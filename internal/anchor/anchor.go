@@ -58,6 +58,7 @@ type Config struct {
 	SnapshotEntries uint64        // Raft snapshot interval in entries; default 10000
 	RequestTimeout  time.Duration // how long a proposal may wait; default 5s
 	MaxStale        time.Duration // how long another scope's last answer is served while it is unreachable; default 1h
+	ScopeCATTL      time.Duration // lifetime of the scope CAs this anchor creates and renews (not the root scope's); default 365 days
 	Logger          *slog.Logger  // default: discard
 }
 

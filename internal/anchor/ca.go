@@ -127,7 +127,7 @@ func (a *Anchor) createCA(ctx context.Context, h *hosted) error {
 		if err != nil {
 			return err
 		}
-		if ca, err = parent.NewIntermediate(h.domain, scopeCATTL, time.Now()); err != nil {
+		if ca, err = parent.NewIntermediate(h.domain, a.scopeCATTL(), time.Now()); err != nil {
 			return err
 		}
 	}
@@ -141,6 +141,81 @@ func (a *Anchor) createCA(ctx context.Context, h *hosted) error {
 		a.log.Info("scope CA created", "scope", h.domain, "subject", ca.Cert.Subject.CommonName)
 	}
 	return err
+}
+
+// scopeCATTL is Config.ScopeCATTL or its default.
+func (a *Anchor) scopeCATTL() time.Duration {
+	if a.cfg.ScopeCATTL > 0 {
+		return a.cfg.ScopeCATTL
+	}
+	return scopeCATTL
+}
+
+// renewScopeCA keeps the CA of a child scope valid while this anchor leads it: once less than a
+// third of Config.ScopeCATTL is left, it is replaced by a new CA from the parent scope's
+// (rotateCA: the same root, so the certificates the old CA issued stay valid until they
+// expire). That leaves a third of the lifetime to reach the parent scope if it is down. A CA
+// cannot outlive its parent's, so while the parent's expires no later than the current one
+// there is nothing to gain: the child waits for the parent to renew. Failures are logged and
+// retried while the current CA keeps signing. The root scope's CA is the mesh root (or an
+// offline root's intermediate); an admin rotates it (canton mesh rotate-root): it is only
+// reported here when due.
+func (a *Anchor) renewScopeCA(ctx context.Context, h *hosted) {
+	ttl := a.scopeCATTL()
+	retry := min(time.Minute, max(ttl/20, 100*time.Millisecond))
+	reported := false // the current situation was logged once
+	for {
+		wait := retry
+		if ca, err := a.scopeCA(h); err == nil {
+			due := ca.Cert.NotAfter.Add(-ttl / 3)
+			if wait = time.Until(due); wait <= 0 {
+				wait = retry
+				renewed, why := a.renewCAOnce(ctx, h, ca)
+				switch {
+				case renewed:
+					reported = false
+					continue
+				case !reported:
+					a.log.Warn("scope CA not renewed", "scope", h.domain, "not_after", ca.Cert.NotAfter, "why", why)
+					reported = true
+				}
+				if h.domain == a.meta.Mesh {
+					wait = time.Hour
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(wait, time.Hour)):
+		}
+	}
+}
+
+// renewCAOnce replaces h's CA (current) if that extends its life; why says why not.
+func (a *Anchor) renewCAOnce(ctx context.Context, h *hosted, current *identity.CA) (renewed bool, why string) {
+	if h.domain == a.meta.Mesh {
+		return false, "the root scope's CA is rotated by an admin: canton mesh rotate-root"
+	}
+	parent, err := a.parentCA(ctx, h)
+	if err != nil {
+		return false, "parent scope's CA: " + err.Error()
+	}
+	capAt := parent.Cert.NotAfter
+	for _, c := range parent.Parents {
+		if c.NotAfter.Before(capAt) {
+			capAt = c.NotAfter
+		}
+	}
+	if !capAt.After(current.Cert.NotAfter) {
+		return false, "the parent scope's CA expires first (" + capAt.UTC().Format(time.RFC3339) + "); waiting for it to renew"
+	}
+	resp, err := a.rotateCA(ctx, h, a.scopeCATTL())
+	if err != nil {
+		return false, err.Error()
+	}
+	a.log.Info("scope CA renewed", "scope", h.domain, "serial", resp.Serial, "not_after", time.Unix(resp.NotAfterUnix, 0).UTC())
+	return true, ""
 }
 
 // RotateCA replaces a scope's CA with a new intermediate under the same root

@@ -404,3 +404,62 @@ func TestRotateScopeCA(t *testing.T) {
 		t.Fatalf("a workload rotating its scope's CA: %v", err)
 	}
 }
+
+// TestScopeCARenewsItself: a child scope's CA is replaced by its leader, from the parent
+// scope's CA, once less than a third of its lifetime is left (here 3 s instead of a year), again
+// and again: each new CA chains to the same root, lives longer than the one before, and signs
+// the certificates issued after it; certificates of an earlier CA keep verifying until they
+// expire.
+func TestScopeCARenewsItself(t *testing.T) {
+	c := startCluster(t, meshtest.Options{ScopeCATTL: 3 * time.Second})
+	cl := client(t, c, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const shop = "shop." + mesh
+	if _, err := cl.CreateScope(ctx, shop, []string{"a2", "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	token, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cart := identity.WorkloadID("cart."+shop, "cart")
+	var first *identity.Credentials
+	eventually(t, 10*time.Second, func() error {
+		first, err = issue(ctx, c.Addr(0), string(token), cart)
+		return err
+	})
+	root := first.Bundle[0]
+	prev, _, err := scopeCACerts(ctx, cl, shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		var next []*x509.Certificate
+		eventually(t, 10*time.Second, func() error {
+			if next, _, err = scopeCACerts(ctx, cl, shop); err != nil {
+				return err
+			}
+			if next[0].Equal(prev[0]) {
+				return fmt.Errorf("round %d: scope CA %s (not after %s) not renewed yet", round, prev[0].SerialNumber.Text(16), prev[0].NotAfter)
+			}
+			return nil
+		})
+		if !next[0].NotAfter.After(prev[0].NotAfter) || !next[len(next)-1].Equal(root) ||
+			fmt.Sprint(next[0].PermittedURIDomains) != "["+shop+" ."+shop+"]" {
+			t.Fatalf("round %d: renewed CA not after %s (previous %s), chain ends at %q, permits %v", round,
+				next[0].NotAfter, prev[0].NotAfter, next[len(next)-1].Subject.CommonName, next[0].PermittedURIDomains)
+		}
+		prev = next
+	}
+	creds, err := issue(ctx, c.Addr(1), string(token), cart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifiesTo(creds, root, time.Now()); err != nil {
+		t.Fatalf("a certificate of a renewed CA: %v", err)
+	}
+	if err := verifiesTo(first, root, first.Chain[0].NotAfter.Add(-time.Second)); err != nil {
+		t.Fatalf("a certificate of the first CA no longer verifies within its lifetime: %v", err)
+	}
+}

@@ -254,6 +254,7 @@ func (a *Anchor) onLeader(ctx context.Context, h *hosted) {
 		a.publishAddressBook(ctx, h)
 	}
 	a.ensureCA(ctx, h)
+	a.renewScopeCA(ctx, h)
 }
 
 // reconcileAddresses follows the Anchor objects among objs (every one of

@@ -19,7 +19,7 @@ func anchorCmd(e *env) *cobra.Command {
 		tokenFile string
 	)
 	cmd := &cobra.Command{
-		Use:   "anchor --id ID --data DIR --listen HOST:PORT [--max-stale DURATION] [--bootstrap --peers ID=HOST:PORT,... [--ca-cert FILE --ca-key FILE]] | [--join HOST:PORT --join-token FILE]",
+		Use:   "anchor --id ID --data DIR --listen HOST:PORT [--max-stale DURATION] [--scope-ca-ttl DURATION] [--bootstrap --peers ID=HOST:PORT,... [--ca-cert FILE --ca-key FILE]] | [--join HOST:PORT --join-token FILE]",
 		Short: "Run an anchor: replicas of scopes, the anchor API, replication and xDS on one port",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -29,6 +29,9 @@ func anchorCmd(e *env) *cobra.Command {
 			}
 			if cfg.MaxStale <= 0 {
 				return fmt.Errorf("--max-stale %s: must be positive (e.g. 1h)", cfg.MaxStale)
+			}
+			if cfg.ScopeCATTL < time.Hour {
+				return fmt.Errorf("--scope-ca-ttl %s: must be at least 1h (e.g. 8760h, a year)", cfg.ScopeCATTL)
 			}
 			if cfg.Peers, err = parsePeers(peers); err != nil {
 				return err
@@ -66,6 +69,7 @@ func anchorCmd(e *env) *cobra.Command {
 	f.StringVar(&cfg.Join, "join", "", "join the mesh through this anchor, HOST:PORT")
 	f.StringVar(&tokenFile, "join-token", "", "join token file (join.token in the bootstrap anchor's data dir)")
 	f.DurationVar(&cfg.MaxStale, "max-stale", time.Hour, "how long an imported service's last answer is served while its scope cannot be reached")
+	f.DurationVar(&cfg.ScopeCATTL, "scope-ca-ttl", 365*24*time.Hour, "lifetime of the scope CAs this anchor creates and renews (renewed with a third left)")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data")
 	return cmd

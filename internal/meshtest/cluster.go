@@ -27,6 +27,7 @@ type Options struct {
 	Logger          *slog.Logger  // default: discard
 	HTTP            string        // anchor a1's HTTP side (dashboard, /metrics, /healthz), host:port; empty: none
 	RootVoters      int           // how many anchors (a1..) replicate the root scope; default all
+	ScopeCATTL      time.Duration // lifetime of scope CAs (anchor.Config.ScopeCATTL); default the anchor's
 }
 
 // Cluster is a set of in-process anchors. Anchor i is named "a<i+1>".
@@ -122,6 +123,7 @@ func (c *Cluster) config(i int, l net.Listener) anchor.Config {
 		TickInterval:    c.opts.TickInterval,
 		SnapshotEntries: c.opts.SnapshotEntries,
 		RequestTimeout:  c.opts.RequestTimeout,
+		ScopeCATTL:      c.opts.ScopeCATTL,
 		Logger:          c.opts.Logger.With("anchor", c.Name(i)),
 	}
 	if i == 0 {
