@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -237,11 +233,7 @@ func (rc *referralCache) forget(r *referral) {
 // saving them there until the anchor closes.
 func (a *Anchor) startReferrals() {
 	path := filepath.Join(a.cfg.DataDir, referralsFile)
-	roots := x509.NewCertPool()
-	for _, c := range a.creds.Bundle {
-		roots.AddCert(c)
-	}
-	a.referrals.load(path, a.meta.Mesh, roots, time.Now(), a.maxStale(), a.log)
+	a.referrals.load(path, a.meta.Mesh, a.resolveVerifier(), time.Now(), a.maxStale(), a.log)
 	a.referrals.mu.Lock()
 	a.referrals.kick = make(chan struct{}, 1)
 	a.referrals.mu.Unlock()
@@ -340,11 +332,11 @@ func (rc *referralCache) save(path string, log *slog.Logger) {
 	}
 }
 
-// load remembers the referrals saved at path that verify against roots
-// (verifySaved) and are not expired for longer than maxStale at now. A
-// missing file is no referral; an unreadable file is logged and ignored,
-// as is each entry that does not verify.
-func (rc *referralCache) load(path, mesh string, roots *x509.CertPool, now time.Time, maxStale time.Duration, log *slog.Logger) {
+// load remembers the referrals saved at path that verify with vf, against
+// the trust bundle (verifySaved), and are not expired for longer than
+// maxStale at now. A missing file is no referral; an unreadable file is
+// logged and ignored, as is each entry that does not verify.
+func (rc *referralCache) load(path, mesh string, vf *proof.Verifier, now time.Time, maxStale time.Duration, log *slog.Logger) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -376,7 +368,7 @@ func (rc *referralCache) load(path, mesh string, roots *x509.CertPool, now time.
 			stale++
 			continue
 		}
-		if err := verifySaved(&s, mesh, roots, now); err != nil {
+		if err := verifySaved(vf, &s, mesh, now); err != nil {
 			if rejected++; rejected <= maxRejectsLogged {
 				log.Warn("ignoring a saved zone cut that does not verify", "file", path, "cut", e.Name, "err", err)
 			}
@@ -421,116 +413,12 @@ func decodeSaved(r io.Reader, out *savedReferrals) error {
 
 // verifySaved checks a saved referral as proof.Verify checks a referral
 // inside a proof, at now, except that it may have expired (the caller
-// applies MaxStale): the signer's chain verifies to roots, the signer is a
-// CA for the referral's scope and every certificate of the chain permits
-// the scope and the child domain, the child domain is strictly below the
-// scope and in mesh, the signature over the statement is valid, and the
-// child CA is a CA constrained to the child domain.
-func verifySaved(s *proof.Signed, mesh string, roots *x509.CertPool, now time.Time) error {
-	switch {
-	case s.Kind != proof.KindReferral:
-		return fmt.Errorf("a %s, not a referral", s.Kind)
-	case !inZone(s.Scope, mesh) || !inZone(s.Name, s.Scope) || s.Name == s.Scope:
-		return fmt.Errorf("scope %s may not refer to %s (mesh %s)", s.Scope, s.Name, mesh)
-	case len(s.Anchors) == 0:
-		return errors.New("names no anchors")
-	case len(s.Chain) == 0:
-		return errors.New("no certificate chain")
-	case s.TTL == 0 || time.Duration(s.TTL)*time.Second > proof.MaxTTL:
-		return fmt.Errorf("ttl %ds outside 1s..%s", s.TTL, proof.MaxTTL)
-	case time.Unix(s.SignedAt, 0).After(now.Add(proof.ClockSkew)):
-		return fmt.Errorf("signed at %s, in the future", time.Unix(s.SignedAt, 0).UTC().Format(time.RFC3339))
+// applies MaxStale; see proof.Verifier.VerifyReferral), and that it was
+// signed by a scope of mesh.
+func verifySaved(vf *proof.Verifier, s *proof.Signed, mesh string, now time.Time) error {
+	if !inZone(s.Scope, mesh) {
+		return fmt.Errorf("signed as scope %s, outside mesh %s", s.Scope, mesh)
 	}
-	certs := make([]*x509.Certificate, len(s.Chain))
-	inter := x509.NewCertPool()
-	for i, der := range s.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("chain certificate %d: %w", i, err)
-		}
-		certs[i] = c
-		if i > 0 {
-			inter.AddCert(c)
-		}
-	}
-	signer := certs[0]
-	chains, err := signer.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if err != nil {
-		return fmt.Errorf("CA %q does not verify against the trust bundle: %w", signer.Subject.CommonName, err)
-	}
-	if !signer.IsCA || signer.KeyUsage&x509.KeyUsageCertSign == 0 || !slices.Contains(signer.PermittedDNSDomains, s.Scope) {
-		return fmt.Errorf("signer %q is not the CA of scope %s (permitted %v)", signer.Subject.CommonName, s.Scope, signer.PermittedDNSDomains)
-	}
-	for _, c := range chains[0] {
-		for _, d := range []string{s.Scope, s.Name} {
-			if !dnsPermitted(c, d) {
-				return fmt.Errorf("CA %q in the chain may not vouch for %s", c.Subject.CommonName, d)
-			}
-		}
-	}
-	if err := checkStatementSignature(signer, &s.Statement, s.Sig); err != nil {
-		return fmt.Errorf("signature by CA %q: %w", signer.Subject.CommonName, err)
-	}
-	child, err := x509.ParseCertificate(s.ChildCA)
-	if err != nil {
-		return fmt.Errorf("child CA: %w", err)
-	}
-	if !child.IsCA || !slices.Contains(child.PermittedDNSDomains, s.Name) {
-		return fmt.Errorf("names %q, not a CA constrained to %s", child.Subject.CommonName, s.Name)
-	}
-	return nil
-}
-
-// dnsPermitted applies c's DNS name constraints to domain as crypto/x509
-// (and proof.Verify) do: no permitted list permits all; "d" matches d and
-// below; ".d" only below.
-func dnsPermitted(c *x509.Certificate, domain string) bool {
-	match := func(con string) bool {
-		con = strings.ToLower(con)
-		switch {
-		case con == "":
-			return true
-		case strings.HasPrefix(con, "."):
-			return strings.HasSuffix(domain, con) && len(domain) > len(con)
-		default:
-			return inZone(domain, con)
-		}
-	}
-	if slices.ContainsFunc(c.ExcludedDNSDomains, match) {
-		return false
-	}
-	return len(c.PermittedDNSDomains) == 0 || slices.ContainsFunc(c.PermittedDNSDomains, match)
-}
-
-// checkStatementSignature verifies sig over the message a scope CA signs
-// for st (docs/design/0004: the kind's context string, a zero byte, the
-// statement's canonical encoding) with the scheme proof.Sign uses for
-// cert's key type. The proof package keeps its encoder to itself; the
-// encoding of a proof whose only statement is st, without chain nor
-// signature, holds st's canonical encoding between a fixed header (magic,
-// one step, no referral) and a fixed trailer (no certificate, an empty
-// signature). TestSavedReferralsVerifyAgain fails if that ever changes.
-func checkStatementSignature(cert *x509.Certificate, st *proof.Statement, sig []byte) error {
-	enc := (&proof.Proof{Steps: []proof.Step{{Final: proof.Signed{Statement: *st}}}}).Marshal()
-	header := len((&proof.Proof{}).Marshal()) - 1 + 2 // magic; then 1 step, 0 referrals
-	if len(enc) < header+2 {
-		return errors.New("statement encoding too short")
-	}
-	label := "canton resolve answer v1"
-	if st.Kind == proof.KindReferral {
-		label = "canton resolve referral v1"
-	}
-	msg := append(append([]byte(label), 0), enc[header:len(enc)-2]...)
-	var alg x509.SignatureAlgorithm
-	switch cert.PublicKey.(type) {
-	case ed25519.PublicKey:
-		alg = x509.PureEd25519
-	case *rsa.PublicKey:
-		alg = x509.SHA256WithRSAPSS
-	case *ecdsa.PublicKey:
-		alg = x509.ECDSAWithSHA256
-	default:
-		return fmt.Errorf("unsupported key type %T", cert.PublicKey)
-	}
-	return cert.CheckSignature(alg, msg, sig)
+	_, err := vf.VerifyReferral(s, now)
+	return err
 }

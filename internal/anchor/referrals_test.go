@@ -238,7 +238,7 @@ func TestSavedReferralsVerifyAgain(t *testing.T) {
 		t.Helper()
 		logs.Reset()
 		var got referralCache
-		got.load(path, "demo.mesh", roots, now, time.Hour, log)
+		got.load(path, "demo.mesh", proof.NewVerifier(roots), now, time.Hour, log)
 		var ds []string
 		for d := range got.byD {
 			ds = append(ds, d)
@@ -262,7 +262,7 @@ func TestSavedReferralsVerifyAgain(t *testing.T) {
 
 	// Another mesh root: nothing verifies.
 	other := newSignedReferrals(t, now.Add(-time.Hour))
-	if _, ds := load(other.roots()); ds != "" || !strings.Contains(logs.String(), path) || !strings.Contains(logs.String(), "does not verify against the trust bundle") {
+	if _, ds := load(other.roots()); ds != "" || !strings.Contains(logs.String(), path) || !strings.Contains(logs.String(), "does not verify against the mesh trust bundle") {
 		t.Fatalf("under another trust bundle: loaded %q; log:\n%s", ds, logs)
 	}
 
@@ -292,7 +292,7 @@ func TestSavedReferralsVerifyAgain(t *testing.T) {
 	if ds != "pay.shop.demo.mesh" {
 		t.Fatalf("tampered file: loaded %s, want pay.shop alone", ds)
 	}
-	for _, want := range []string{`"cut":"shop.demo.mesh"`, "signature by CA", `"cut":"web.demo.mesh"`, "is not the CA of scope demo.mesh", `"ignored":2`} {
+	for _, want := range []string{`"cut":"shop.demo.mesh"`, "signature by CA", `"cut":"web.demo.mesh"`, "not of scope demo.mesh", `"ignored":2`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("tampered file: no %q in the log:\n%s", want, logs)
 		}

@@ -8,7 +8,9 @@
 // target), the referrals followed and the final statement. Verify checks it
 // against the mesh trust bundle: chains, name constraints (explicitly, for
 // the namespace answered), that each referral is signed by the CA the
-// previous one named, signatures and expiry. The wire encoding (Marshal,
+// previous one named, signatures and expiry. Verifier.VerifyReferral checks
+// one referral on its own the same way, but for its expiry, for callers that
+// keep referrals (an anchor's learned zone cuts). The wire encoding (Marshal,
 // Unmarshal) is a canonical length-prefixed binary format; see
 // docs/design/0004-signed-resolution.md.
 //

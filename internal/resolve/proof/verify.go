@@ -107,12 +107,12 @@ func NewVerifier(roots *x509.CertPool) *Verifier {
 // Verify is the package's Verify with vf's roots and cache.
 func (vf *Verifier) Verify(name string, p *Proof, payload Payload, now time.Time) (*Result, error) {
 	if vf == nil || vf.roots == nil {
-		return nil, errors.New("proof: no trust roots to verify with")
+		return nil, errNoRoots
 	}
 	if p == nil || len(p.Steps) == 0 {
 		return nil, fmt.Errorf("proof for %s: no statements", name)
 	}
-	v := &verifier{vf: vf, roots: vf.roots, now: now, expires: time.Unix(1<<62, 0), certs: map[string]*x509.Certificate{}}
+	v := vf.at(now)
 	res := &Result{}
 	seen := map[string]bool{}
 	want := strings.ToLower(strings.TrimSuffix(name, "."))
@@ -154,12 +154,46 @@ func (vf *Verifier) Verify(name string, p *Proof, payload Payload, now time.Time
 	return res, nil
 }
 
+// VerifyReferral verifies one signed referral on its own, with vf's roots at
+// now, as Verify verifies a referral inside a proof: the signer's chain
+// verifies to the roots, the signer is the CA of the referral's scope and
+// every certificate of its chain permits that scope and the child domain
+// (s.Name), the signature over the statement is valid, the child domain is
+// strictly below the scope, and the referral names anchors and a child CA
+// constrained to the child domain, whose certificate it returns. The TTL
+// must be within 1s..MaxTTL and the referral not signed after now (±
+// ClockSkew), but unlike Verify it may have expired: a caller that keeps
+// referrals (an anchor's cache of zone cuts) decides from SignedAt and TTL
+// how stale is acceptable.
+func (vf *Verifier) VerifyReferral(s *Signed, now time.Time) (*x509.Certificate, error) {
+	switch {
+	case vf == nil || vf.roots == nil:
+		return nil, errNoRoots
+	case s == nil:
+		return nil, errors.New("proof: no referral to verify")
+	case s.Kind != KindReferral:
+		return nil, fmt.Errorf("%s: not a referral", s.what())
+	}
+	v := vf.at(now)
+	if _, err := v.authentic(s, s.Name); err != nil {
+		return nil, err
+	}
+	return v.delegation(s)
+}
+
+var errNoRoots = errors.New("proof: no trust roots to verify with")
+
 type verifier struct {
 	vf      *Verifier
 	roots   *x509.CertPool
 	now     time.Time
 	expires time.Time
 	certs   map[string]*x509.Certificate
+}
+
+// at returns a verifier of statements at now.
+func (vf *Verifier) at(now time.Time) *verifier {
+	return &verifier{vf: vf, roots: vf.roots, now: now, expires: time.Unix(1<<62, 0), certs: map[string]*x509.Certificate{}}
 }
 
 // step verifies the statements about one name.
@@ -207,21 +241,11 @@ func (v *verifier) step(name string, s *Step) (*Hop, error) {
 		if _, err := follow(r); err != nil {
 			return nil, err
 		}
-		if !within(r.Name, r.Scope) || r.Name == r.Scope {
-			return nil, fmt.Errorf("referral by scope %s to %s: not a domain strictly below the referring scope", r.Scope, r.Name)
+		if _, err := v.delegation(r); err != nil {
+			return nil, err
 		}
 		if !within(ns, r.Name) {
 			return nil, fmt.Errorf("referral by scope %s to %s: does not lead to namespace %s", r.Scope, r.Name, ns)
-		}
-		if len(r.Anchors) == 0 {
-			return nil, fmt.Errorf("referral by scope %s to %s names no anchors", r.Scope, r.Name)
-		}
-		child, err := v.parse(r.ChildCA)
-		if err != nil {
-			return nil, fmt.Errorf("referral by scope %s to %s: child CA: %w", r.Scope, r.Name, err)
-		}
-		if !child.IsCA || !slices.Contains(child.PermittedDNSDomains, r.Name) {
-			return nil, fmt.Errorf("referral by scope %s to %s names %q, not a CA constrained to %s", r.Scope, r.Name, child.Subject.CommonName, r.Name)
 		}
 		named, domain, anchors = r.ChildCA, r.Name, r.Anchors
 	}
@@ -249,10 +273,55 @@ func (v *verifier) step(name string, s *Step) (*Hop, error) {
 	return hop, nil
 }
 
-// signed verifies one statement's chain, coverage, signature and time, and
-// returns its signer.
+// delegation checks what referral r delegates, past its signature: a domain
+// strictly below the referring scope, to anchors, whose scope's CA is a CA
+// constrained to that domain; it returns that CA.
+func (v *verifier) delegation(r *Signed) (*x509.Certificate, error) {
+	if !within(r.Name, r.Scope) || r.Name == r.Scope {
+		return nil, fmt.Errorf("referral by scope %s to %s: not a domain strictly below the referring scope", r.Scope, r.Name)
+	}
+	if len(r.Anchors) == 0 {
+		return nil, fmt.Errorf("referral by scope %s to %s names no anchors", r.Scope, r.Name)
+	}
+	child, err := v.parse(r.ChildCA)
+	if err != nil {
+		return nil, fmt.Errorf("referral by scope %s to %s: child CA: %w", r.Scope, r.Name, err)
+	}
+	if !child.IsCA || !slices.Contains(child.PermittedDNSDomains, r.Name) {
+		return nil, fmt.Errorf("referral by scope %s to %s names %q, not a CA constrained to %s", r.Scope, r.Name, child.Subject.CommonName, r.Name)
+	}
+	return child, nil
+}
+
+// signed verifies one statement (authentic) and that it is valid at v.now,
+// and returns its signer.
 func (v *verifier) signed(s *Signed, ns string) (*x509.Certificate, error) {
-	what := fmt.Sprintf("%s for %s by scope %s", s.Kind, s.Name, s.Scope)
+	signer, err := v.authentic(s, ns)
+	if err != nil {
+		return nil, err
+	}
+	at := time.Unix(s.SignedAt, 0)
+	exp := at.Add(time.Duration(s.TTL) * time.Second)
+	if v.now.After(exp.Add(ClockSkew)) {
+		return nil, fmt.Errorf("%s: expired at %s (signed %s, ttl %ds; now %s)", s.what(), exp.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), s.TTL, v.now.UTC().Format(time.RFC3339))
+	}
+	if exp.Before(v.expires) {
+		v.expires = exp
+	}
+	return signer, nil
+}
+
+// what names a statement in errors.
+func (s *Signed) what() string {
+	return fmt.Sprintf("%s for %s by scope %s", s.Kind, s.Name, s.Scope)
+}
+
+// authentic verifies one statement's chain at v.now, coverage (of namespace
+// ns, or a referral's child domain), signature, TTL and that it was not
+// signed in the future, and returns its signer. Whether it expired is left
+// to signed.
+func (v *verifier) authentic(s *Signed, ns string) (*x509.Certificate, error) {
+	what := s.what()
 	chain, err := v.chain(s.Chain)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -284,16 +353,8 @@ func (v *verifier) signed(s *Signed, ns string) (*x509.Certificate, error) {
 	if s.TTL == 0 || time.Duration(s.TTL)*time.Second > MaxTTL {
 		return nil, fmt.Errorf("%s: ttl %ds outside 1s..%s", what, s.TTL, MaxTTL)
 	}
-	at := time.Unix(s.SignedAt, 0)
-	exp := at.Add(time.Duration(s.TTL) * time.Second)
-	if at.After(v.now.Add(ClockSkew)) {
+	if at := time.Unix(s.SignedAt, 0); at.After(v.now.Add(ClockSkew)) {
 		return nil, fmt.Errorf("%s: signed at %s, in the future (now %s)", what, at.UTC().Format(time.RFC3339), v.now.UTC().Format(time.RFC3339))
-	}
-	if v.now.After(exp.Add(ClockSkew)) {
-		return nil, fmt.Errorf("%s: expired at %s (signed %s, ttl %ds; now %s)", what, exp.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), s.TTL, v.now.UTC().Format(time.RFC3339))
-	}
-	if exp.Before(v.expires) {
-		v.expires = exp
 	}
 	return signer, nil
 }
@@ -301,6 +362,9 @@ func (v *verifier) signed(s *Signed, ns string) (*x509.Certificate, error) {
 // chain verifies a signer's chain (DER, signer first) against the roots at
 // v.now and returns the verified chain, signer first, root last.
 func (v *verifier) chain(ders [][]byte) ([]*x509.Certificate, error) {
+	if len(ders) == 0 {
+		return nil, errors.New("no certificate chain")
+	}
 	h := sha256.New()
 	for _, d := range ders {
 		h.Write(binary.AppendUvarint(nil, uint64(len(d))))
