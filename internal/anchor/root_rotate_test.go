@@ -188,6 +188,9 @@ func TestRotateRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, anchorsOnR2)
+	if err := c.WaitScope(ctx, shop); err != nil { // a4, shop's only voter, leads it again
+		t.Fatal(err)
+	}
 
 	// Finish: refused before the workload TTL has passed, unless forced.
 	_, err = rotateRoot(t, cl, &apipb.RotateRootRequest{Finish: true})
@@ -220,6 +223,34 @@ func TestRotateRoot(t *testing.T) {
 		}
 		return nil
 	})
+	// The join token follows: same secret, pinned to R2 now. A workload joins with it; the
+	// token pinned to R1 no longer admits anyone.
+	var repinned []byte
+	eventually(t, 15*time.Second, func() error {
+		for i := range c.Len() { // every anchor holds the token (joining anchors get a copy)
+			if repinned, err = os.ReadFile(filepath.Join(c.DataDir(i), "join.token")); err != nil {
+				return err
+			}
+			tok, err := identity.ParseJoinToken(strings.TrimSpace(string(repinned)))
+			if err != nil {
+				return err
+			}
+			if tok.CAPin != identity.SPKIPin(r2) {
+				return fmt.Errorf("%s's join.token still pins the old root", c.Name(i))
+			}
+		}
+		return nil
+	})
+	joined, err := issue(ctx, c.Addr(0), string(repinned), cart)
+	if err != nil {
+		t.Fatalf("joining with the re-pinned token: %v", err)
+	}
+	if err := verifiesTo(joined, r2, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := issue(ctx, c.Addr(0), string(token), cart); err == nil {
+		t.Fatal("the token pinned to the retired root still admits a workload")
+	}
 }
 
 // TestRotateOfflineRoot: with an offline current root, phase add needs its

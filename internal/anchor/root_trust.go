@@ -2,6 +2,7 @@ package anchor
 
 import (
 	"crypto/x509"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,6 +45,7 @@ func (a *Anchor) followTrust() {
 		if a.tls.SetBundle(bundle) {
 			a.log.Info("trust bundle changed", "roots", len(bundle), "root", ca.Root().Subject.CommonName)
 			a.saveBundle(bundle)
+			a.repinJoinToken(bundle, ca.Root())
 		}
 		now := time.Now()
 		if now.Before(nextRenew) || !a.needsRenewal(ca.Root(), now) {
@@ -112,4 +114,34 @@ func (a *Anchor) saveBundle(bundle []*x509.Certificate) {
 		return
 	}
 	a.tls.SetCredentials(next)
+}
+
+// repinJoinToken keeps the join token usable across a root rotation: once the root it pins
+// has left the trust bundle (the rotation finished), join.token keeps its secret and pins
+// root, the root the scope CAs chain to now. Tokens handed out before then stop admitting
+// anyone (their pin is the retired root's), so the new join.token must be handed out again.
+// An anchor without a join token (one that joined) has nothing to do.
+func (a *Anchor) repinJoinToken(bundle []*x509.Certificate, root *x509.Certificate) {
+	path := filepath.Join(a.cfg.DataDir, joinTokenFile)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	tok, err := identity.ParseJoinToken(strings.TrimSpace(string(text)))
+	if err != nil {
+		a.log.Warn("join token not re-pinned", "file", path, "err", err)
+		return
+	}
+	for _, c := range bundle {
+		if identity.SPKIPin(c) == tok.CAPin {
+			return // still trusted
+		}
+	}
+	tok.CAPin = identity.SPKIPin(root)
+	if err := writeFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
+		a.log.Warn("join token not re-pinned", "file", path, "err", err)
+		return
+	}
+	a.log.Info("join token re-pinned to the new root; hand out the new join.token (tokens pinning the retired root no longer work)",
+		"file", path, "root", root.Subject.CommonName)
 }

@@ -659,7 +659,8 @@ func scopeCode(err error) (string, bool) {
 	return "", false
 }
 
-// checkJoinToken compares a presented token with this anchor's join.token.
+// checkJoinToken compares a presented token with this anchor's join.token: the same secret,
+// pinned to a root of the current trust bundle.
 func (a *Anchor) checkJoinToken(presented string) error {
 	tokText, err := os.ReadFile(filepath.Join(a.cfg.DataDir, joinTokenFile))
 	if err != nil {
@@ -669,8 +670,18 @@ func (a *Anchor) checkJoinToken(presented string) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "join token on disk: %v", err)
 	}
-	if !tok.Matches(strings.TrimSpace(presented)) {
-		return status.Error(codes.PermissionDenied, "invalid join token")
+	// The presented token may pin any root the mesh trusts now, not only the one join.token
+	// pins: during a root rotation both roots are trusted, and after one the anchors re-pin
+	// their join.token one by one (repinJoinToken).
+	p, err := identity.ParseJoinToken(strings.TrimSpace(presented))
+	if err == nil {
+		for _, root := range a.tls.Bundle() {
+			pinned := tok
+			pinned.CAPin = identity.SPKIPin(root)
+			if pinned.Matches(p.String()) {
+				return nil
+			}
+		}
 	}
-	return nil
+	return status.Error(codes.PermissionDenied, "invalid join token")
 }
