@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"time"
 
@@ -29,8 +26,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-
-	"canton.dev/canton/internal/proxy"
 )
 
 // Node IDs of the Canton proxies; each gets its own fixed snapshot from the static xDS server.
@@ -240,48 +235,6 @@ func inboundResources(listen, upstream string, p *pki) (map[resourcev3.Type][]ty
 	}
 	return map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {routes("upstream", "")},
 		resourcev3.ClusterType: {c}, resourcev3.SecretType: secrets(p.ServerCert, p.ServerKey, p.CA)}, nil
-}
-
-// runCantonProxy is the hidden "_canton-proxy" subcommand: one Canton proxy configured over ADS from
-// -xds as node -node. It prints "ready <listener address>" once the benchmark listener serves, and runs
-// until ctx is done.
-func runCantonProxy(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("_canton-proxy", flag.ContinueOnError)
-	xds := fs.String("xds", "", "ADS server host:port")
-	node := fs.String("node", "", "node ID")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := proxy.New(proxy.Options{XDSServers: []string{*xds}, NodeID: *node, NodeCluster: "bench",
-		AdminAddr: "127.0.0.1:0", Logger: log, DrainTime: time.Second,
-		BackoffBase: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
-	if err != nil {
-		return fmt.Errorf("canton proxy %s: %w", *node, err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- p.Run(ctx) }()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if a := p.ListenerAddr(listenerName); a != "" {
-			fmt.Fprintf(os.Stdout, "ready %s\n", a)
-			break
-		}
-		select {
-		case err := <-errc:
-			return fmt.Errorf("canton proxy %s: exited before its listener ran: %v", *node, err)
-		case <-deadline.C:
-			return fmt.Errorf("canton proxy %s: listener %q not running after 20s", *node, listenerName)
-		case <-tick.C:
-		}
-	}
-	if err := <-errc; err != nil {
-		return fmt.Errorf("canton proxy %s: %w", *node, err)
-	}
-	return nil
 }
 
 // manyClustersResources configures a plain HTTP/1.1 proxy on listen routing to the first of n STATIC

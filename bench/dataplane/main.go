@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -54,8 +55,6 @@ func runChild(ctx context.Context, name string, args []string) error {
 	switch name {
 	case "_upstream":
 		return runUpstream(ctx)
-	case "_canton-proxy":
-		return runCantonProxy(ctx, args)
 	}
 	return fmt.Errorf("unknown subcommand %q", name)
 }
@@ -72,6 +71,7 @@ type options struct {
 	maxForeign    float64
 	retries       int
 	protocols     map[string]bool
+	canton        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -87,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.only, "only", "", "comma-separated scenario names to run (direct and direct-h2c always run)")
 	fs.Float64Var(&o.maxForeign, "max-foreign", 0.15, "CPU cores other processes may use during a window before it is repeated")
 	fs.IntVar(&o.retries, "retries", 2, "repeats of a disturbed window (see -max-foreign)")
+	fs.StringVar(&o.canton, "canton", "", "canton binary whose proxies are measured (default: go build ./cmd/canton into the scratch directory)")
 	protocols := fs.String("protocols", "http1,h2c,grpc", "client protocols to run, comma-separated: http1, h2c, grpc")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -158,6 +159,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("scratch directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if o.canton == "" {
+		logf("building canton (go build canton.dev/canton/cmd/canton)")
+		if o.canton, err = buildCanton(ctx, dir); err != nil {
+			return err
+		}
+		began = time.Now() // the build is not part of the run's time budget
+	}
 	kids := &children{}
 	defer kids.stopAll()
 
@@ -182,7 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	defer xds.stop()
-	e := &env{ctx: ctx, kids: kids, self: self, dir: dir, upstream: upAddr, grpcUp: grpcAddr, pki: p, xds: xds}
+	e := &env{ctx: ctx, kids: kids, self: self, canton: o.canton, dir: dir, upstream: upAddr, grpcUp: grpcAddr, pki: p, xds: xds}
 
 	rep := &report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machineInfo(), Versions: map[string]string{},
 		Skipped: []skipped{},
@@ -358,6 +366,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	rep.writeTable(stdout)
 	return nil
+}
+
+// buildCanton builds the canton command into dir and returns the binary's path. The benchmark runs
+// from the repository (go run ./bench/dataplane); elsewhere pass -canton.
+func buildCanton(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "canton")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "canton.dev/canton/cmd/canton").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build canton.dev/canton/cmd/canton (run from the repository, or pass -canton): %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return bin, nil
 }
 
 // version returns the first line a peer prints for its version flag.

@@ -26,7 +26,8 @@ type scenario struct {
 type env struct {
 	ctx      context.Context
 	kids     *children
-	self     string // this program's executable, re-executed for the upstream and the Canton proxies
+	self     string // this program's executable, re-executed for the upstream
+	canton   string // the canton binary whose proxies are measured
 	dir      string // scratch directory for configurations and certificates
 	upstream string // host:port of the upstream HTTP server
 	grpcUp   string // host:port of the upstream gRPC ping server
@@ -41,9 +42,17 @@ func urlOf(addr string) string { return "http://" + addr + "/" }
 // --- Canton ---
 
 // startCanton starts one Canton proxy child process (GOMAXPROCS=1) for node and returns it with the
-// address of its benchmark listener.
+// address of its benchmark listener. The proxy is the canton binary itself ("canton bare-proxy": the
+// data plane of canton proxy, with its memory policy, configured by the benchmark's xDS server), so
+// what is measured is what a user runs. CANTON_BENCH_CPUPROFILE=dir: each proxy writes a CPU profile
+// of its whole run to dir/<node>.cpu.
 func startCanton(e *env, node string) (*child, string, error) {
-	c, out, err := e.kids.start("canton proxy "+node, []string{"GOMAXPROCS=1"}, e.self, "_canton-proxy", "-xds", e.xds.Addr, "-node", node)
+	argv := []string{e.canton, "bare-proxy", "--xds", e.xds.Addr, "--id", node, "--admin", "127.0.0.1:0",
+		"--ready-listener", listenerName, "--drain", "1s"}
+	if dir := os.Getenv("CANTON_BENCH_CPUPROFILE"); dir != "" {
+		argv = append(argv, "--cpuprofile", filepath.Join(dir, node+".cpu"))
+	}
+	c, out, err := e.kids.start("canton proxy "+node, []string{"GOMAXPROCS=1"}, argv...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -66,6 +66,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		statusCmd(e),
 		scopeCmd(e),
 		proxyCmd(e),
+		bareProxyCmd(e),
 		resolveCmd(e),
 		dnsCmd(e),
 		renameCmd(e),

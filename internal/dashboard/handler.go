@@ -14,14 +14,16 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
 //go:embed assets
 var assets embed.FS
 
-// templates are parsed once; each page is "base" plus its own content.
-var templates = func() map[string]*template.Template {
+// templates are parsed once, on first use (not at start: every canton process, a proxy too, links
+// this package); each page is "base" plus its own content.
+var templates = sync.OnceValue(func() map[string]*template.Template {
 	funcs := template.FuncMap{
 		"pct": func(v float64) string {
 			if v > 0 && v < 1 {
@@ -68,7 +70,7 @@ var templates = func() map[string]*template.Template {
 		out[name] = t
 	}
 	return out
-}()
+})
 
 // handler serves the dashboard.
 type handler struct {
@@ -204,7 +206,7 @@ func (r *recorder) el(tag, key, text string) template.HTML {
 // render renders page name into w, after a blank pass that sets the page's
 // Shape and Live.
 func (h *handler) render(w io.Writer, name string, data any, p *Page) error {
-	t := templates[name]
+	t := templates()[name]
 	p.rec = &recorder{blank: true, live: map[string]string{}}
 	sum := sha256.New()
 	if err := t.ExecuteTemplate(sum, "base", data); err != nil {
