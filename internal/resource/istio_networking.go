@@ -137,7 +137,20 @@ func checkGatewayRefs(path string, gws []string) error {
 func checkVirtualService(vs *networking.VirtualService) error {
 	hosts := field(specPath, "hosts")
 	if len(vs.GetHosts()) == 0 {
-		return errorf(hosts, "at least one host is required")
+		// A delegate: routes another VirtualService's http route hands over (http[].delegate).
+		switch {
+		case len(vs.GetGateways()) > 0:
+			return errorf(field(specPath, "gateways"), "a VirtualService without hosts is a delegate: the root VirtualService's gateways apply, set none")
+		case len(vs.GetTcp()) > 0 || len(vs.GetTls()) > 0:
+			return errorf(specPath, "a VirtualService without hosts is a delegate: only http routes can be delegated")
+		case len(vs.GetHttp()) == 0:
+			return errorf(hosts, "at least one host is required (or http routes, for a delegate)")
+		}
+		for i, r := range vs.GetHttp() {
+			if r.GetDelegate() != nil {
+				return errorf(field(index(field(specPath, "http"), i), "delegate"), "a delegate cannot delegate again (one level only)")
+			}
+		}
 	}
 	for i, h := range vs.GetHosts() {
 		if err := checkHost(index(hosts, i), h, true); err != nil {

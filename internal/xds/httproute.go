@@ -32,7 +32,7 @@ func (g *gen) translateHTTP(vs *virtualService, s *service, p servicePort) []*ro
 	for i, hr := range vs.spec.GetHttp() {
 		path := "http[" + itoa(i) + "]"
 		if hr.GetDelegate() != nil {
-			g.skip(vs.ref, path+".delegate", "delegation is not supported; the route is left out")
+			routes = append(routes, g.delegateRoutes(vs, hr, path, s, p)...)
 			continue
 		}
 		matches := hr.GetMatch()
