@@ -24,6 +24,7 @@ func proxyCmd(e *env) *cobra.Command {
 		tokenFile string
 		upstreams string
 		dnsUp     string
+		tlsCreds  string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --service NAME --scope NAMESPACE --app HOST:PORT --anchors HOST:PORT,... --join-token FILE",
@@ -58,6 +59,9 @@ func proxyCmd(e *env) *cobra.Command {
 			}
 			if err := opts.CheckCertTTL(); err != nil {
 				return err
+			}
+			if opts.TLSCredentials, err = workload.ParseTLSCredentials(tlsCreds); err != nil {
+				return fmt.Errorf("proxy: --tls-credential: %w", err)
 			}
 			if err := opts.CheckGateway(); err != nil {
 				return err
@@ -117,6 +121,7 @@ func proxyCmd(e *env) *cobra.Command {
 	f.StringVar(&opts.Inbound, "inbound", "", "HOST:PORT other proxies reach this one on, mTLS (default 127.0.0.1:<free>)")
 	f.StringVar(&opts.Outbound, "outbound", "", "HOST:PORT of the outbound HTTP listener that routes by Host (default 127.0.0.1:<free>)")
 	f.BoolVar(&opts.Gateway, "gateway", false, "run as an ingress gateway: serve the Gateways whose selector matches --labels (no --app, --inbound, --outbound or --upstream)")
+	f.StringVar(&tlsCreds, "tls-credential", "", "with --gateway: NAME=CERT,KEY[,CA];... PEM files served for the HTTPS Gateway servers whose tls.credentialName is NAME (CA: client CAs for mode MUTUAL); re-read when they change")
 	f.StringVar(&opts.GatewayAddress, "gateway-address", "", "with --gateway: the IP its listeners bind, at the Gateways' ports (default 127.0.0.1; 0.0.0.0 for every interface)")
 	f.StringVar(&opts.Capture, "capture", "", "127.0.0.1:PORT for transparent capture: iptables redirects the app's connections to service VIPs (240.0.0.0/5) here; --dns then answers VIPs (docs/transparent-capture.md)")
 	f.StringVar(&upstreams, "upstream", "", "NAME[:PORT]=HOST:PORT,... a loopback port per remote service (TCP, TLS passthrough, or HTTP routed as the mesh routes it); PORT 0 picks one")

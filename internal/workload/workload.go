@@ -78,6 +78,9 @@ type Options struct {
 	// and Upstreams must be empty. A port that cannot be bound is rejected by the proxy
 	// (a NACK naming the address: Proxy().Ready and canton get proxies show it).
 	Gateway bool
+	// TLSCredentials are the key pairs the gateway serves for HTTPS Gateway servers, by their
+	// tls.credentialName (see TLSCredential). Only with Gateway.
+	TLSCredentials []TLSCredential
 	// GatewayAddress is the IP the gateway's listeners bind (the ports are the Gateway
 	// servers'); it is also the Workload's address. Default 127.0.0.1; 0.0.0.0 or :: listens on
 	// every interface. Only with Gateway.
@@ -251,6 +254,10 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	credentials, err := w.loadCredentials(nil)
+	if err != nil {
+		return err
+	}
 	if err := w.obtainIdentity(ctx); err != nil {
 		return err
 	}
@@ -301,6 +308,10 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); w.keepAlive(runCtx, client) }()
 	go func() { defer wg.Done(); w.rotate(runCtx) }()
+	if len(credentials) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.reloadCredentials(runCtx, credentials) }()
+	}
 	if w.dns != nil {
 		wg.Add(1)
 		go func() {
@@ -352,6 +363,9 @@ func (opts *Options) CheckGateway() error {
 	if !opts.Gateway {
 		if opts.GatewayAddress != "" {
 			return errors.New("proxy: --gateway-address needs --gateway")
+		}
+		if len(opts.TLSCredentials) > 0 {
+			return errors.New("proxy: --tls-credential needs --gateway (sidecars get their certificates from the mesh)")
 		}
 		return nil
 	}

@@ -4,7 +4,10 @@ import (
 	"sort"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"canton.dev/canton/internal/resource"
@@ -23,15 +26,20 @@ func (g *gen) gatewayAddress() string {
 	return "0.0.0.0"
 }
 
-// gatewayServer is one plain-HTTP server of a Gateway selecting the node.
+// gatewayServer is one HTTP or HTTPS server of a Gateway selecting the node.
 type gatewayServer struct {
 	gw     *gateway
 	ref    string // "absolute-ns/name" as VirtualServices name it
 	server *networking.Server
+	path   string // "servers[i]", for reports
+	// tls: an HTTPS server terminating TLS (SIMPLE or MUTUAL) with the key pair named by
+	// tls.credentialName; plain HTTP otherwise.
+	tls bool
 }
 
-// gatewayServers returns, by port, the HTTP servers of the Gateways whose selector matches
-// the node (only for gateway nodes). Servers that are not plain HTTP are reported.
+// gatewayServers returns, by port, the HTTP and HTTPS servers of the Gateways whose selector
+// matches the node (only for gateway nodes). A port serves either plain HTTP or TLS: servers of
+// the other kind on it, and servers Canton does not translate, are reported.
 func (g *gen) gatewayServers() map[uint32][]gatewayServer {
 	if g.node.kind() != KindGateway {
 		return nil
@@ -43,19 +51,135 @@ func (g *gen) gatewayServers() map[uint32][]gatewayServer {
 			continue
 		}
 		for i, srv := range gw.spec.GetServers() {
-			proto := strings.ToUpper(srv.GetPort().GetProtocol())
-			if proto != "HTTP" && proto != "HTTP2" && proto != "GRPC" || srv.GetTls() != nil {
-				g.skip(gw.ref, "servers["+itoa(i)+"]", "only plain HTTP gateway servers are supported; protocol "+srv.GetPort().GetProtocol()+" is not")
+			path := "servers[" + itoa(i) + "]"
+			gs := gatewayServer{gw: gw, ref: gw.namespace + "/" + gw.name, server: srv, path: path}
+			if why := g.gatewayServerKind(&gs); why != "" {
+				g.skip(gw.ref, path, why)
 				continue
 			}
 			if srv.GetBind() != "" {
-				g.skip(gw.ref, "servers["+itoa(i)+"].bind", "bind is not supported; the server listens on the gateway's address, "+g.gatewayAddress()+" (canton proxy --gateway-address)")
+				g.skip(gw.ref, path+".bind", "bind is not supported; the server listens on the gateway's address, "+g.gatewayAddress()+" (canton proxy --gateway-address)")
 			}
 			port := srv.GetPort().GetNumber()
-			out[port] = append(out[port], gatewayServer{gw: gw, ref: gw.namespace + "/" + gw.name, server: srv})
+			if others := out[port]; len(others) > 0 && others[0].tls != gs.tls {
+				g.skip(gw.ref, path, "port "+itoa(int(port))+" already serves "+kindOfServer(others[0])+" ("+others[0].ref+" "+others[0].path+"); one port cannot serve both plain HTTP and TLS")
+				continue
+			}
+			out[port] = append(out[port], gs)
 		}
 	}
 	return out
+}
+
+func kindOfServer(gs gatewayServer) string {
+	if gs.tls {
+		return "TLS"
+	}
+	return "plain HTTP"
+}
+
+// gatewayServerKind sets gs.tls from its server's protocol and TLS settings, or says why the
+// server is not translated.
+func (g *gen) gatewayServerKind(gs *gatewayServer) string {
+	srv := gs.server
+	t := srv.GetTls()
+	switch proto := strings.ToUpper(srv.GetPort().GetProtocol()); {
+	case (proto == "HTTP" || proto == "HTTP2" || proto == "GRPC") && t == nil:
+		return ""
+	case proto == "HTTP" && t.GetHttpsRedirect():
+		return "tls.httpsRedirect is not supported; the server is left out (serve HTTPS on its own port)"
+	case proto != "HTTPS":
+		return "protocol " + srv.GetPort().GetProtocol() + " is not supported on gateways (HTTP, HTTP2, GRPC and HTTPS are)"
+	case t == nil:
+		return "an HTTPS server needs tls settings (mode SIMPLE or MUTUAL, credentialName)"
+	case t.GetMode() != networking.ServerTLSSettings_SIMPLE && t.GetMode() != networking.ServerTLSSettings_MUTUAL:
+		return "tls.mode " + t.GetMode().String() + " is not supported (SIMPLE and MUTUAL are)"
+	case t.GetCredentialName() == "":
+		return "tls.credentialName is required: the key pair the gateway serves (canton proxy --gateway --tls-credential NAME=CERT,KEY); file paths (serverCertificate, privateKey) are not supported"
+	case len(t.GetSubjectAltNames()) > 0 || len(t.GetVerifyCertificateSpki()) > 0 || len(t.GetVerifyCertificateHash()) > 0:
+		return "tls.subjectAltNames and certificate pins are not supported; the server is left out"
+	}
+	gs.tls = true
+	return ""
+}
+
+// gatewayTLSChains are the filter chains of a TLS gateway port: one per server, chosen by SNI
+// among the server's hosts ("*" or none: any name), each terminating TLS with the server's key
+// pair (SDS secret tls.credentialName, which the gateway serves from its local files) and, for
+// MUTUAL, requiring a client certificate signed by the CAs of the secret
+// "<credentialName>-cacert" (Istio's convention). hcm is the port's connection manager.
+func (g *gen) gatewayTLSChains(servers []gatewayServer, hcm *listenerv3.Filter) []*listenerv3.FilterChain {
+	var chains []*listenerv3.FilterChain
+	claimed := map[string]string{} // SNI -> server
+	for _, gs := range servers {
+		var names []string
+		for _, h := range gs.server.GetHosts() {
+			_, host, _ := cutLast(h, "/")
+			if host == "*" {
+				names = nil
+				break
+			}
+			names = append(names, strings.ToLower(host))
+		}
+		key := strings.Join(names, ",")
+		if owner, taken := claimed[key]; taken {
+			g.skip(gs.gw.ref, gs.path+".hosts", "the same server names ("+namesOrAny(key)+") are served by "+owner+" on this port; left out")
+			continue
+		}
+		claimed[key] = gs.ref + " " + gs.path
+		t := gs.server.GetTls()
+		ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(t.GetCredentialName())},
+			AlpnProtocols:                  []string{"h2", "http/1.1"},
+		}}
+		if t.GetMode() == networking.ServerTLSSettings_MUTUAL {
+			ctx.RequireClientCertificate = wrapBool(true)
+			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+				ValidationContextSdsSecretConfig: sdsSecret(t.GetCredentialName() + "-cacert")}
+		}
+		if v := tlsVersion(t.GetMinProtocolVersion()); v != tlsv3.TlsParameters_TLS_AUTO {
+			ctx.CommonTlsContext.TlsParams = &tlsv3.TlsParameters{TlsMinimumProtocolVersion: v}
+		}
+		if v := tlsVersion(t.GetMaxProtocolVersion()); v != tlsv3.TlsParameters_TLS_AUTO {
+			if ctx.CommonTlsContext.TlsParams == nil {
+				ctx.CommonTlsContext.TlsParams = &tlsv3.TlsParameters{}
+			}
+			ctx.CommonTlsContext.TlsParams.TlsMaximumProtocolVersion = v
+		}
+		chain := &listenerv3.FilterChain{
+			Name:            gs.ref + "/" + gs.path,
+			Filters:         []*listenerv3.Filter{hcm},
+			TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}},
+		}
+		if len(names) > 0 {
+			chain.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names}
+		}
+		chains = append(chains, chain)
+	}
+	return chains
+}
+
+func namesOrAny(names string) string {
+	if names == "" {
+		return "any"
+	}
+	return names
+}
+
+// tlsVersion maps Istio's TLS protocol versions to Envoy's.
+func tlsVersion(v networking.ServerTLSSettings_TLSProtocol) tlsv3.TlsParameters_TlsProtocol {
+	switch v {
+	case networking.ServerTLSSettings_TLSV1_0:
+		return tlsv3.TlsParameters_TLSv1_0
+	case networking.ServerTLSSettings_TLSV1_1:
+		return tlsv3.TlsParameters_TLSv1_1
+	case networking.ServerTLSSettings_TLSV1_2:
+		return tlsv3.TlsParameters_TLSv1_2
+	case networking.ServerTLSSettings_TLSV1_3:
+		return tlsv3.TlsParameters_TLSv1_3
+	}
+	return tlsv3.TlsParameters_TLS_AUTO
 }
 
 // gatewayPorts lists the ports of the node's gateway listeners, sorted.

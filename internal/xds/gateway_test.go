@@ -61,7 +61,8 @@ func TestGatewayNotFoundHostOnlyWhenStarIsFree(t *testing.T) {
 }
 
 // A gateway's server listeners bind the node's InboundAddress (canton proxy --gateway-address)
-// at the Gateway's ports, 0.0.0.0 without one; a gateway gets no inbound or outbound listener.
+// at the Gateway's ports (8080 HTTP and 8443 HTTPS here), 0.0.0.0 without one; a gateway gets no
+// inbound or outbound listener.
 func TestGatewayListenersBindTheGatewayAddress(t *testing.T) {
 	in := loadInput(t, "testdata/gateway")
 	for _, tc := range []struct{ address, want string }{{"", "0.0.0.0"}, {"127.0.0.2", "127.0.0.2"}, {"::1", "::1"}} {
@@ -71,20 +72,18 @@ func TestGatewayListenersBindTheGatewayAddress(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var names []string
-		for name := range res.Listeners {
-			names = append(names, name)
+		if names := sortedKeys(res.Listeners); len(names) != 2 {
+			t.Fatalf("address %q: listeners %v, want only %s and %s", tc.address, names, gatewayRouteName(8080), gatewayRouteName(8443))
 		}
-		if len(names) != 1 {
-			t.Fatalf("address %q: listeners %v, want only %s", tc.address, names, gatewayRouteName(8080))
-		}
-		l, ok := res.Listeners[gatewayRouteName(8080)].(*listenerv3.Listener)
-		if !ok {
-			t.Fatalf("address %q: no listener %s", tc.address, gatewayRouteName(8080))
-		}
-		sa := l.GetAddress().GetSocketAddress()
-		if sa.GetAddress() != tc.want || sa.GetPortValue() != 8080 {
-			t.Errorf("address %q: gateway listener on %s:%d, want %s:8080", tc.address, sa.GetAddress(), sa.GetPortValue(), tc.want)
+		for _, port := range []uint32{8080, 8443} {
+			l, ok := res.Listeners[gatewayRouteName(port)].(*listenerv3.Listener)
+			if !ok {
+				t.Fatalf("address %q: no listener %s", tc.address, gatewayRouteName(port))
+			}
+			sa := l.GetAddress().GetSocketAddress()
+			if sa.GetAddress() != tc.want || sa.GetPortValue() != port {
+				t.Errorf("address %q: gateway listener on %s:%d, want %s:%d", tc.address, sa.GetAddress(), sa.GetPortValue(), tc.want, port)
+			}
 		}
 	}
 }

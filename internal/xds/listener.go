@@ -41,6 +41,7 @@ func generateListeners(g *gen, out *Resources) error {
 		l := g.inboundListener(g.securityFilters(false))
 		out.Listeners[l.Name] = l
 	}
+	servers := g.gatewayServers()
 	ports := g.gatewayPorts()
 	var authn []*hcmv3.HttpFilter
 	if len(ports) > 0 {
@@ -48,13 +49,16 @@ func generateListeners(g *gen, out *Resources) error {
 	}
 	for _, port := range ports {
 		name := gatewayRouteName(port)
+		hcm := hcmFilter(g.secureHCM(rdsHCM(name, name, out.Routes[name], authn), false))
 		l := &listenerv3.Listener{
 			Name:             name,
 			Address:          socketAddress(g.gatewayAddress(), port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-				hcmFilter(g.secureHCM(rdsHCM(name, name, out.Routes[name], authn), false)),
-			}}},
+			FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}},
+		}
+		if srv := servers[port]; len(srv) > 0 && srv[0].tls {
+			l.FilterChains = g.gatewayTLSChains(srv, hcm)
+			l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector()}
 		}
 		out.Listeners[l.Name] = l
 	}
