@@ -147,8 +147,8 @@ func (g *gen) gatewayTLSChains(servers []gatewayServer, hcm *listenerv3.Filter) 
 			ctx.CommonTlsContext.TlsParams.TlsMaximumProtocolVersion = v
 		}
 		chain := &listenerv3.FilterChain{
-			Name:            gs.ref + "/" + gs.path,
-			Filters:         []*listenerv3.Filter{hcm},
+			Name:    gs.ref + "/" + gs.path,
+			Filters: []*listenerv3.Filter{hcm},
 			TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
 				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}},
 		}
