@@ -278,10 +278,11 @@ func (l *runningListener) serveConn(c net.Conn) {
 		l.serveTCP(c, spec, chain, sni)
 		return
 	}
-	// HTTP/1.1 gets the strict framing checks net/http lacks (the head size limit is left to
-	// net/http, which answers 431; the guard's bound is only a backstop). Over TLS the handshake
-	// happens here so that HTTP/1.1 can be guarded too; HTTP/2 (ALPN h2) goes to net/http as is.
-	guard := httpsafe.GuardOptions{MaxHeaderBytes: chain.hcm.maxHeaderBytes + 8<<10}
+	// HTTP/1.1 is served by the fast path (h1server.go), which leaves what it does not take to the
+	// chain's net/http server behind httpsafe.Guard: the strict framing checks net/http lacks (the
+	// head size limit is left to net/http, which answers 431; the guard's bound is only a backstop).
+	// Over TLS the handshake happens here so that HTTP/1.1 can be served or guarded too; HTTP/2
+	// (ALPN h2) goes to net/http as is, and so does every connection of an HTTP/2-only manager.
 	if chain.tls != nil {
 		tc := tls.Server(c, l.p.serverTLS(chain.tls, alpnFor(chain.hcm)))
 		_ = c.SetDeadline(time.Now().Add(chain.hcm.headersTimeout))
@@ -291,16 +292,33 @@ func (l *runningListener) serveConn(c net.Conn) {
 			return
 		}
 		_ = c.SetDeadline(time.Time{})
-		if cs := tc.ConnectionState(); cs.NegotiatedProtocol == "h2" {
-			c = tc
-		} else {
-			c = &guardedTLS{Conn: httpsafe.Guard(tc, guard), state: &cs}
+		cs := tc.ConnectionState()
+		switch {
+		case cs.NegotiatedProtocol == "h2":
+			l.deliverHTTP(tc, chain, hello)
+		case chain.hcm.codec != 2:
+			l.serveH1(httpsafe.Guard(tc, guardFor(chain)), &cs, chain, hello)
+		default:
+			l.deliverHTTP(&guardedTLS{Conn: httpsafe.Guard(tc, guardFor(chain)), state: &cs}, chain, hello)
 		}
-	} else {
-		c = httpsafe.Guard(c, guard)
+		return
 	}
-	// The chain's server may be retired by an update between lookup and hand-off; then the
-	// connection goes to the server of the current chain for its key.
+	if chain.hcm.codec != 2 {
+		l.serveH1(httpsafe.Guard(c, guardFor(chain)), nil, chain, hello)
+		return
+	}
+	l.deliverHTTP(httpsafe.Guard(c, guardFor(chain)), chain, hello)
+}
+
+// guardFor is the strictness guard's configuration for the connections of chain.
+func guardFor(chain *chainSpec) httpsafe.GuardOptions {
+	return httpsafe.GuardOptions{MaxHeaderBytes: chain.hcm.maxHeaderBytes + 8<<10}
+}
+
+// deliverHTTP hands c to the net/http server of its filter chain. The chain's server may be retired
+// by an update between lookup and hand-off; then the connection goes to the server of the current
+// chain for its key.
+func (l *runningListener) deliverHTTP(c net.Conn, chain *chainSpec, hello *tls.ClientHelloInfo) {
 	for range 3 {
 		if rt := l.hcmRuntime(chain); rt != nil && rt.ln.deliver(c) {
 			return
@@ -511,6 +529,9 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 
 // hcmRuntime is the HTTP server of one filter chain. Connections are handed to it by the listener.
 type hcmRuntime struct {
+	mu     sync.Mutex
+	h1     map[*h1Conn]struct{} // connections on the fast HTTP/1.1 path
+	shut   atomic.Bool          // stopping: the fast path takes no more requests
 	srv    *http.Server
 	ln     *chanListener
 	h      *hcmHandler
@@ -614,9 +635,15 @@ func newHCMRuntime(p *Proxy, l *runningListener, chain *chainSpec) *hcmRuntime {
 func (rt *hcmRuntime) stop(d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	h1done := make(chan struct{})
+	go func() {
+		defer close(h1done)
+		rt.stopH1(ctx)
+	}()
 	if err := rt.srv.Shutdown(ctx); err != nil {
 		rt.srv.Close()
 	}
+	<-h1done
 }
 
 // retire drains a filter chain replaced by an update without failing requests: it takes no new

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +56,7 @@ type h1Conn struct {
 	reused  bool
 	limit   int64 // bytes the response head may still use; < 0: no limit
 	exceeds bool
+	abort   func() // interrupts the connection's I/O (cancellation), made once per connection
 }
 
 // Read reads from the connection within the response head's size budget.
@@ -137,8 +140,7 @@ func (e *staleError) Unwrap() error { return e.err }
 func (p *h1Pool) exchange(ctx context.Context, c *h1Conn, r *http.Request) (*http.Response, error) {
 	var stop func() bool
 	if ctx.Done() != nil {
-		conn := c.conn
-		stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, c.abort)
 	}
 	fail := func(err error) (*http.Response, error) {
 		c.conn.Close()
@@ -166,6 +168,10 @@ func (p *h1Pool) exchange(ctx context.Context, c *h1Conn, r *http.Request) (*htt
 	var resp *http.Response
 	for {
 		var err error
+		resp = readSimpleResponse(c.br, r)
+		if resp != nil {
+			break
+		}
 		resp, err = http.ReadResponse(c.br, r)
 		if err != nil {
 			if c.exceeds {
@@ -407,6 +413,7 @@ func (p *h1Pool) dialConn(ctx context.Context, addr string) (*h1Conn, error) {
 		conn = tc
 	}
 	c.conn = conn
+	c.abort = func() { _ = conn.SetDeadline(aLongTimeAgo) }
 	c.br = bufio.NewReaderSize(c, 4<<10)
 	c.bw = bufio.NewWriterSize(conn, 4<<10)
 	return c, nil
@@ -490,3 +497,137 @@ func (p *h1Pool) closeIdle(final bool) {
 		delete(p.idle, addr)
 	}
 }
+
+// readSimpleResponse parses the response head already buffered in br when it is the common case:
+// HTTP/1.1, a final status other than 204 and 304, a single Content-Length, no Transfer-Encoding,
+// to a request other than HEAD, clean header lines. Keys and values are substrings of one string and
+// the body reads br directly, which saves most of http.ReadResponse's allocations. Anything else
+// returns nil with nothing consumed, and http.ReadResponse reads the head instead.
+func readSimpleResponse(br *bufio.Reader, r *http.Request) *http.Response {
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, crlf2)
+	if end < 0 {
+		return nil
+	}
+	head := buf[:end+4]
+	for i := 0; i < len(head); i++ { // CR only before LF, LF only after CR, no other control bytes
+		switch b := head[i]; {
+		case b == '\r':
+			if head[i+1] != '\n' {
+				return nil
+			}
+			i++
+		case b == '\n', b == 0x7f, b < 0x20 && b != '\t':
+			return nil
+		}
+	}
+	if len(head) < len("HTTP/1.1 200\r\n\r\n") || string(head[:9]) != "HTTP/1.1 " {
+		return nil
+	}
+	code := 0
+	for _, b := range head[9:12] {
+		if b < '0' || b > '9' {
+			return nil
+		}
+		code = code*10 + int(b-'0')
+	}
+	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified || (head[12] != ' ' && head[12] != '\r') {
+		return nil
+	}
+	s := string(head)
+	line, rest, _ := strings.Cut(s, "\r\n")
+	n := strings.Count(rest, "\r\n") - 1
+	h := make(http.Header, n)
+	vals := make([]string, 0, n)
+	cl := int64(-1)
+	closing := false
+	for {
+		var l string
+		l, rest, _ = strings.Cut(rest, "\r\n")
+		if l == "" {
+			break
+		}
+		name, value, ok := strings.Cut(l, ":")
+		if !ok || name == "" || !httpguts.ValidHeaderFieldName(name) {
+			return nil // also obsolete line folding
+		}
+		value = trimOWS(value)
+		key := http.CanonicalHeaderKey(name)
+		switch key {
+		case "Content-Length":
+			if cl >= 0 {
+				return nil
+			}
+			v, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || v < 0 || value[0] == '+' {
+				return nil
+			}
+			cl = v
+		case "Transfer-Encoding", "Trailer":
+			return nil
+		case "Connection":
+			closing = closing || hasCloseToken(value)
+		}
+		vals = append(vals, value)
+		if vs, ok := h[key]; ok {
+			h[key] = append(vs, value)
+		} else {
+			h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	if cl < 0 {
+		return nil // close-delimited: http.ReadResponse
+	}
+	if closing {
+		delete(h, "Connection") // as http.ReadResponse does
+	}
+	_, _ = br.Discard(len(head))
+	resp := &http.Response{Status: strings.TrimPrefix(line, "HTTP/1.1 "), StatusCode: code, Proto: "HTTP/1.1",
+		ProtoMajor: 1, ProtoMinor: 1, Header: h, ContentLength: cl, Close: closing, Request: r, Body: http.NoBody}
+	if cl > 0 {
+		resp.Body = &lengthBody{br: br, remain: cl}
+	}
+	return resp
+}
+
+var crlf2 = []byte("\r\n\r\n")
+
+func hasCloseToken(v string) bool {
+	for v != "" {
+		var f string
+		f, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(trimOWS(f), "close") {
+			return true
+		}
+	}
+	return false
+}
+
+// lengthBody is a Content-Length response body read from the connection's buffer.
+type lengthBody struct {
+	br     *bufio.Reader
+	remain int64
+}
+
+func (b *lengthBody) Read(p []byte) (int, error) {
+	if b.remain <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
+	case err == nil && b.remain == 0:
+		return n, io.EOF
+	}
+	return n, err
+}
+
+func (b *lengthBody) Close() error { return nil }
