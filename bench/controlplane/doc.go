@@ -27,8 +27,9 @@
 //   - measures the anchors' process memory (runtime.MemStats, after GC) before and after
 //     the clients are connected, divided by N;
 //   - commits a change (a weight flip in one VirtualService, which every client routes unless Sidecars scope them)
-//     several times and measures, per client, the time from the commit's acknowledgement
-//     (the Apply call returning) to the client sending its ACK of the new route version,
+//     several times and measures, per client, the time from the start of the Apply call that
+//     commits it (the call's return can come after the proxies have the change) to the client
+//     sending its ACK of the new route version,
 //     and the bytes of xDS responses pushed because of the change (encoded
 //     DiscoveryResponse sizes, without gRPC, HTTP/2 and TLS framing), and the CPU the
 //     anchors' process spent per change.

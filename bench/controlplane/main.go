@@ -39,6 +39,7 @@ type options struct {
 	json           bool
 	cpuProfile     string // written over the change rounds of the last client count
 	memProfile     string // heap profile once the last client count is connected
+	samples        string // every latency of the last client count, by round and client, as JSON
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.BoolVar(&o.json, "json", false, "print one JSON object")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the change rounds of the last client count to this file")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile with the last client count connected to this file")
+	flag.StringVar(&o.samples, "samples", "", "write every commit-to-ACK latency (ms) of the last client count to this file, as JSON: one array per change, indexed by client (-1: none)")
 	flag.Parse()
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -181,10 +183,13 @@ func (b *bench) setup(ctx context.Context) error {
 	return nil
 }
 
-// flip commits the weight flip of one VirtualService and returns when the commit was
-// acknowledged, how long the successful Apply took, and how many attempts failed before it
-// (a scope electing a leader under load refuses writes; the benchmark retries for up to
-// timeout).
+// flip commits the weight flip of one VirtualService and returns when the successful Apply
+// call started, how long it took, and how many attempts failed before it (a scope electing a
+// leader under load refuses writes; the benchmark retries for up to timeout).
+//
+// Latencies are taken from the start of the call, not from its return: anchors that push a
+// change as soon as they apply it reach proxies before the call returns (the response to the
+// Apply shares the CPU with the pushes), which the return would hide.
 func (b *bench) flip(ctx context.Context, timeout time.Duration) (time.Time, time.Duration, int, error) {
 	b.flipped = !b.flipped
 	objs, err := resource.Parse("flip.yaml", []byte(virtualServiceYAML(flipService, b.o.shape, b.flipped)), b.c.Mesh(), benchNamespace)
@@ -198,8 +203,7 @@ func (b *bench) flip(ctx context.Context, timeout time.Duration) (time.Time, tim
 		_, err := b.admins[0].Apply(actx, objs, false, nil)
 		cancel()
 		if err == nil {
-			now := time.Now()
-			return now, now.Sub(start), failed, nil
+			return start, time.Since(start), failed, nil
 		}
 		if time.Now().After(deadline) {
 			return time.Time{}, 0, failed, fmt.Errorf("apply flip (%d attempts): %w", failed+1, err)
@@ -426,6 +430,8 @@ func (b *bench) measure(n int) (runResult, error) {
 	}
 	cpu0 := cpuTime()
 	var lat, commits []float64
+	var samples [][]float64                       // by round, by client; -1: no ACK of the change
+	byAnchor := make([][]float64, len(b.anchors)) // latencies of the clients of each anchor
 	var bytes, perClient float64
 	responses := map[string]float64{}
 	bytesByType := map[string]float64{}
@@ -437,12 +443,13 @@ func (b *bench) measure(n int) (runResult, error) {
 		if err := w.recv(&marked, 30*time.Second); err != nil {
 			return r, err
 		}
-		committed, took, retries, err := b.flip(ctx, b.o.roundTimeout)
+		applied, took, retries, err := b.flip(ctx, b.o.roundTimeout)
 		if err != nil {
 			return r, err
 		}
 		r.ApplyRetries += retries
 		commits = append(commits, took.Seconds()*1000)
+		roundMax := 0.0
 		if err := w.send("wait " + b.o.roundTimeout.String()); err != nil {
 			return r, err
 		}
@@ -460,6 +467,10 @@ func (b *bench) measure(n int) (runResult, error) {
 		}
 		bytes += float64(total) / float64(b.o.rounds)
 		perClient += float64(total) / float64(max(ready.Ready, 1)) / float64(b.o.rounds)
+		byClient := make([]float64, len(round.AckedAt))
+		for i := range byClient {
+			byClient[i] = -1
+		}
 		for i, at := range round.AckedAt {
 			if !b.o.shape.affected(i % b.o.shape.Services) {
 				if at != 0 {
@@ -471,8 +482,15 @@ func (b *bench) measure(n int) (runResult, error) {
 				r.Missed++
 				continue
 			}
-			lat = append(lat, float64(at-committed.UnixNano())/1e6)
+			ms := float64(at-applied.UnixNano()) / 1e6
+			lat = append(lat, ms)
+			byAnchor[i%len(b.anchors)] = append(byAnchor[i%len(b.anchors)], ms) // the worker's round robin
+			roundMax = max(roundMax, ms)
+			byClient[i] = ms
 		}
+		r.RoundMaxMs = append(r.RoundMaxMs, roundMax)
+		samples = append(samples, byClient)
+		r.ApplyMs = append(r.ApplyMs, took.Seconds()*1000)
 		r.ClientCPUPerChangeMs += float64(round.CPUNanos) / 1e6 / float64(b.o.rounds)
 		r.StreamErrors = max(r.StreamErrors, round.Errors)
 		if round.FirstErr != "" && r.FirstStreamError == "" {
@@ -480,11 +498,24 @@ func (b *bench) measure(n int) (runResult, error) {
 		}
 	}
 	r.CPUPerChangeMs = (cpuTime() - cpu0).Seconds() * 1000 / float64(b.o.rounds)
+	r.Leader = b.c.Leader(benchNamespace) + 1
 	if l := b.c.Leader(benchNamespace); l != leader0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("scope leader moved from anchor %d to %d during the run", leader0+1, l+1))
 	}
 	r.Samples = len(lat)
-	r.P50ms, r.P99ms, r.MaxMs = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
+	if b.last && b.o.samples != "" {
+		data, err := json.Marshal(samples)
+		if err != nil {
+			return r, err
+		}
+		if err := os.WriteFile(b.o.samples, data, 0o644); err != nil {
+			return r, err
+		}
+	}
+	r.MinMs, r.P50ms, r.P99ms, r.MaxMs = percentile(lat, 0), percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
+	for _, l := range byAnchor {
+		r.ByAnchor = append(r.ByAnchor, anchorLatency{P50ms: percentile(l, 50), P99ms: percentile(l, 99)})
+	}
 	r.CommitP50ms = percentile(commits, 50)
 	r.BytesPerChange, r.BytesPerClientPerChange = bytes, perClient
 	r.ResponsesPerChange, r.BytesPerChangeByType = responses, bytesByType

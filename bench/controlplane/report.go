@@ -37,19 +37,29 @@ type runResult struct {
 	HeapStackPerProxyMB float64 `json:"anchor_heap_and_stack_per_proxy_mb"`
 	GoroutinesPerProxy  float64 `json:"anchor_goroutines_per_proxy"`
 
-	Samples        int     `json:"samples"`           // client × round ACKs of a new route version
-	Missed         int     `json:"missed"`            // client × round without one within the round timeout
-	Affected       int     `json:"affected_clients"`  // clients whose routes the change concerns
-	Unaffected     int     `json:"unaffected_pushed"` // client × round pushed a new route version the change does not concern
-	P50ms          float64 `json:"commit_to_ack_p50_ms"`
-	P99ms          float64 `json:"commit_to_ack_p99_ms"`
-	MaxMs          float64 `json:"commit_to_ack_max_ms"`
-	CPUPerChangeMs float64 `json:"anchor_cpu_ms_per_change"` // CPU of the anchors' process over the rounds, per change
+	Samples    int `json:"samples"`           // client × round ACKs of a new route version
+	Missed     int `json:"missed"`            // client × round without one within the round timeout
+	Affected   int `json:"affected_clients"`  // clients whose routes the change concerns
+	Unaffected int `json:"unaffected_pushed"` // client × round pushed a new route version the change does not concern
+	// Latencies run from the start of the Apply call that commits the change to a client's
+	// ACK of the new route version (see flip).
+	MinMs float64 `json:"commit_to_ack_min_ms"` // the first client's ACK
+	P50ms float64 `json:"commit_to_ack_p50_ms"`
+	P99ms float64 `json:"commit_to_ack_p99_ms"`
+	MaxMs float64 `json:"commit_to_ack_max_ms"`
+	// ByAnchor splits the latencies by the anchor the clients are connected to (the leader
+	// applies a commit first).
+	ByAnchor       []anchorLatency `json:"commit_to_ack_by_anchor"`
+	Leader         int             `json:"leader"`                   // the scope's leader at the end (1-based, as ByAnchor is numbered)
+	CPUPerChangeMs float64         `json:"anchor_cpu_ms_per_change"` // CPU of the anchors' process over the rounds, per change
 	// ClientCPUPerChangeMs is the CPU of the clients' process per change (receiving, decoding
 	// and ACKing): it shares the machine with the anchors.
 	ClientCPUPerChangeMs float64 `json:"client_cpu_ms_per_change"`
-	CommitP50ms          float64 `json:"apply_p50_ms"`  // the Apply call itself (propose → commit acknowledged)
-	ApplyRetries         int     `json:"apply_retries"` // Apply attempts refused (no leader) before one committed
+	CommitP50ms          float64 `json:"apply_p50_ms"` // the Apply call itself (propose → commit acknowledged)
+	// RoundMaxMs is each change's slowest client, ApplyMs each change's Apply call.
+	RoundMaxMs   []float64 `json:"commit_to_ack_max_ms_by_round"`
+	ApplyMs      []float64 `json:"apply_ms_by_round"`
+	ApplyRetries int       `json:"apply_retries"` // Apply attempts refused (no leader) before one committed
 
 	InitialBytesPerClient   float64            `json:"initial_bytes_per_client"`
 	BytesPerChange          float64            `json:"bytes_pushed_per_change"` // all clients, mean over rounds
@@ -57,6 +67,12 @@ type runResult struct {
 	BytesPerChangeByType    map[string]float64 `json:"bytes_pushed_per_change_by_type"`
 	ResponsesPerChange      map[string]float64 `json:"responses_per_change_by_type"`
 	Notes                   []string           `json:"notes,omitempty"`
+}
+
+// anchorLatency is the commit-to-ACK latency of the clients of one anchor.
+type anchorLatency struct {
+	P50ms float64 `json:"p50_ms"`
+	P99ms float64 `json:"p99_ms"`
 }
 
 // percentile returns the p-th percentile (nearest rank) of v; NaN when v is empty.
@@ -98,6 +114,13 @@ func (r *report) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %d clients: per change %s, anchor CPU %.0fms (%.2fms/proxy), clients' CPU %.0fms; apply p50 %.1fms; first config %.0f B/client; %.1f goroutines/proxy; anchors see %d streams",
 			x.Clients, strings.Join(types, ", "), x.CPUPerChangeMs, x.CPUPerChangeMs/float64(max(x.Connected, 1)), x.ClientCPUPerChangeMs, x.CommitP50ms, x.InitialBytesPerClient, x.GoroutinesPerProxy, x.ServerStreams)
+		if len(x.ByAnchor) > 0 {
+			var parts []string
+			for i, a := range x.ByAnchor {
+				parts = append(parts, fmt.Sprintf("anchor %d p50 %.0fms p99 %.0fms", i+1, a.P50ms, a.P99ms))
+			}
+			fmt.Fprintf(w, "; first ACK %.0fms; %s (leader: anchor %d)", x.MinMs, strings.Join(parts, ", "), x.Leader)
+		}
 		if x.Affected != x.Connected || x.Unaffected > 0 {
 			fmt.Fprintf(w, "; the change concerns %d clients; %d pushes went to others", x.Affected, x.Unaffected)
 		}

@@ -38,7 +38,8 @@
 // Server (server.go) serves the resources over ADS, state of the world and delta, with its
 // own per-stream cache: subset subscriptions are answered, NACKed content is never re-sent
 // (the type is parked until its resources change), and scope changes (Notify) are pushed
-// after a debounce, only where a proxy's resources changed.
+// at once after a quiet period and at most once per debounce during a burst, only where a
+// proxy's resources changed.
 //
 // Who may import it: internal/anchor (which serves the resources to proxies) and tests. It
 // imports internal/resource, istio.io/api and the Envoy API types of go-control-plane; never

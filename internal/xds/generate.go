@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"canton.dev/canton/internal/resource"
@@ -99,6 +104,17 @@ type Snapshot struct {
 	// capabilities and selected labels reach the same services the same way, so a change is
 	// translated once per distinct outboundKey, not once per proxy.
 	outbound sync.Map // outboundKey -> *outboundEntry
+	// prevOutbound is the outbound map of the snapshot Next made this one from (nil: none):
+	// an outbound part's types whose resources did not change keep the previous part's maps,
+	// versions and encodings (see intern).
+	prevOutbound *sync.Map
+
+	// nodeInputs hashes what the nodeGenerators of a plain sidecar read of in (see
+	// nodeInputsOf); nodes memoizes their output per node, and Next carries it over to a
+	// snapshot with the same nodeInputs: a change of routing (VirtualServices,
+	// DestinationRules) does not rebuild every proxy's listeners.
+	nodeInputs [sha256.Size]byte
+	nodes      *nodeCache
 }
 
 // outboundKey is everything of a node the outboundGenerators read. Two nodes with equal keys
@@ -152,7 +168,10 @@ func (s *Snapshot) outboundKeyOf(n Node) (outboundKey, Node) {
 
 // outboundPart is the outbound configuration shared by every proxy of one outboundKey.
 type outboundPart struct {
-	res     *Resources // versions computed; never modified once built
+	res *Resources // versions computed; never modified once built
+	// fault is whether the outbound route configuration uses the fault filter (the outbound
+	// listener then has the filter).
+	fault   bool
 	visible []*service
 	skipped map[Skip]bool
 	sorted  []Skip // skipped, sorted; its capacity is its length (appending copies)
@@ -177,6 +196,7 @@ type outboundEntry struct {
 	once sync.Once
 	part *outboundPart
 	err  error
+	done atomic.Pointer[outboundPart] // part, once built (for the next snapshot's intern)
 }
 
 // NewSnapshot decodes in. The Input must not be modified afterwards.
@@ -184,7 +204,7 @@ func NewSnapshot(in Input) (*Snapshot, error) {
 	if in.Mesh == "" {
 		return nil, errors.New("input: mesh domain is required")
 	}
-	return &Snapshot{in: in, m: buildModel(in)}, nil
+	return &Snapshot{in: in, m: buildModel(in), nodeInputs: nodeInputsOf(in), nodes: &nodeCache{}}, nil
 }
 
 // Next decodes in, a later state of the scope of s: like NewSnapshot(in), but the objects whose
@@ -193,7 +213,11 @@ func (s *Snapshot) Next(in Input) (*Snapshot, error) {
 	if in.Mesh == "" {
 		return nil, errors.New("input: mesh domain is required")
 	}
-	return &Snapshot{in: in, m: buildModelFrom(in, s.m)}, nil
+	n := &Snapshot{in: in, m: buildModelFrom(in, s.m), nodeInputs: nodeInputsOf(in), nodes: &nodeCache{}, prevOutbound: &s.outbound}
+	if n.nodeInputs == s.nodeInputs {
+		n.nodes.prev = &s.nodes.cur
+	}
+	return n, nil
 }
 
 // Revision returns the scope revision the snapshot was taken at.
@@ -224,6 +248,34 @@ func (s *Snapshot) generate(node Node) (Resources, error) {
 	if err != nil {
 		return Resources{}, err
 	}
+	own, err := s.ownFor(g, shared)
+	if err != nil {
+		return Resources{}, err
+	}
+	res := layer(shared.res, own.res)
+	res.Skipped = shared.withSkips(own.skipped)
+	return res, nil
+}
+
+// ownPart is what the nodeGenerators produced for one node on top of its outbound part: the
+// resources that are not the outbound part's, with their versions, and what they skipped.
+// It is never modified once built.
+type ownPart struct {
+	res     *Resources
+	skipped map[Skip]bool
+}
+
+// ownFor runs the nodeGenerators for g's node on top of shared, or returns their output for
+// an identical node from this snapshot or, when nothing they read changed, the previous one.
+func (s *Snapshot) ownFor(g *gen, shared *outboundPart) (*ownPart, error) {
+	var key nodeCacheKey
+	cacheable := s.nodes != nil && plainSidecar(g.node)
+	if cacheable {
+		key = nodeCacheKey{node: nodeDigest(g.node), outboundFault: shared.fault}
+		if p := s.nodes.load(key); p != nil {
+			return p, nil
+		}
+	}
 	g.visible = shared.visible
 	out := newResources()
 	for name, rc := range shared.res.Routes { // the listeners read them
@@ -231,15 +283,159 @@ func (s *Snapshot) generate(node Node) (Resources, error) {
 	}
 	for _, gr := range nodeGenerators {
 		if err := gr.run(g, out); err != nil {
-			return Resources{}, fmt.Errorf("generate %s: %w", gr.name, err)
+			return nil, fmt.Errorf("generate %s: %w", gr.name, err)
 		}
 	}
-	res, err := layer(shared.res, out)
+	own, err := ownOf(shared.res, out)
 	if err != nil {
-		return Resources{}, err
+		return nil, err
 	}
-	res.Skipped = shared.withSkips(g.skipped)
-	return res, nil
+	p := &ownPart{res: own, skipped: g.skipped}
+	if cacheable {
+		s.nodes.cur.Store(key, p)
+	}
+	return p, nil
+}
+
+// plainSidecar reports whether the nodeGenerators read, for n, only what nodeInputsOf covers
+// and, of the outbound part, whether its route configuration uses the fault filter
+// (outboundPart.fault): a sidecar without upstream bindings and capture. A gateway's routes
+// and listeners, and upstream and VIP listeners, are translated from VirtualServices and
+// DestinationRules and read the outbound part's services: they are generated every time.
+func plainSidecar(n Node) bool {
+	return n.kind() == KindSidecar && len(n.Upstreams) == 0 && n.CapturePort == 0
+}
+
+// nodeInputsOf hashes what the nodeGenerators read of in for a plain sidecar (see
+// plainSidecar): every object but VirtualServices and DestinationRules (which only the outbound
+// part, gateway routes and upstream and VIP listeners read), whole, in order, and the mesh,
+// scope and trust bundle. Not the revision: a snapshot of another revision with the same
+// objects has the same node inputs.
+func nodeInputsOf(in Input) [sha256.Size]byte {
+	h := sha256.New()
+	var buf []byte
+	str := func(v string) { buf = append(strconv.AppendInt(buf, int64(len(v)), 10), ':'); buf = append(buf, v...) }
+	strMap := func(m map[string]string) {
+		buf = append(strconv.AppendInt(buf, int64(len(m)), 10), '{')
+		for _, k := range sortedKeys(m) {
+			str(k)
+			str(m[k])
+		}
+	}
+	str(in.Mesh)
+	str(in.Scope)
+	str(string(in.TrustBundle))
+	h.Write(buf)
+	for _, o := range in.Objects {
+		if o.Kind == "VirtualService" || o.Kind == "DestinationRule" {
+			continue
+		}
+		buf = buf[:0]
+		str(o.Kind)
+		str(o.Namespace)
+		str(o.Name)
+		strMap(o.Labels)
+		strMap(o.Annotations)
+		str(string(o.Spec))
+		str(o.UID)
+		buf = strconv.AppendUint(append(buf, ';'), o.Version, 10)
+		buf = strconv.AppendUint(append(buf, ';'), o.Created, 10)
+		buf = strconv.AppendInt(append(buf, ';'), int64(len(o.VIPs)), 10)
+		for _, v := range o.VIPs {
+			str(v)
+		}
+		h.Write(buf)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// nodeDigest hashes every field of n: nodes with equal digests are equal.
+// TestNodeDigestCoversEveryField guards that a field added to Node is added here.
+func nodeDigest(n Node) [sha256.Size]byte {
+	var arr [512]byte
+	buf := arr[:0]
+	str := func(v string) []byte { return append(binary.AppendUvarint(buf, uint64(len(v))), v...) }
+	num := func(v uint32) []byte { return binary.AppendUvarint(buf, uint64(v)) }
+	buf = str(n.ID)
+	buf = str(n.Service)
+	buf = str(n.Namespace)
+	buf = binary.AppendUvarint(buf, uint64(len(n.Labels)))
+	var keys [16]string
+	for _, k := range appendSortedKeys(keys[:0], n.Labels) {
+		buf = str(k)
+		buf = str(n.Labels[k])
+	}
+	buf = str(n.Kind)
+	buf = num(n.OutboundPort)
+	buf = num(n.CapturePort)
+	buf = num(n.InboundPort)
+	buf = str(n.InboundAddress)
+	buf = str(n.AppAddress)
+	buf = str(n.AdminAddress)
+	buf = str(n.PathNormalization)
+	if n.Capabilities == nil {
+		buf = append(buf, 0) // every feature, unlike an empty set
+	} else {
+		buf = binary.AppendUvarint(append(buf, 1), uint64(len(n.Capabilities)))
+		var caps [16]string
+		for _, k := range appendSortedKeys(caps[:0], n.Capabilities) {
+			buf = str(k)
+			buf = strconv.AppendBool(buf, n.Capabilities[k])
+		}
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(n.Upstreams)))
+	for _, u := range n.Upstreams {
+		buf = str(u.Service)
+		buf = num(u.Port)
+		buf = str(u.Address)
+	}
+	for _, b := range [][]byte{n.CertificateChain, n.PrivateKey} {
+		buf = append(binary.AppendUvarint(buf, uint64(len(b))), b...)
+	}
+	return sha256.Sum256(buf)
+}
+
+// appendSortedKeys appends the keys of m to dst, sorted.
+func appendSortedKeys[V any](dst []string, m map[string]V) []string {
+	for k := range m {
+		dst = append(dst, k)
+	}
+	slices.Sort(dst)
+	return dst
+}
+
+// nodeCacheKey identifies the output of the nodeGenerators for a plain sidecar within the
+// snapshots of one nodeInputs: the node, and whether its outbound route configuration uses the
+// fault filter (the outbound listener then has it; that is all the listeners read of the
+// outbound part).
+type nodeCacheKey struct {
+	node          [sha256.Size]byte
+	outboundFault bool
+}
+
+// nodeCache holds the ownParts generated for a snapshot and, when the snapshot's nodeInputs are
+// its predecessor's, those of the predecessor: a node is carried over on its first lookup, so
+// the nodes generated in neither of the last two snapshots are forgotten.
+type nodeCache struct {
+	cur  sync.Map  // nodeCacheKey -> *ownPart
+	prev *sync.Map // the predecessor's cur; nil: none
+}
+
+func (c *nodeCache) load(k nodeCacheKey) *ownPart {
+	if v, ok := c.cur.Load(k); ok {
+		return v.(*ownPart)
+	}
+	if c.prev == nil {
+		return nil
+	}
+	v, ok := c.prev.Load(k)
+	if !ok {
+		return nil
+	}
+	c.cur.Store(k, v)
+	return v.(*ownPart)
 }
 
 // outboundFor returns the outbound part of node's configuration, generating it once per
@@ -251,12 +447,16 @@ func (s *Snapshot) outboundFor(node Node) (*outboundPart, error) {
 		v, _ = s.outbound.LoadOrStore(k, &outboundEntry{})
 	}
 	e := v.(*outboundEntry)
-	e.once.Do(func() { e.part, e.err = s.generateOutbound(on) })
+	e.once.Do(func() {
+		e.part, e.err = s.generateOutbound(k, on)
+		e.done.Store(e.part)
+	})
 	return e.part, e.err
 }
 
-// generateOutbound runs the outboundGenerators for on (see outboundKeyOf).
-func (s *Snapshot) generateOutbound(on Node) (*outboundPart, error) {
+// generateOutbound runs the outboundGenerators for on, the node of outboundKey k (see
+// outboundKeyOf).
+func (s *Snapshot) generateOutbound(k outboundKey, on Node) (*outboundPart, error) {
 	g := newGen(s.in, s.m, on)
 	for _, sk := range s.m.skips {
 		g.skipped[sk] = true
@@ -271,44 +471,105 @@ func (s *Snapshot) generateOutbound(on Node) (*outboundPart, error) {
 	if err := out.computeVersions(); err != nil {
 		return nil, err
 	}
-	return &outboundPart{res: out, visible: g.visible, skipped: g.skipped, sorted: slices.Clip(sortedSkips(g.skipped))}, nil
+	if s.prevOutbound != nil {
+		if v, ok := s.prevOutbound.Load(k); ok {
+			if prev := v.(*outboundEntry).done.Load(); prev != nil {
+				intern(out, prev.res)
+			}
+		}
+	}
+	rc, _ := out.Routes[OutboundRouteName].(*routev3.RouteConfiguration)
+	return &outboundPart{res: out, fault: rc != nil && usesFilter(rc, FaultFilterName), visible: g.visible, skipped: g.skipped,
+		sorted: slices.Clip(sortedSkips(g.skipped))}, nil
 }
 
-// layer returns the resources of shared and own together. A type own adds nothing to (own
-// may repeat shared's resources) keeps shared's map and versions; the others get new maps,
-// where shared's resources keep their versions (computed once for all proxies) and only own's
-// are encoded and hashed. Shared's resources also keep their Any encodings (Resources.base).
-func layer(shared, own *Resources) (Resources, error) {
+// intern gives out, for every type whose resources have the versions they have in prev (the
+// same outbound part in the previous snapshot), prev's map and versions of that type, and the
+// encodings prev made of them: a change re-encodes only the types it changes, and a proxy's
+// layered types stay the maps they were (ownPart's memo).
+func intern(out, prev *Resources) {
+	var same [5]bool
+	interned := false
+	for i, t := range Types {
+		if maps.Equal(out.Versions[t], prev.Versions[t]) {
+			out.setType(t, prev.ByType(t))
+			out.Versions[t] = prev.Versions[t]
+			same[i], interned = true, true
+		}
+	}
+	if !interned {
+		return
+	}
+	prev.packed.Range(func(k, v any) bool {
+		typeURL, _, _ := strings.Cut(k.(string), "\x00")
+		if i := slices.Index(Types, typeURL); i >= 0 && same[i] {
+			out.packed.Store(k, v)
+		}
+		return true
+	})
+}
+
+// ownOf returns the resources of out (the nodeGenerators' output on top of shared's routes)
+// that are not shared's, with their versions: the proxy's own, which only it encodes and hashes.
+func ownOf(shared, out *Resources) (*Resources, error) {
+	own := &Resources{Versions: map[string]map[string]string{}, memo: &layeredMemo{}}
+	for _, t := range Types {
+		b := shared.ByType(t)
+		var m map[string]proto.Message
+		for name, msg := range out.ByType(t) {
+			if b[name] == msg {
+				continue
+			}
+			v, err := resourceVersion(msg)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s %q: %w", t, name, err)
+			}
+			if m == nil {
+				m = map[string]proto.Message{}
+				own.Versions[t] = map[string]string{}
+			}
+			m[name], own.Versions[t][name] = msg, v
+		}
+		own.setType(t, m)
+	}
+	return own, nil
+}
+
+// layer returns the resources of shared and own (ownOf) together. A type own adds nothing to
+// keeps shared's map and versions; the others get new maps, where shared's resources keep their
+// versions (computed once for all proxies) and own's have theirs (computed once per proxy).
+// Shared's resources also keep their Any encodings (Resources.base).
+func layer(shared, own *Resources) Resources {
 	res := *newResources()
-	res.base = shared
+	res.base, res.memo = shared, own.memo
 	for i, t := range Types {
 		b, o := shared.ByType(t), own.ByType(t)
 		m, vs := b, shared.Versions[t]
 		var added []string
-		for name, msg := range o {
-			if b[name] == msg {
-				continue
+		if len(o) > 0 {
+			m, vs, added = own.memo.layered(i, b)
+		}
+		if len(o) > 0 && m == nil {
+			m, vs = maps.Clone(b), maps.Clone(shared.Versions[t])
+			if m == nil {
+				m, vs = map[string]proto.Message{}, map[string]string{}
 			}
-			if added == nil {
-				m, vs = maps.Clone(b), maps.Clone(shared.Versions[t])
+			for name, msg := range o {
+				m[name], vs[name] = msg, own.Versions[t][name]
+				added = append(added, name)
 			}
-			v, err := resourceVersion(msg)
-			if err != nil {
-				return Resources{}, fmt.Errorf("encode %s %q: %w", t, name, err)
-			}
-			m[name], vs[name] = msg, v
-			added = append(added, name)
+			slices.Sort(added)
+			own.memo.putLayered(i, b, m, vs, added)
 		}
 		res.setType(t, m)
 		res.Versions[t] = vs
 		if added == nil {
 			res.fromBase |= 1 << i
 		} else {
-			slices.Sort(added)
 			res.added[i] = added
 		}
 	}
-	return res, nil
+	return res
 }
 
 // sortedSkips lists set in the order of Resources.Skipped (nil when empty).

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -26,7 +28,9 @@ type ServerOptions struct {
 	// stream's context, carrying its TLS peer (identity
 	// checks belong here). Required.
 	NodeFromProto func(ctx context.Context, n *corev3.Node) (Node, error)
-	// Debounce is how long Notify waits for further changes before pushing. Zero means 100ms.
+	// Debounce bounds how often changes are pushed: the first change after a quiet period
+	// (no push within Debounce) is pushed at once, and changes notified within Debounce of a
+	// push are pushed together, Debounce after it. Zero means 100ms.
 	Debounce time.Duration
 	// Logger receives stream events. Nil means slog.Default().
 	Logger *slog.Logger
@@ -36,15 +40,18 @@ type ServerOptions struct {
 // per-stream cache: it answers only the resources a client subscribed to (all of them for
 // wildcard LDS/CDS), tracks version and nonce per type and stream, never re-sends content a
 // client has NACKed (the type is parked until its resources change), and pushes changes
-// after Notify with a debounce.
+// after Notify (see ServerOptions.Debounce).
 type Server struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	opts ServerOptions
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced when a debounced change is published
-	timer   *time.Timer
+	changed chan struct{} // closed and replaced when a change is published
+	// window is running from a push until Debounce after it; pending is set when a change is
+	// notified meanwhile, and published when the window ends (which starts another window).
+	window  *time.Timer
+	pending bool
 
 	nonce     atomic.Uint64
 	responses atomic.Uint64 // responses sent, all streams (for tests and metrics)
@@ -69,24 +76,60 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	return &Server{opts: opts, log: log, changed: make(chan struct{})}, nil
 }
 
+// pushSlots bounds the streams generating and comparing a push at once, over every Server of
+// the process (they share its CPUs), to GOMAXPROCS: a change wakes every stream, and a
+// thousand runnable goroutines would delay everything else of the process (Raft, the reply to
+// the write that made the change) until all of them are done. Streams send outside the slots
+// (a slow client blocks only its own stream).
+var pushSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// pushing runs f, a stream's generation and comparison of a push, in one of the push slots,
+// waiting for one until ctx ends.
+func (s *Server) pushing(ctx context.Context, f func() error) error {
+	select {
+	case pushSlots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-pushSlots }()
+	return f()
+}
+
 // Register adds the ADS service to g.
 func (s *Server) Register(g *grpc.Server) { discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s) }
 
-// Notify tells the server the scope changed. Changes within the debounce window are pushed
-// together, Debounce after the first one.
+// Notify tells the server the scope changed. The first change after a quiet period is pushed
+// at once; those that follow within Debounce of a push are pushed together when Debounce has
+// passed, so a burst of changes costs at most one push per Debounce.
 func (s *Server) Notify() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.timer != nil {
+	if s.window != nil {
+		s.pending = true
 		return
 	}
-	s.timer = time.AfterFunc(s.opts.Debounce, func() {
-		s.mu.Lock()
-		close(s.changed)
-		s.changed = make(chan struct{})
-		s.timer = nil
-		s.mu.Unlock()
-	})
+	s.publishLocked()
+	s.window = time.AfterFunc(s.opts.Debounce, s.windowEnded)
+}
+
+// windowEnded publishes the changes notified during the window that just ended, and starts
+// another window if there were some.
+func (s *Server) windowEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.pending {
+		s.window = nil
+		return
+	}
+	s.pending = false
+	s.publishLocked()
+	s.window.Reset(s.opts.Debounce)
+}
+
+// publishLocked wakes every stream to push the current configuration. s.mu is held.
+func (s *Server) publishLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // Stats counts, since start and over all streams, the requests handled, the responses sent
@@ -167,14 +210,18 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 	var live *liveStream
 	defer func() { s.streams.remove(live) }()
 	types := map[string]*sotwType{}
-	send := func(typeURL string, t *sotwType) error {
+	// prepare returns the response that brings the client to the current resources of one type
+	// (nil: it has them, or NACKed exactly them).
+	prepare := func(typeURL string, t *sotwType) (*discoveryv3.DiscoveryResponse, error) {
 		all := st.res.ByType(typeURL)
 		var names []string // sorted; for wildcard, taken once the version says they are sent
 		var version string
 		if t.wildcard {
 			version = st.res.Version(typeURL)
+		} else if len(t.subscribed) == len(all) && slices.Equal(t.subscribed, st.res.sortedNames(typeURL)) {
+			names, version = t.subscribed, st.res.Version(typeURL) // all of them: computed once
 		} else {
-			names = []string{} // not nil: hashVersions reads nil as all of them
+			names = make([]string, 0, min(len(t.subscribed), len(all))) // not nil: hashVersions reads nil as all of them
 			for _, n := range t.subscribed {
 				if _, ok := all[n]; ok {
 					names = append(names, n)
@@ -187,7 +234,7 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 			}
 		}
 		if t.sent && version == t.version {
-			return nil // the client has (or NACKed) exactly this
+			return nil, nil // the client has (or NACKed) exactly this
 		}
 		if t.wildcard {
 			names = st.res.sortedNames(typeURL)
@@ -196,16 +243,31 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		for _, n := range names {
 			a, err := st.res.Packed(typeURL, n)
 			if err != nil {
-				return fmt.Errorf("pack %s %q: %w", typeURL, n, err)
+				return nil, fmt.Errorf("pack %s %q: %w", typeURL, n, err)
 			}
 			resp.Resources = append(resp.Resources, a)
 		}
+		return resp, nil
+	}
+	// transmit sends a response of prepare and records it as the type's latest.
+	transmit := func(t *sotwType, resp *discoveryv3.DiscoveryResponse) error {
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
 		s.responses.Add(1)
-		t.version, t.nonce, t.sent = version, resp.Nonce, true
+		t.version, t.nonce, t.sent = resp.VersionInfo, resp.Nonce, true
 		return nil
+	}
+	send := func(typeURL string, t *sotwType) error {
+		resp, err := prepare(typeURL, t)
+		if resp == nil || err != nil {
+			return err
+		}
+		return transmit(t, resp)
+	}
+	type pushed struct {
+		t    *sotwType
+		resp *discoveryv3.DiscoveryResponse
 	}
 	var changed <-chan struct{}
 	for {
@@ -215,15 +277,31 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		case err := <-errc:
 			return ignoreEOF(err)
 		case <-changed:
-			if err := s.refresh(st); err != nil {
-				return err
+			var push []pushed
+			err := s.pushing(ctx, func() error {
+				if err := s.refresh(st); err != nil {
+					return err
+				}
+				for _, typeURL := range Types {
+					if t := types[typeURL]; t != nil {
+						resp, err := prepare(typeURL, t)
+						if err != nil {
+							return err
+						}
+						if resp != nil {
+							push = append(push, pushed{t, resp})
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return ignoreEOF(err)
 			}
 			changed = st.changed
-			for _, typeURL := range Types {
-				if t := types[typeURL]; t != nil {
-					if err := send(typeURL, t); err != nil {
-						return err
-					}
+			for _, p := range push {
+				if err := transmit(p.t, p.resp); err != nil {
+					return err
 				}
 			}
 		case req := <-reqs:
@@ -311,7 +389,9 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 	var live *liveStream
 	defer func() { s.streams.remove(live) }()
 	types := map[string]*deltaType{}
-	send := func(typeURL string, t *deltaType, force bool) error {
+	// prepare returns the response that brings the client to the current resources of one type
+	// (nil: it has them, unless force).
+	prepare := func(typeURL string, t *deltaType, force bool) (*discoveryv3.DeltaDiscoveryResponse, error) {
 		all := st.res.ByType(typeURL)
 		versions := st.res.Versions[typeURL]
 		resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, SystemVersionInfo: st.res.Version(typeURL)}
@@ -326,7 +406,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		for _, n := range changed {
 			a, err := st.res.Packed(typeURL, n)
 			if err != nil {
-				return fmt.Errorf("pack %s %q: %w", typeURL, n, err)
+				return nil, fmt.Errorf("pack %s %q: %w", typeURL, n, err)
 			}
 			resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: n, Version: versions[n], Resource: a})
 		}
@@ -337,9 +417,13 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		}
 		sort.Strings(resp.RemovedResources)
 		if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !force {
-			return nil
+			return nil, nil
 		}
 		resp.Nonce = s.nextNonce()
+		return resp, nil
+	}
+	// transmit sends a response of prepare and records what the client has.
+	transmit := func(t *deltaType, resp *discoveryv3.DeltaDiscoveryResponse) error {
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
@@ -357,6 +441,17 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		t.pending = append(t.pending, sentResponse{nonce: resp.Nonce, version: resp.SystemVersionInfo})
 		return nil
 	}
+	send := func(typeURL string, t *deltaType, force bool) error {
+		resp, err := prepare(typeURL, t, force)
+		if resp == nil || err != nil {
+			return err
+		}
+		return transmit(t, resp)
+	}
+	type pushed struct {
+		t    *deltaType
+		resp *discoveryv3.DeltaDiscoveryResponse
+	}
 	var changed <-chan struct{}
 	for {
 		select {
@@ -365,15 +460,31 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		case err := <-errc:
 			return ignoreEOF(err)
 		case <-changed:
-			if err := s.refresh(st); err != nil {
-				return err
+			var push []pushed
+			err := s.pushing(ctx, func() error {
+				if err := s.refresh(st); err != nil {
+					return err
+				}
+				for _, typeURL := range Types {
+					if t := types[typeURL]; t != nil {
+						resp, err := prepare(typeURL, t, false)
+						if err != nil {
+							return err
+						}
+						if resp != nil {
+							push = append(push, pushed{t, resp})
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return ignoreEOF(err)
 			}
 			changed = st.changed
-			for _, typeURL := range Types {
-				if t := types[typeURL]; t != nil {
-					if err := send(typeURL, t, false); err != nil {
-						return err
-					}
+			for _, p := range push {
+				if err := transmit(p.t, p.resp); err != nil {
+					return err
 				}
 			}
 		case req := <-reqs:

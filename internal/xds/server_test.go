@@ -370,3 +370,53 @@ func TestServerDeltaParksNACKedConfigAndPushesChanges(t *testing.T) {
 		t.Fatalf("an ACK caused %d more responses", sent-sentBefore-1)
 	}
 }
+
+// TestNotifyPushesAtOnceAndCoalescesBursts checks the debounce: the first change after a quiet
+// period is published at once; changes within Debounce of a push wait for the window's end and
+// are published together, once; a window without changes ends quietly, and the next change is
+// published at once again. The window's end is called directly (Debounce is an hour).
+func TestNotifyPushesAtOnceAndCoalescesBursts(t *testing.T) {
+	srv, err := NewServer(ServerOptions{
+		Generate:      func(Node) (Resources, error) { return Resources{}, nil },
+		NodeFromProto: func(context.Context, *corev3.Node) (Node, error) { return Node{}, nil },
+		Debounce:      time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	quiet := srv.changes()
+	srv.Notify()
+	if !closed(quiet) {
+		t.Fatal("the first change after a quiet period was not published at once")
+	}
+	burst := srv.changes()
+	srv.Notify()
+	srv.Notify()
+	if closed(burst) {
+		t.Fatal("a change within the debounce of a push was published before the window ended")
+	}
+	srv.windowEnded()
+	if !closed(burst) {
+		t.Fatal("the changes of a window were not published when it ended")
+	}
+	after := srv.changes()
+	srv.windowEnded() // the window started by the burst's push ends without changes
+	if closed(after) {
+		t.Fatal("a window without changes published one")
+	}
+	srv.Notify()
+	if !closed(after) {
+		t.Fatal("the first change after the windows ended was not published at once")
+	}
+	srv.mu.Lock()
+	srv.window.Stop()
+	srv.mu.Unlock()
+}

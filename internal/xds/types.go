@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"sync"
@@ -209,6 +210,65 @@ type Resources struct {
 	// summaries caches, per type (index in Types), the sorted names and the version of all
 	// resources.
 	summaries *[5]typeSummary
+	// memo, for Resources layered on base, is shared by every Resources layered from the same
+	// own resources (see layer): the type versions they had on a base of the same type versions.
+	memo *layeredMemo
+}
+
+// layeredMemo remembers, per type (index in Types), what layer and Version last made of own
+// resources on a base: the layered map, versions and added names on base's map of that type
+// (the same map: a later snapshot's outbound part keeps it while its resources do not change,
+// see intern), and the type version on a base whose type version was base: on any base of
+// that version (the same resources) it is the same.
+type layeredMemo struct {
+	mu      sync.Mutex
+	base    [5]string
+	version [5]string
+	on      [5]map[string]proto.Message // base's map the layered map was made on; kept, so that its identity is not reused
+	m       [5]map[string]proto.Message
+	vs      [5]map[string]string
+	added   [5][]string
+}
+
+// layered returns the layered map, versions and added names made on base's map b of type i (nil
+// if the last were made on another map).
+func (m *layeredMemo) layered(i int, b map[string]proto.Message) (map[string]proto.Message, map[string]string, []string) {
+	if m == nil || b == nil {
+		return nil, nil, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.on[i] == nil || reflect.ValueOf(m.on[i]).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
+		return nil, nil, nil
+	}
+	return m.m[i], m.vs[i], m.added[i]
+}
+
+func (m *layeredMemo) putLayered(i int, b, layered map[string]proto.Message, vs map[string]string, added []string) {
+	if m == nil || b == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.on[i], m.m[i], m.vs[i], m.added[i] = b, layered, vs, added
+}
+
+func (m *layeredMemo) get(i int, base string) (string, bool) {
+	if m == nil {
+		return "", false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.version[i], m.base[i] == base && base != ""
+}
+
+func (m *layeredMemo) put(i int, base, version string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.base[i], m.version[i] = base, version
 }
 
 // typeSummary is what a stream needs of the resources of one type besides them: their names,
@@ -310,7 +370,13 @@ func (r *Resources) Version(typeURL string) string {
 			ts.version = hex.EncodeToString(sum[:12])
 			return
 		}
+		bv := r.base.Version(typeURL)
+		if v, ok := r.memo.get(i, bv); ok {
+			ts.version = v
+			return
+		}
 		ts.version = r.base.layeredVersion(typeURL, r.added[i], r.Versions[typeURL])
+		r.memo.put(i, bv, ts.version)
 	})
 	return ts.version
 }
