@@ -169,7 +169,7 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w, "cached timings include two time.Now calls per sample; aim <= 1µs")
 	if len(r.Propagation) > 0 {
-		fmt.Fprintf(w, "\ncross-scope endpoint change -> proxy of x.demo.mesh (ms from the start of the Apply/Delete; xDS debounce %.0fms)\n", r.DebounceMs)
+		fmt.Fprintf(w, "\ncross-scope endpoint change -> proxy of x.demo.mesh (ms from the start of the Apply/Delete; xDS debounce %.0fms between pushes, none for a lone change)\n", r.DebounceMs)
 		fmt.Fprintf(w, "%-26s %7s %7s %-16s %8s %8s %8s %8s %8s\n", "owner scope", "changes", "missed", "component", "mean", "p50", "p90", "p99", "max")
 		ms := func(v float64) string {
 			if math.IsNaN(v) {
