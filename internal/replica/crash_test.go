@@ -7,8 +7,9 @@ import (
 )
 
 // crash stops h like a process kill: the loop and apply goroutines stop and the
-// file is closed without flushing unsynced hard states (bbolt itself only ever
-// exposes committed transactions).
+// files are closed without flushing unsynced hard states, and what only the WAL
+// holds is not checkpointed into bbolt (bbolt itself only ever exposes committed
+// transactions; recovery replays the WAL).
 func (h *Host) crash() {
 	h.mu.Lock()
 	h.closed = true
@@ -25,7 +26,7 @@ func (h *Host) crash() {
 			g.stopApply()
 			g.closeWaiters()
 		}
-		h.st.close()
+		h.st.crash()
 	})
 }
 

@@ -18,8 +18,9 @@
 // group's apply goroutine.
 //
 // The writer (writer.go) is the single append thread of all groups: it takes
-// everything queued, from many groups and loop iterations, and writes it in ONE
-// bbolt transaction (one fsync); then it updates the log caches and releases the
+// everything queued, from many groups and loop iterations, and makes it durable
+// with ONE fsync: one record appended to the WAL (wal.go; a snapshot or a new group
+// goes to bbolt directly, in one transaction); then it updates the log caches and releases the
 // responses raft made conditional on durability (append and vote
 // acknowledgements). The loop never waits for the disk, so a leader's fsync
 // overlaps its followers' and new proposals keep batching while a write is in
@@ -33,10 +34,13 @@
 // # Storage layout
 //
 // Dir/raft.db has a top-level bucket "groups" with one nested bucket per group:
-// "hs" (HardState), "snap" (latest Snapshot with its ConfState and the state
-// machine bytes) and a nested "log" bucket of entries keyed by big-endian index.
-// A raft.MemoryStorage per group caches the log for raft; bbolt is the source of
-// truth and rebuilds the cache on restart. See storage.go.
+// "hs" (HardState), a "snapshot" bucket holding "snap" (latest Snapshot with its
+// ConfState and the state machine bytes) and a nested "log" bucket of entries keyed
+// by big-endian index. Dir/raft.wal is a write-ahead log in front of it: log entries
+// and hard states are appended there (one fsync) and copied into bbolt in the
+// background; opening the store replays what bbolt lacks. A raft.MemoryStorage per
+// group caches the log for raft; bbolt and the WAL are the source of truth and
+// rebuild the cache on restart. See storage.go and wal.go.
 //
 // A new group is bootstrapped by a snapshot at index 1, term 1, holding the
 // initial voters and the state machine's initial Snapshot(); members added later

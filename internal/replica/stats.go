@@ -10,11 +10,15 @@ type HostStats struct {
 	Batches   uint64        // Transport.Send calls (including liveness pings)
 	Messages  uint64        // raft messages sent (envelopes)
 	Pings     uint64        // empty batches sent for node liveness
-	Syncs     uint64        // bbolt transactions committed (each one fsync)
-	SyncTime  time.Duration // total time spent in those commits
-	SyncWrite uint64        // group writes persisted (sum over transactions)
-	SyncMax   time.Duration // slowest commit
+	Syncs     uint64        // durable writes on the commit path: WAL appends (one fsync) or bbolt transactions (snapshots, new groups)
+	SyncTime  time.Duration // total time spent in those writes
+	SyncWrite uint64        // group writes persisted (sum over those writes)
+	SyncMax   time.Duration // slowest write
 	Quiesces  uint64        // times a replica here quiesced (leader or follower)
+	// Checkpoints are the bbolt transactions that copied logged writes from the WAL
+	// (off the commit path); CheckpointedSyncs the WAL appends they carried.
+	Checkpoints       uint64
+	CheckpointedSyncs uint64
 }
 
 type hostStats struct {
@@ -53,5 +57,8 @@ func (h *Host) Stats() HostStats {
 		SyncWrite: s.groupWrites.Load(),
 		SyncMax:   time.Duration(s.syncMax.Load()),
 		Quiesces:  s.quiesces.Load(),
+
+		Checkpoints:       h.st.wal.checkpoints.Load(),
+		CheckpointedSyncs: h.st.wal.checkpointBatches.Load(),
 	}
 }

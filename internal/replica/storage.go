@@ -20,8 +20,16 @@ import (
 //	groups/                 top-level bucket
 //	  <group id>/           one nested bucket per group
 //	    hs    -> raftpb.HardState
-//	    snap  -> raftpb.Snapshot (metadata with ConfState, and the state machine bytes)
+//	    snapshot/
+//	      snap -> raftpb.Snapshot (metadata with ConfState, and the state machine bytes)
 //	    log/  -> big-endian uint64 index -> raftpb.Entry
+//	meta/
+//	  walseq -> big-endian uint64: the last WAL record in bbolt (see wal.go)
+//
+// The snapshot has a bucket of its own so that it shares no page with the hard state and
+// the log bucket's root: bbolt rewrites every page of a node it changes, and a snapshot
+// stored beside them (as "snap" directly in the group bucket, where older versions kept it
+// and load still finds it) was rewritten, megabytes of it, by every write of entries.
 //
 // The log bucket holds a contiguous range of entries. A snapshot at index S
 // supersedes all entries <= S; entries <= S may linger until compaction deletes them
@@ -32,10 +40,12 @@ var (
 	bucketLog    = []byte("log")
 	keyHardState = []byte("hs")
 	keySnapshot  = []byte("snap")
+	bucketSnap   = []byte("snapshot")
 )
 
 type store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	wal *wal // entries and hard states reach bbolt through it (see wal.go)
 }
 
 func openStore(dir string) (*store, error) {
@@ -59,12 +69,30 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("replica: init %s: %w", path, err)
 	}
-	return &store{db: db}, nil
+	w, err := openWAL(filepath.Join(dir, "raft.wal"), db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &store{db: db, wal: w}, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+// close checkpoints what the WAL holds into bbolt and closes both.
+func (s *store) close() error {
+	return errors.Join(s.wal.close(true), s.db.Close())
+}
+
+// crash closes the files as a killed process leaves them: what only the WAL holds stays
+// there (for tests).
+func (s *store) crash() {
+	s.wal.close(false)
+	s.db.Close()
+}
 
 func (s *store) groups() ([]GroupID, error) {
+	if err := s.wal.flush(); err != nil {
+		return nil, err
+	}
 	var out []GroupID
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketGroups).ForEachBucket(func(k []byte) error {
@@ -92,6 +120,9 @@ type diskLog struct{ first, last uint64 }
 func (s *store) load(id GroupID) (persisted, diskLog, error) {
 	var p persisted
 	var dl diskLog
+	if err := s.wal.flush(); err != nil {
+		return p, dl, err
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		gb := tx.Bucket(bucketGroups).Bucket([]byte(id))
 		if gb == nil {
@@ -104,7 +135,11 @@ func (s *store) load(id GroupID) (persisted, diskLog, error) {
 				return fmt.Errorf("hardstate: %w", err)
 			}
 		}
-		if v := gb.Get(keySnapshot); v != nil {
+		v := gb.Get(keySnapshot) // older layout
+		if sb := gb.Bucket(bucketSnap); sb != nil {
+			v = sb.Get(keySnapshot)
+		}
+		if v != nil {
 			p.snap = new(raftpb.Snapshot)
 			if err := proto.Unmarshal(v, p.snap); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
@@ -157,6 +192,35 @@ type groupWrite struct {
 	compactTo uint64
 	entries   []*raftpb.Entry
 	create    bool // create the group bucket
+
+	// The marshaled entries and hard state, once marshal ran (the WAL and bbolt share them).
+	entryData [][]byte
+	hsData    []byte
+}
+
+// marshal fills entryData and hsData.
+func (w *groupWrite) marshal() error {
+	if w.entryData != nil || w.hsData != nil {
+		return nil
+	}
+	if len(w.entries) > 0 {
+		w.entryData = make([][]byte, len(w.entries))
+		for i, e := range w.entries {
+			b, err := proto.Marshal(e)
+			if err != nil {
+				return err
+			}
+			w.entryData[i] = b
+		}
+	}
+	if w.hs != nil {
+		b, err := proto.Marshal(w.hs)
+		if err != nil {
+			return err
+		}
+		w.hsData = b
+	}
+	return nil
 }
 
 func idxKey(i uint64) []byte {
@@ -165,8 +229,16 @@ func idxKey(i uint64) []byte {
 	return k[:]
 }
 
-// commit writes all groups' changes in one transaction and one fsync.
+// commit makes all groups' changes durable with one fsync: appended to the WAL, from which
+// the checkpointer writes them to bbolt later. Snapshots and new groups are written to
+// bbolt directly (one transaction, two fsyncs), after everything logged before them.
 func (s *store) commit(ws []*groupWrite) error {
+	if walEligible(ws) {
+		return s.wal.append(ws)
+	}
+	if err := s.wal.flush(); err != nil {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketGroups)
 		for _, w := range ws {
@@ -193,8 +265,17 @@ func writeGroup(root *bolt.Bucket, w *groupWrite) error {
 		if err != nil {
 			return err
 		}
-		if err := gb.Put(keySnapshot, b); err != nil {
+		sb, err := gb.CreateBucketIfNotExists(bucketSnap)
+		if err != nil {
 			return err
+		}
+		if err := sb.Put(keySnapshot, b); err != nil {
+			return err
+		}
+		if gb.Get(keySnapshot) != nil {
+			if err := gb.Delete(keySnapshot); err != nil {
+				return err
+			}
 		}
 	}
 	if w.clearLog && dl.first != 0 {
@@ -244,12 +325,11 @@ func writeGroup(root *bolt.Bucket, w *groupWrite) error {
 			}
 			*dl = diskLog{}
 		}
-		for _, e := range w.entries {
-			b, err := proto.Marshal(e)
-			if err != nil {
-				return err
-			}
-			if err := lb.Put(idxKey(e.GetIndex()), b); err != nil {
+		if err := w.marshal(); err != nil {
+			return err
+		}
+		for i, e := range w.entries {
+			if err := lb.Put(idxKey(e.GetIndex()), w.entryData[i]); err != nil {
 				return err
 			}
 		}
@@ -259,11 +339,10 @@ func writeGroup(root *bolt.Bucket, w *groupWrite) error {
 		dl.last = w.entries[len(w.entries)-1].GetIndex()
 	}
 	if w.hs != nil {
-		b, err := proto.Marshal(w.hs)
-		if err != nil {
+		if err := w.marshal(); err != nil {
 			return err
 		}
-		if err := gb.Put(keyHardState, b); err != nil {
+		if err := gb.Put(keyHardState, w.hsData); err != nil {
 			return err
 		}
 	}
@@ -312,6 +391,9 @@ func (c logCache) Snapshot() (*raftpb.Snapshot, error) {
 }
 
 func (s *store) deleteGroup(id GroupID) error {
+	if err := s.wal.flush(); err != nil {
+		return err
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketGroups).DeleteBucket([]byte(id))
 		if errors.Is(err, bolterrors.ErrBucketNotFound) {

@@ -3,7 +3,9 @@ package replica
 import (
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 func ents(term uint64, from, to uint64) []*raftpb.Entry {
@@ -89,4 +91,44 @@ func TestStorageAppendTruncateCompactReload(t *testing.T) {
 	if err != nil || len(ids) != 1 || ids[0] != "g" {
 		t.Fatalf("groups = %v, %v", ids, err)
 	}
+}
+
+// TestStorageReadsOlderSnapshotLayout: a snapshot stored the way older versions stored it
+// ("snap" directly in the group bucket) loads, and the next one replaces it.
+func TestStorageReadsOlderSnapshotLayout(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &raftpb.Snapshot{Data: []byte("old"), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(5)), Term: new(uint64(1))}}
+	b, _ := proto.Marshal(old)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		gb, err := tx.Bucket(bucketGroups).CreateBucket([]byte("g"))
+		if err != nil {
+			return err
+		}
+		return gb.Put(keySnapshot, b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := s.load("g")
+	if err != nil || string(p.snap.GetData()) != "old" {
+		t.Fatalf("load: snapshot %q, %v; want the old one", p.snap.GetData(), err)
+	}
+	dl := diskLog{}
+	next := &raftpb.Snapshot{Data: []byte("new"), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(9)), Term: new(uint64(1))}}
+	if err := s.commit([]*groupWrite{{id: "g", dl: &dl, snap: next}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, err = s.load("g"); err != nil || string(p.snap.GetData()) != "new" {
+		t.Fatalf("load: snapshot %q, %v; want the new one", p.snap.GetData(), err)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketGroups).Bucket([]byte("g")).Get(keySnapshot) != nil {
+			t.Error("the snapshot in the older layout is still there")
+		}
+		return nil
+	})
+	s.close()
 }

@@ -11,8 +11,8 @@ import (
 // The writer is the host's single "append thread" (raft AsyncStorageWrites): the
 // loop hands it every group's MsgStorageAppend, in order, and keeps running while
 // the disk works. The writer takes everything queued — the appends of many loop
-// iterations and many groups — writes it in ONE bbolt transaction (one fsync),
-// updates the groups' log caches, and only then releases the responses raft
+// iterations and many groups — makes it durable with ONE fsync (a WAL record; see
+// wal.go), updates the groups' log caches, and only then releases the responses raft
 // attached to the appends: acknowledgements to other nodes are sent from here,
 // self-addressed ones go back to the loop.
 //

@@ -37,3 +37,25 @@ func BenchmarkNormalizeVirtualService(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkNormalizeAlias(b *testing.B) {
+	o := Object{Kind: "Alias", Namespace: testNS, Name: "a1",
+		Spec: []byte(`{"actions":["resolve"],"target":"t1.default.demo.mesh"}`)}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Normalize(o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNormalizeService(b *testing.B) {
+	o := Object{Kind: "Service", Namespace: testNS, Name: "reviews",
+		Spec: []byte(`{"ports":[{"name":"http","port":9080,"protocol":"HTTP"},{"name":"grpc","port":9090,"protocol":"GRPC"}],"exportTo":["*"]}`)}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Normalize(o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

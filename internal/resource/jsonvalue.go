@@ -16,6 +16,14 @@ const maxJSONDepth = 64
 // than maxJSONDepth are errors (path names where). Unlike encoding/json, nothing is
 // silently merged.
 func decodeJSON(path string, data []byte) (any, error) {
+	if v, ok := fastDecodeJSON(data); ok {
+		return v, nil
+	}
+	return decodeJSONTokens(path, data)
+}
+
+// decodeJSONTokens is decodeJSON's general path: it decides every input and words the errors.
+func decodeJSONTokens(path string, data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	v, err := decodeValue(dec, path, 0)
@@ -95,6 +103,9 @@ func syntaxError(path string, err error) error {
 // sorts map keys) and HTML characters escaped, which makes the bytes stable under a
 // json.RawMessage round trip through encoding/json.
 func encodeJSON(v any) ([]byte, error) {
+	if b, ok := appendCanonicalJSON(nil, v); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode json: %w", err)

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // nativeSpec is implemented by the spec structs of the Canton-native kinds.
@@ -98,14 +99,25 @@ type AnchorSpec struct {
 
 // decodeNativeSpec checks the generic value against the struct (for paths), then decodes it
 // strictly with encoding/json and re-encodes it canonically.
-func decodeNativeSpec(k Kind, generic any) (any, json.RawMessage, error) {
+//
+// raw, when not nil, is the spec's JSON as given, which decodes to generic (the fast path
+// of decodeJSON took it): once checkGo passed, every key of it names its field exactly and
+// none repeats, so encoding/json decodes raw to the same struct as generic re-encoded, and
+// the re-encoding is skipped.
+func decodeNativeSpec(k Kind, generic any, raw []byte) (any, json.RawMessage, error) {
 	spec := k.newNative()
-	if err := checkGo(specPath, generic, reflect.TypeOf(spec).Elem()); err != nil {
-		return nil, nil, err
+	t := reflect.TypeOf(spec).Elem()
+	if !goMatches(generic, t) {
+		if err := checkGo(specPath, generic, t); err != nil {
+			return nil, nil, err
+		}
 	}
-	in, err := encodeJSON(generic)
-	if err != nil {
-		return nil, nil, err
+	in := raw
+	if in == nil {
+		var err error
+		if in, err = encodeJSON(generic); err != nil {
+			return nil, nil, err
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.DisallowUnknownFields()
@@ -121,6 +133,99 @@ func decodeNativeSpec(k Kind, generic any) (any, json.RawMessage, error) {
 		return nil, nil, fmt.Errorf("normalise %s spec: %w", k.Name, err)
 	}
 	return spec, canon, nil
+}
+
+// goMatches reports whether checkGo(path, v, t) passes, without building the paths its
+// errors need (checkGo runs only when this fails, to word the error).
+func goMatches(v any, t reflect.Type) bool {
+	if v == nil {
+		return true
+	}
+	if t.Implements(genericCheckerType) {
+		return reflect.Zero(t).Interface().(genericChecker).checkGeneric("", v) == nil
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return goMatches(v, t.Elem())
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		fields := jsonFields(t)
+		for k, e := range obj {
+			f, ok := fields[k]
+			if !ok || !goMatches(e, f.Type) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		l, ok := v.([]any)
+		if !ok {
+			return false
+		}
+		for _, e := range l {
+			if e == nil || !goMatches(e, t.Elem()) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		for _, e := range m {
+			if e == nil || !goMatches(e, t.Elem()) {
+				return false
+			}
+		}
+		return true
+	case reflect.String:
+		_, ok := v.(string)
+		return ok
+	case reflect.Bool:
+		_, ok := v.(bool)
+		return ok
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		n, ok := v.(json.Number)
+		if !ok {
+			return false
+		}
+		_, err := strconv.ParseUint(string(n), 10, t.Bits())
+		return err == nil
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		n, ok := v.(json.Number)
+		if !ok {
+			return false
+		}
+		_, err := strconv.ParseInt(string(n), 10, t.Bits())
+		return err == nil
+	}
+	return false
+}
+
+// jsonFieldCache maps a struct type to its fields by JSON name (see jsonFields).
+var jsonFieldCache sync.Map // reflect.Type -> map[string]reflect.StructField
+
+// jsonFields returns the fields of struct type t by the name of their json tag, as checkGo
+// finds them.
+func jsonFields(t reflect.Type) map[string]reflect.StructField {
+	if m, ok := jsonFieldCache.Load(t); ok {
+		return m.(map[string]reflect.StructField)
+	}
+	m := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		m[name] = f
+	}
+	jsonFieldCache.Store(t, m)
+	return m
 }
 
 // checkGo walks a generic JSON value against a Go type with json tags, reporting unknown

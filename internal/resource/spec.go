@@ -16,10 +16,17 @@ const specPath = "spec"
 // canonical JSON. A nil, empty or "null" spec means an empty object.
 func decodeSpec(k Kind, spec []byte) (any, json.RawMessage, error) {
 	var generic any = map[string]any{}
+	raw := []byte("{}") // JSON that decodes to generic, when known
 	if t := bytes.TrimSpace(spec); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
-		v, err := decodeJSON(specPath, t)
-		if err != nil {
-			return nil, nil, err
+		v, ok := fastDecodeJSON(t)
+		if ok {
+			raw = t
+		} else {
+			var err error
+			if v, err = decodeJSON(specPath, t); err != nil {
+				return nil, nil, err
+			}
+			raw = nil
 		}
 		if _, ok := v.(map[string]any); !ok {
 			return nil, nil, errorf(specPath, "must be an object, not %s", jsonType(v))
@@ -27,7 +34,7 @@ func decodeSpec(k Kind, spec []byte) (any, json.RawMessage, error) {
 		generic = v
 	}
 	if k.Native {
-		return decodeNativeSpec(k, generic)
+		return decodeNativeSpec(k, generic, raw)
 	}
 	return decodeProtoSpec(k, generic)
 }
@@ -61,6 +68,9 @@ func decodeProtoSpec(k Kind, generic any) (any, json.RawMessage, error) {
 
 // normalizeJSON re-encodes JSON with sorted keys and no whitespace; numbers keep their text.
 func normalizeJSON(b []byte) (json.RawMessage, error) {
+	if IsCanonicalJSON(b) {
+		return b, nil
+	}
 	v, err := decodeJSON("", b)
 	if err != nil {
 		return nil, err

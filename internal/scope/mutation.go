@@ -162,7 +162,8 @@ func Encode(m Mutation) ([]byte, error) {
 	if len(m.Objects) > 0 {
 		objs := make([]resource.Object, len(m.Objects))
 		for i, o := range m.Objects {
-			if len(o.Spec) > 0 {
+			if len(o.Spec) > 0 && !resource.IsCanonicalJSON(o.Spec) {
+				// (A canonical spec, e.g. one Normalize gave, re-encodes to itself.)
 				spec, err := sortJSON(o.Spec)
 				if err != nil {
 					return nil, fmt.Errorf("encode mutation: objects[%d] (%s): spec: %w", i, o.Ref(), err)
@@ -173,6 +174,9 @@ func Encode(m Mutation) ([]byte, error) {
 		}
 		m.Objects = objs
 	}
+	if b, ok := encodeFast(m); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode mutation: %w", err)
@@ -182,6 +186,9 @@ func Encode(m Mutation) ([]byte, error) {
 
 // sortJSON re-encodes JSON with sorted object keys and no whitespace; numbers keep their text.
 func sortJSON(b []byte) (json.RawMessage, error) {
+	if out, ok := resource.ReencodeJSON(b); ok {
+		return out, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -197,14 +204,12 @@ func sortJSON(b []byte) (json.RawMessage, error) {
 // Decode decodes a mutation strictly: unknown fields, trailing data, an unknown op, fields
 // that do not belong to the op and a time not spelled as FormatTime spells it are errors.
 func Decode(b []byte) (Mutation, error) {
-	var m Mutation
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return Mutation{}, fmt.Errorf("decode mutation: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Mutation{}, fmt.Errorf("decode mutation: unexpected data after the mutation")
+	m, ok := decodeFast(b)
+	if !ok {
+		var err error
+		if m, err = decodeJSON(b); err != nil {
+			return Mutation{}, err
+		}
 	}
 	if err := checkShape(m); err != nil {
 		return Mutation{}, fmt.Errorf("decode mutation: %w", err)
@@ -216,6 +221,20 @@ func Decode(b []byte) (Mutation, error) {
 	}
 	if m.Rules < 0 || m.Rules > CurrentRules {
 		return Mutation{}, fmt.Errorf("decode mutation: rules: %d is not one of 0..%d that this anchor knows (was it proposed by a newer version?)", m.Rules, CurrentRules)
+	}
+	return m, nil
+}
+
+// decodeJSON is Decode's general path (decodeFast takes the common mutations).
+func decodeJSON(b []byte) (Mutation, error) {
+	var m Mutation
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Mutation{}, fmt.Errorf("decode mutation: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Mutation{}, fmt.Errorf("decode mutation: unexpected data after the mutation")
 	}
 	return m, nil
 }
