@@ -15,8 +15,7 @@ import (
 
 // bareProxyCmd is the hidden "canton bare-proxy": the data plane alone, configured over plain-text
 // ADS by any xDS server, with no identity, registration or DNS. It exists so that bench/dataplane
-// measures the canton binary itself, with the same memory policy as canton proxy; it is not a way to
-// run a mesh proxy.
+// measures the canton binary itself; it is not a way to run a mesh proxy.
 func bareProxyCmd(e *env) *cobra.Command {
 	var (
 		opts       proxy.Options
@@ -56,7 +55,6 @@ func bareProxyCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			proxyMemory(ctx, func() bool { ok, _ := p.Ready(); return ok })
 			errc := make(chan error, 1)
 			go func() { errc <- p.Run(ctx) }()
 			if listener != "" {

@@ -2,9 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"os"
-	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -17,26 +14,5 @@ func TestBareProxyNeedsServerAndID(t *testing.T) {
 		if code == 0 || !strings.Contains(errb.String(), "--xds HOST:PORT and --id NODE are required") {
 			t.Errorf("%q: exit %d, stderr %q; want the missing flags named", args, code, errb.String())
 		}
-	}
-}
-
-// A proxy runs with GOGC 50 unless the environment sets GOGC or GOMEMLIMIT.
-func TestProxyMemoryPolicy(t *testing.T) {
-	if _, ok := os.LookupEnv("GOGC"); ok {
-		t.Skip("GOGC is set: the policy steps aside")
-	}
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
-		t.Skip("GOMEMLIMIT is set: the policy steps aside")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	proxyMemory(ctx, func() bool { return false })
-	if got := debug.SetGCPercent(100); got != proxyGCPercent {
-		t.Fatalf("GOGC %d after proxyMemory, want %d", got, proxyGCPercent)
-	}
-	t.Setenv("GOGC", "100")
-	proxyMemory(ctx, func() bool { return false })
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Fatalf("GOGC %d with GOGC set in the environment, want it untouched (100)", got)
 	}
 }

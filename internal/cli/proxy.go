@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,19 +74,7 @@ func proxyCmd(e *env) *cobra.Command {
 			opts.JoinToken = strings.TrimSpace(string(b))
 			opts.DNSUpstream = splitList(dnsUp)
 			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
-			var running atomic.Pointer[workload.Workload]
-			proxyMemory(ctx, func() bool {
-				w := running.Load()
-				if w == nil {
-					return false
-				}
-				ok, _ := w.Proxy().Ready()
-				return ok
-			})
 			opts.Ready = func(w *workload.Workload) {
-				running.Store(w)
 				if opts.Gateway {
 					fmt.Fprintf(e.stdout, "gateway %s.%s (labels %s): listens on %s at the ports of the Gateways selecting these labels\n",
 						opts.Service, opts.Namespace, labelList(w.Labels()), w.GatewayAddress())
@@ -108,7 +94,7 @@ func proxyCmd(e *env) *cobra.Command {
 					fmt.Fprintf(e.stdout, "dns for mesh names on %s (udp and tcp); other names -> %s\n", d, dash(dnsUp))
 				}
 			}
-			return workload.Run(ctx, opts)
+			return workload.Run(cmd.Context(), opts)
 		},
 	}
 	f := cmd.Flags()
