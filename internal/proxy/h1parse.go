@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"canton.dev/canton/internal/proxy/httpsafe"
 )
 
 // h1Head is a request head the fast HTTP/1.1 path accepted (see parseH1Head).
@@ -76,7 +78,7 @@ func parseH1Head(s string, h http.Header, vals []string) (hd h1Head, _ []string,
 		if !found || name == "" || !isToken(name) {
 			return hd, vals, false // also obsolete line folding (a line starting with SP or HTAB)
 		}
-		value = trimOWS(value)
+		value = httpsafe.TrimOWS(value)
 		key, canon := canonicalKey(name)
 		if !canon {
 			key = http.CanonicalHeaderKey(name)
@@ -171,20 +173,9 @@ func hasToken1(v, token string) bool {
 	for v != "" {
 		var f string
 		f, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(trimOWS(f), token) {
+		if strings.EqualFold(httpsafe.TrimOWS(f), token) {
 			return true
 		}
 	}
 	return false
-}
-
-// trimOWS drops leading and trailing spaces and tabs.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }

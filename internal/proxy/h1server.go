@@ -421,7 +421,7 @@ func (w *h1Writer) WriteHeader(code int) {
 	}
 	w.wroteHeader, w.status = true, code
 	if v := w.hdr["Content-Length"]; len(v) > 0 {
-		if n, ok := parseDecimal(trimOWS(v[0])); ok {
+		if n, ok := parseDecimal(httpsafe.TrimOWS(v[0])); ok {
 			w.cl = n
 		} else {
 			delete(w.hdr, "Content-Length") // as net/http: an invalid value is not sent
@@ -605,7 +605,7 @@ func (w *h1Writer) writeField(k string, vs []string) {
 		}
 		bw.WriteString(k)
 		bw.WriteString(": ")
-		bw.WriteString(trimOWS(v))
+		bw.WriteString(httpsafe.TrimOWS(v))
 		bw.WriteString("\r\n")
 	}
 }
@@ -641,7 +641,7 @@ func (w *h1Writer) finish() bool {
 func (w *h1Writer) writeTrailers() {
 	for _, decl := range w.hdr["Trailer"] {
 		for _, k := range strings.Split(decl, ",") {
-			k = http.CanonicalHeaderKey(trimOWS(k))
+			k = http.CanonicalHeaderKey(httpsafe.TrimOWS(k))
 			if vs, ok := w.hdr[k]; ok && k != "" {
 				w.writeField(k, vs)
 			}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"canton.dev/canton/internal/proxy/httpsafe"
 )
 
 // h1Pool is the HTTP/1.1 client of a cluster for the requests on the proxy's hot path: it writes a
@@ -307,7 +309,7 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
-			bw.WriteString(trimOWS(v))
+			bw.WriteString(httpsafe.TrimOWS(v))
 			bw.WriteString("\r\n")
 		}
 	}
@@ -334,17 +336,6 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 		}
 	}
 	return bw.Flush()
-}
-
-// trimOWS drops leading and trailing spaces and tabs, as net/http does when it writes a header value.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
@@ -554,7 +545,7 @@ func readSimpleResponse(br *bufio.Reader, r *http.Request) *http.Response {
 		if !ok || name == "" || !httpguts.ValidHeaderFieldName(name) {
 			return nil // also obsolete line folding
 		}
-		value = trimOWS(value)
+		value = httpsafe.TrimOWS(value)
 		key := http.CanonicalHeaderKey(name)
 		switch key {
 		case "Content-Length":
@@ -599,7 +590,7 @@ func hasCloseToken(v string) bool {
 	for v != "" {
 		var f string
 		f, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(trimOWS(f), "close") {
+		if strings.EqualFold(httpsafe.TrimOWS(f), "close") {
 			return true
 		}
 	}
