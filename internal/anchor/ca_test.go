@@ -318,25 +318,33 @@ func rotate(t *testing.T, cl *api.Client, scope string) *apipb.RotateCAResponse 
 // TestRotateScopeCA: a rotation replaces the scope's CA with a new one under
 // the same root; certificates of the old CA still verify, new ones come from
 // the new CA, and the root scope rotates too.
-func TestRotateScopeCA(t *testing.T) {
-	c := startCluster(t, meshtest.Options{})
-	cl := client(t, c, 1) // not the bootstrap anchor: forwarding works too
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// shopWithCart starts a mesh with opts and a scope shop on a2 and a3, and issues a first
+// certificate for cart in it with the join token; cl is a client of anchor clientOf.
+func shopWithCart(ctx context.Context, t *testing.T, opts meshtest.Options, clientOf int) (c *meshtest.Cluster, cl *api.Client, token string, cart identity.ID, first *identity.Credentials) {
+	t.Helper()
+	c = startCluster(t, opts)
+	cl = client(t, c, clientOf)
 	const shop = "shop." + mesh
 	if _, err := cl.CreateScope(ctx, shop, []string{"a2", "a3"}); err != nil {
 		t.Fatal(err)
 	}
-	token, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
+	b, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cart := identity.WorkloadID("cart."+shop, "cart")
-	var before *identity.Credentials
+	token, cart = string(b), identity.WorkloadID("cart."+shop, "cart")
 	eventually(t, 10*time.Second, func() error {
-		before, err = issue(ctx, c.Addr(0), string(token), cart)
+		first, err = issue(ctx, c.Addr(0), token, cart)
 		return err
 	})
+	return c, cl, token, cart, first
+}
+
+func TestRotateScopeCA(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const shop = "shop." + mesh
+	c, cl, token, cart, before := shopWithCart(ctx, t, meshtest.Options{}, 1) // not the bootstrap anchor: forwarding works too
 	root := before.Bundle[0]
 	oldCA, version, err := scopeCACerts(ctx, cl, shop)
 	if err != nil {
@@ -411,24 +419,10 @@ func TestRotateScopeCA(t *testing.T) {
 // the certificates issued after it; certificates of an earlier CA keep verifying until they
 // expire.
 func TestScopeCARenewsItself(t *testing.T) {
-	c := startCluster(t, meshtest.Options{ScopeCATTL: 3 * time.Second})
-	cl := client(t, c, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const shop = "shop." + mesh
-	if _, err := cl.CreateScope(ctx, shop, []string{"a2", "a3"}); err != nil {
-		t.Fatal(err)
-	}
-	token, err := os.ReadFile(filepath.Join(c.DataDir(0), "join.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cart := identity.WorkloadID("cart."+shop, "cart")
-	var first *identity.Credentials
-	eventually(t, 10*time.Second, func() error {
-		first, err = issue(ctx, c.Addr(0), string(token), cart)
-		return err
-	})
+	c, cl, token, cart, first := shopWithCart(ctx, t, meshtest.Options{ScopeCATTL: 3 * time.Second}, 0)
 	root := first.Bundle[0]
 	prev, _, err := scopeCACerts(ctx, cl, shop)
 	if err != nil {
