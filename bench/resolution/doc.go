@@ -32,7 +32,8 @@
 //     minimal delta ADS client with a workload certificate of x.demo.mesh, subscribed to the
 //     imported services' ClusterLoadAssignments on x's anchor) sees their endpoints. The
 //     benchmark registers and deregisters a Workload in the owning scope (Apply and Delete
-//     on the owner's anchor), one change at a time, and times each change until the proxy
+//     on the owner's anchor), one change at a time, spaced by the xDS debounce so each is
+//     pushed at once (a lone change), and times each change until the proxy
 //     holds the new endpoint set. It separates: the commit (the Apply call), the watch
 //     (the change's event reaching a watcher connected to a1, which forwards the stream
 //     down the chain like the importer's watch), and the rest (re-resolution by the

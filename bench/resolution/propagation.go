@@ -219,6 +219,13 @@ func churn(ctx context.Context, m *mesh, p *edsProxy, d, changes int, timeout ti
 		} else if res.FirstError == "" {
 			res.FirstError = fmt.Sprintf("change %d: the watcher saw no event for revision %d", i, rev)
 		}
+		// Space the changes by the xDS debounce, so that each is a lone change (pushed at
+		// once); back to back, every change would wait for the window of the previous push
+		// (up to xdsDebounce), which is what a burst of changes gets.
+		select {
+		case <-ctx.Done():
+		case <-time.After(xdsDebounce):
+		}
 	}
 	res.Commit = summarize(durations(commit, time.Millisecond))
 	res.Watch = summarize(durations(watch, time.Millisecond))
