@@ -101,7 +101,7 @@ func TestGatewayTerminatesTLS(t *testing.T) {
 	writeFile(t, keyFile, key)
 	writeFile(t, caFile, clientCA.pem)
 
-	simple, mutual := freePort(t), freePort(t)
+	simple, mutual, redirect := freePort(t), freePort(t), freePort(t)
 	apply(t, cl, fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: bookinfo-gateway}
@@ -114,7 +114,10 @@ spec:
   - port: {number: %d, name: https-mutual, protocol: HTTPS}
     hosts: ["*"]
     tls: {mode: MUTUAL, credentialName: bookinfo-mtls}
-`, simple, mutual)+"---\n"+gatewayRoutes)
+  - port: {number: %d, name: http-redirect, protocol: HTTP}
+    hosts: [bookinfo.example.com]
+    tls: {httpsRedirect: true}
+`, simple, mutual, redirect)+"---\n"+gatewayRoutes)
 	startSidecarWith(t, c, ns, allAnchors(c), "ingressgateway", "", "", func(o *workload.Options) {
 		o.Gateway, o.GatewayAddress, o.NodeID = true, "127.0.0.1", "ingressgateway-tls"
 		o.Labels = map[string]string{"istio": "ingressgateway"}
@@ -166,6 +169,19 @@ spec:
 	}
 	if got, _, err := fetch(mutual, &pair); err != nil || got != "200 productpage /productpage" {
 		t.Fatalf("MUTUAL server with a client certificate: %s %v", got, err)
+	}
+
+	// The HTTP server with httpsRedirect answers 301 to the same URL in https.
+	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/productpage?u=1", redirect), nil)
+	req.Host = "bookinfo.example.com"
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != 301 || loc != "https://bookinfo.example.com/productpage?u=1" {
+		t.Fatalf("httpsRedirect server: %d Location %q, want 301 to https://bookinfo.example.com/productpage?u=1", resp.StatusCode, loc)
 	}
 
 	// Renewal: new files, new certificate served, no restart.

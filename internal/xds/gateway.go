@@ -35,6 +35,9 @@ type gatewayServer struct {
 	// tls: an HTTPS server terminating TLS (SIMPLE or MUTUAL) with the key pair named by
 	// tls.credentialName; plain HTTP otherwise.
 	tls bool
+	// httpsRedirect: a plain HTTP server (tls.httpsRedirect) answering every request of its
+	// hosts with a 301 to the same URL in https.
+	httpsRedirect bool
 }
 
 // gatewayServers returns, by port, the HTTP and HTTPS servers of the Gateways whose selector
@@ -87,7 +90,8 @@ func (g *gen) gatewayServerKind(gs *gatewayServer) string {
 	case (proto == "HTTP" || proto == "HTTP2" || proto == "GRPC") && t == nil:
 		return ""
 	case proto == "HTTP" && t.GetHttpsRedirect():
-		return "tls.httpsRedirect is not supported; the server is left out (serve HTTPS on its own port)"
+		gs.httpsRedirect = true
+		return ""
 	case proto != "HTTPS":
 		return "protocol " + srv.GetPort().GetProtocol() + " is not supported on gateways (HTTP, HTTP2, GRPC and HTTPS are)"
 	case t == nil:
@@ -246,9 +250,13 @@ func generateGatewayRoutes(g *gen, out *Resources) error {
 				if len(vh.Domains) == 0 {
 					continue
 				}
-				g.gatewayRef = bound.ref
-				vh.Routes = g.translateHTTP(vs, nil, servicePort{number: port, protocol: "HTTP"})
-				g.gatewayRef = ""
+				if bound.httpsRedirect {
+					vh.Routes = []*routev3.Route{httpsRedirectRoute()}
+				} else {
+					g.gatewayRef = bound.ref
+					vh.Routes = g.translateHTTP(vs, nil, servicePort{number: port, protocol: "HTTP"})
+					g.gatewayRef = ""
+				}
 				if len(vh.Routes) == 0 {
 					continue
 				}
@@ -266,4 +274,13 @@ func generateGatewayRoutes(g *gen, out *Resources) error {
 		out.Routes[name] = rc
 	}
 	return nil
+}
+
+// httpsRedirectRoute answers every request with a 301 to the same URL in https (on its default
+// port), what Istio's tls.httpsRedirect asks of a gateway's HTTP server.
+func httpsRedirectRoute() *routev3.Route {
+	return &routev3.Route{Name: "https_redirect", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{
+			SchemeRewriteSpecifier: &routev3.RedirectAction_HttpsRedirect{HttpsRedirect: true},
+			ResponseCode:           routev3.RedirectAction_MOVED_PERMANENTLY}}}
 }
