@@ -186,16 +186,6 @@ func tlsVersion(v networking.ServerTLSSettings_TLSProtocol) tlsv3.TlsParameters_
 	return tlsv3.TlsParameters_TLS_AUTO
 }
 
-// gatewayPorts lists the ports of the node's gateway listeners, sorted.
-func (g *gen) gatewayPorts() []uint32 {
-	var ports []uint32
-	for p := range g.gatewayServers() {
-		ports = append(ports, p)
-	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	return ports
-}
-
 // serverAllows reports whether a Gateway server's hosts ("namespace/host" or "host") admit a
 // VirtualService host of namespace vsNS.
 func (g *gen) serverAllows(gs gatewayServer, vsNS, host string) bool {
@@ -222,7 +212,7 @@ func (g *gen) serverAllows(gs gatewayServer, vsNS, host string) bool {
 // VirtualServices bound to the Gateways of that port: one virtual host per VirtualService host.
 func generateGatewayRoutes(g *gen, out *Resources) error {
 	servers := g.gatewayServers()
-	for _, port := range g.gatewayPorts() {
+	for _, port := range sortedPorts(servers) {
 		name := gatewayRouteName(port)
 		rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapBool(false)}
 		claimed := map[string]string{}

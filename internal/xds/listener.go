@@ -42,7 +42,7 @@ func generateListeners(g *gen, out *Resources) error {
 		out.Listeners[l.Name] = l
 	}
 	servers := g.gatewayServers()
-	ports := g.gatewayPorts()
+	ports := sortedPorts(servers)
 	var authn []*hcmv3.HttpFilter
 	if len(ports) > 0 {
 		authn = g.securityFilters(true)
