@@ -101,7 +101,7 @@ func parseH1Head(s string, h http.Header, vals []string) (hd h1Head, _ []string,
 		case "Transfer-Encoding", "Expect", "Upgrade", "Trailer", "Http2-Settings":
 			return hd, vals, false
 		case "Connection":
-			if hasToken1(value, "close") {
+			if httpsafe.HasToken(value, "close") {
 				hd.close = true
 			}
 		}
@@ -166,16 +166,4 @@ func parseDecimal(s string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
-}
-
-// hasToken1 reports whether the comma-separated value v has token (case-insensitive).
-func hasToken1(v, token string) bool {
-	for v != "" {
-		var f string
-		f, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(httpsafe.TrimOWS(f), token) {
-			return true
-		}
-	}
-	return false
 }

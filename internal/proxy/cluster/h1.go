@@ -560,7 +560,7 @@ func readSimpleResponse(br *bufio.Reader, r *http.Request) *http.Response {
 		case "Transfer-Encoding", "Trailer":
 			return nil
 		case "Connection":
-			closing = closing || hasCloseToken(value)
+			closing = closing || httpsafe.HasToken(value, "close")
 		}
 		vals = append(vals, value)
 		if vs, ok := h[key]; ok {
@@ -585,17 +585,6 @@ func readSimpleResponse(br *bufio.Reader, r *http.Request) *http.Response {
 }
 
 var crlf2 = []byte("\r\n\r\n")
-
-func hasCloseToken(v string) bool {
-	for v != "" {
-		var f string
-		f, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(httpsafe.TrimOWS(f), "close") {
-			return true
-		}
-	}
-	return false
-}
 
 // lengthBody is a Content-Length response body read from the connection's buffer.
 type lengthBody struct {
