@@ -83,6 +83,39 @@ func NewServer(opts ServerOptions) (*Server, error) {
 // (a slow client blocks only its own stream).
 var pushSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 
+// pushedResponse is a response prepared for one subscribed type of a stream.
+type pushedResponse[T any, R comparable] struct {
+	t    *T
+	resp R
+}
+
+// prepareChange regenerates st's configuration after a change, in a push slot, and prepares the
+// response every subscribed type (types, in Types order) needs; types that need none are left out.
+// The caller sends them outside the slot, so a slow client holds no slot.
+func prepareChange[T any, R comparable](s *Server, ctx context.Context, st *nodeState, types map[string]*T,
+	prepare func(typeURL string, t *T) (R, error)) ([]pushedResponse[T, R], error) {
+	var push []pushedResponse[T, R]
+	var none R
+	err := s.pushing(ctx, func() error {
+		if err := s.refresh(st); err != nil {
+			return err
+		}
+		for _, typeURL := range Types {
+			if t := types[typeURL]; t != nil {
+				resp, err := prepare(typeURL, t)
+				if err != nil {
+					return err
+				}
+				if resp != none {
+					push = append(push, pushedResponse[T, R]{t, resp})
+				}
+			}
+		}
+		return nil
+	})
+	return push, err
+}
+
 // pushing runs f, a stream's generation and comparison of a push, in one of the push slots,
 // waiting for one until ctx ends.
 func (s *Server) pushing(ctx context.Context, f func() error) error {
@@ -265,10 +298,6 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		}
 		return transmit(t, resp)
 	}
-	type pushed struct {
-		t    *sotwType
-		resp *discoveryv3.DiscoveryResponse
-	}
 	var changed <-chan struct{}
 	for {
 		select {
@@ -277,24 +306,7 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		case err := <-errc:
 			return ignoreEOF(err)
 		case <-changed:
-			var push []pushed
-			err := s.pushing(ctx, func() error {
-				if err := s.refresh(st); err != nil {
-					return err
-				}
-				for _, typeURL := range Types {
-					if t := types[typeURL]; t != nil {
-						resp, err := prepare(typeURL, t)
-						if err != nil {
-							return err
-						}
-						if resp != nil {
-							push = append(push, pushed{t, resp})
-						}
-					}
-				}
-				return nil
-			})
+			push, err := prepareChange(s, ctx, st, types, prepare)
 			if err != nil {
 				return ignoreEOF(err)
 			}
@@ -448,10 +460,6 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		}
 		return transmit(t, resp)
 	}
-	type pushed struct {
-		t    *deltaType
-		resp *discoveryv3.DeltaDiscoveryResponse
-	}
 	var changed <-chan struct{}
 	for {
 		select {
@@ -460,23 +468,8 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		case err := <-errc:
 			return ignoreEOF(err)
 		case <-changed:
-			var push []pushed
-			err := s.pushing(ctx, func() error {
-				if err := s.refresh(st); err != nil {
-					return err
-				}
-				for _, typeURL := range Types {
-					if t := types[typeURL]; t != nil {
-						resp, err := prepare(typeURL, t, false)
-						if err != nil {
-							return err
-						}
-						if resp != nil {
-							push = append(push, pushed{t, resp})
-						}
-					}
-				}
-				return nil
+			push, err := prepareChange(s, ctx, st, types, func(typeURL string, t *deltaType) (*discoveryv3.DeltaDiscoveryResponse, error) {
+				return prepare(typeURL, t, false)
 			})
 			if err != nil {
 				return ignoreEOF(err)
