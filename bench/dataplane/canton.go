@@ -33,8 +33,11 @@ const (
 	nodeOneHop   = "bench-1hop"
 	nodeOutbound = "bench-outbound"
 	nodeInbound  = "bench-inbound"
-	nodeMany     = "bench-1000-clusters"
-	listenerName = "bench"
+	// The HTTP/2 mesh path: the same two hops, HTTP/2 over mTLS between them (h2c and gRPC scenarios).
+	nodeOutboundH2 = "bench-outbound-h2"
+	nodeInboundH2  = "bench-inbound-h2"
+	nodeMany       = "bench-1000-clusters"
+	listenerName   = "bench"
 )
 
 // xdsServer is a static ADS server (go-control-plane's server over its snapshot cache) on 127.0.0.1:0
@@ -200,27 +203,36 @@ func oneHopResources(listen, upstream, grpcUpstream string) (map[resourcev3.Type
 }
 
 // outboundResources configures the client-side proxy of the mesh path: plain HTTP on listen, mTLS to
-// the inbound proxy at inbound, which must present the server SPIFFE ID.
-func outboundResources(listen, inbound string, p *pki) (map[resourcev3.Type][]types.Resource, error) {
+// the inbound proxy at inbound, which must present the server SPIFFE ID. With h2 the hop between the
+// proxies is HTTP/2 (ALPN h2), as a sidecar's is for HTTP/2 and gRPC services; otherwise HTTP/1.1.
+func outboundResources(listen, inbound string, p *pki, h2 bool) (map[resourcev3.Type][]types.Resource, error) {
 	l, err := httpListener(listen, nil)
 	if err != nil {
 		return nil, err
 	}
-	up := &tlsv3.UpstreamTlsContext{Sni: serverName, CommonTlsContext: &tlsv3.CommonTlsContext{
+	common := &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(secretCert)},
-		ValidationContextType:          peerMatch(serverSPIFFE)}}
+		ValidationContextType:          peerMatch(serverSPIFFE)}
+	if h2 {
+		common.AlpnProtocols = []string{"h2"}
+	}
+	up := &tlsv3.UpstreamTlsContext{Sni: serverName, CommonTlsContext: common}
 	c, err := staticCluster("inbound", inbound, &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(up)}})
 	if err != nil {
 		return nil, err
+	}
+	if h2 {
+		c.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
 	}
 	return map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {routes("inbound", "")},
 		resourcev3.ClusterType: {c}, resourcev3.SecretType: secrets(p.ClientCert, p.ClientKey, p.CA)}, nil
 }
 
 // inboundResources configures the server-side proxy of the mesh path: mTLS on listen requiring the
-// client SPIFFE ID, plain HTTP/1.1 to upstream.
-func inboundResources(listen, upstream string, p *pki) (map[resourcev3.Type][]types.Resource, error) {
+// client SPIFFE ID (HTTP/1.1 or, by ALPN, HTTP/2), plain HTTP/1.1 to upstream; with h2, h2c to
+// upstream and gRPC calls to grpcUpstream.
+func inboundResources(listen, upstream, grpcUpstream string, p *pki, h2 bool) (map[resourcev3.Type][]types.Resource, error) {
 	down := &tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapperspb.Bool(true), CommonTlsContext: &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(secretCert)},
 		ValidationContextType:          peerMatch(clientSPIFFE)}}
@@ -233,8 +245,18 @@ func inboundResources(listen, upstream string, p *pki) (map[resourcev3.Type][]ty
 	if err != nil {
 		return nil, err
 	}
-	return map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {routes("upstream", "")},
-		resourcev3.ClusterType: {c}, resourcev3.SecretType: secrets(p.ServerCert, p.ServerKey, p.CA)}, nil
+	if !h2 {
+		return map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {routes("upstream", "")},
+			resourcev3.ClusterType: {c}, resourcev3.SecretType: secrets(p.ServerCert, p.ServerKey, p.CA)}, nil
+	}
+	c.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	g, err := staticCluster("upstream-grpc", grpcUpstream, nil)
+	if err != nil {
+		return nil, err
+	}
+	g.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	return map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {routes("upstream", "upstream-grpc")},
+		resourcev3.ClusterType: {c, g}, resourcev3.SecretType: secrets(p.ServerCert, p.ServerKey, p.CA)}, nil
 }
 
 // manyClustersResources configures a plain HTTP/1.1 proxy on listen routing to the first of n STATIC

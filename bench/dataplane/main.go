@@ -208,13 +208,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}},
 		{[]string{"canton-1hop", "canton-1hop-h2c", "canton-1hop-grpc"}, cantonOneHop},
 		{[]string{"canton-2hop-mtls"}, cantonTwoHops},
+		{[]string{"canton-2hop-mtls-h2c", "canton-2hop-mtls-grpc"}, cantonTwoHopsH2},
 	}
-	haproxy := []string{"haproxy-1hop", "haproxy-1hop-h2c", "haproxy-1hop-grpc", "haproxy-2hop-mtls"}
+	haproxy := []string{"haproxy-1hop", "haproxy-1hop-h2c", "haproxy-1hop-grpc", "haproxy-2hop-mtls", "haproxy-2hop-mtls-h2c",
+		"haproxy-2hop-mtls-grpc"}
 	if bin, err := exec.LookPath("haproxy"); err == nil {
 		rep.Versions["haproxy"] = version(bin, "-v")
 		starters = append(starters,
 			peerStarter{haproxy[:3], func(e *env) ([]*scenario, error) { return haproxyOneHop(e, bin) }},
-			peerStarter{haproxy[3:], func(e *env) ([]*scenario, error) { return haproxyTwoHops(e, bin) }})
+			peerStarter{haproxy[3:4], func(e *env) ([]*scenario, error) { return haproxyTwoHops(e, bin, false) }},
+			peerStarter{haproxy[4:], func(e *env) ([]*scenario, error) { return haproxyTwoHops(e, bin, true) }})
 	} else {
 		logf("haproxy not found: run bench/setup.sh")
 		for _, n := range haproxy {

@@ -88,38 +88,60 @@ func cantonOneHop(e *env) ([]*scenario, error) {
 	}, nil
 }
 
+// cantonTwoHops is the mesh path over HTTP/1.1 between the proxies (canton-2hop-mtls).
 func cantonTwoHops(e *env) ([]*scenario, error) {
-	outListen, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	inListen, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	in, err := inboundResources(inListen, e.upstream, e.pki)
-	if err != nil {
-		return nil, err
-	}
-	out, err := outboundResources(outListen, inListen, e.pki)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.xds.set(e.ctx, nodeInbound, in); err != nil {
-		return nil, err
-	}
-	if err := e.xds.set(e.ctx, nodeOutbound, out); err != nil {
-		return nil, err
-	}
-	ci, _, err := startCanton(e, nodeInbound)
-	if err != nil {
-		return nil, err
-	}
-	co, addr, err := startCanton(e, nodeOutbound)
+	co, ci, addr, err := startCantonPair(e, nodeOutbound, nodeInbound, false)
 	if err != nil {
 		return nil, err
 	}
 	return []*scenario{{Name: "canton-2hop-mtls", Peer: "canton", Hops: 2, Proto: "http1", addr: addr, procs: []*child{co, ci}}}, nil
+}
+
+// cantonTwoHopsH2 is the mesh path for HTTP/2 clients: h2c into the outbound proxy, HTTP/2 over mTLS
+// between the proxies, h2c (or gRPC) to the upstream.
+func cantonTwoHopsH2(e *env) ([]*scenario, error) {
+	co, ci, addr, err := startCantonPair(e, nodeOutboundH2, nodeInboundH2, true)
+	if err != nil {
+		return nil, err
+	}
+	return []*scenario{
+		{Name: "canton-2hop-mtls-h2c", Peer: "canton", Hops: 2, Proto: "h2c", addr: addr, procs: []*child{co, ci}},
+		{Name: "canton-2hop-mtls-grpc", Peer: "canton", Hops: 2, Proto: "grpc", addr: addr, procs: []*child{co, ci}},
+	}, nil
+}
+
+// startCantonPair starts an inbound and an outbound Canton proxy with mTLS between them (HTTP/2 if h2)
+// and returns them with the outbound proxy's address.
+func startCantonPair(e *env, outNode, inNode string, h2 bool) (co, ci *child, addr string, err error) {
+	outListen, err := freePort()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	inListen, err := freePort()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	in, err := inboundResources(inListen, e.upstream, e.grpcUp, e.pki, h2)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	out, err := outboundResources(outListen, inListen, e.pki, h2)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := e.xds.set(e.ctx, inNode, in); err != nil {
+		return nil, nil, "", err
+	}
+	if err := e.xds.set(e.ctx, outNode, out); err != nil {
+		return nil, nil, "", err
+	}
+	if ci, _, err = startCanton(e, inNode); err != nil {
+		return nil, nil, "", err
+	}
+	if co, addr, err = startCanton(e, outNode); err != nil {
+		return nil, nil, "", err
+	}
+	return co, ci, addr, nil
 }
 
 // manyClusters is the number of clusters of the memory measurement (the RSS target of issue #8).
@@ -234,7 +256,9 @@ func haproxyOneHop(e *env, bin string) ([]*scenario, error) {
 	}, nil
 }
 
-func haproxyTwoHops(e *env, bin string) ([]*scenario, error) {
+// haproxyTwoHops is HAProxy's mesh path: HTTP/1.1 over mTLS between two HAProxies (haproxy-2hop-mtls)
+// and, on a second pair, HTTP/2 over mTLS (ALPN h2) for h2c and gRPC clients.
+func haproxyTwoHops(e *env, bin string, h2 bool) ([]*scenario, error) {
 	outListen, err := freePort()
 	if err != nil {
 		return nil, err
@@ -243,16 +267,29 @@ func haproxyTwoHops(e *env, bin string) ([]*scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	inCfg := haproxyConfig(fmt.Sprintf("%s ssl crt %s ca-file %s verify required", inListen, e.pki.ServerBundle, e.pki.CAFile), e.upstream, "", "")
-	ci, err := startHAProxy(e, bin, "haproxy-inbound", inCfg, inListen)
+	suffix, bindOut, alpn, upstream, grpc := "", outListen, "", e.upstream, ""
+	if h2 {
+		// The outbound frontend speaks h2c only; the inbound sends h2c to the upstream and gRPC calls
+		// to the gRPC upstream.
+		suffix, bindOut, alpn, upstream, grpc = "-h2", outListen+" proto h2", " alpn h2", e.upstream+" proto h2", e.grpcUp
+	}
+	inCfg := haproxyConfig(fmt.Sprintf("%s ssl crt %s ca-file %s verify required%s", inListen, e.pki.ServerBundle, e.pki.CAFile, alpn),
+		upstream, "", grpc)
+	ci, err := startHAProxy(e, bin, "haproxy-inbound"+suffix, inCfg, inListen)
 	if err != nil {
 		return nil, err
 	}
-	outCfg := haproxyConfig(outListen, fmt.Sprintf("%s ssl crt %s ca-file %s verify required verifyhost %s sni str(%s)",
-		inListen, e.pki.ClientBundle, e.pki.CAFile, serverName, serverName), "", "")
-	co, err := startHAProxy(e, bin, "haproxy-outbound", outCfg, outListen)
+	outCfg := haproxyConfig(bindOut, fmt.Sprintf("%s ssl crt %s ca-file %s verify required verifyhost %s sni str(%s)%s",
+		inListen, e.pki.ClientBundle, e.pki.CAFile, serverName, serverName, alpn), "", "")
+	co, err := startHAProxy(e, bin, "haproxy-outbound"+suffix, outCfg, outListen)
 	if err != nil {
 		return nil, err
+	}
+	if h2 {
+		return []*scenario{
+			{Name: "haproxy-2hop-mtls-h2c", Peer: "haproxy", Hops: 2, Proto: "h2c", addr: outListen, procs: []*child{co, ci}},
+			{Name: "haproxy-2hop-mtls-grpc", Peer: "haproxy", Hops: 2, Proto: "grpc", addr: outListen, procs: []*child{co, ci}},
+		}, nil
 	}
 	return []*scenario{{Name: "haproxy-2hop-mtls", Peer: "haproxy", Hops: 2, Proto: "http1", addr: outListen, procs: []*child{co, ci}}}, nil
 }

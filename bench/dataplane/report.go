@@ -169,7 +169,8 @@ var ratioKeys = []struct {
 	name  string
 	hops  int
 	proto string
-}{{"1hop", 1, "http1"}, {"2hop", 2, "http1"}, {"1hop-h2c", 1, "h2c"}, {"1hop-grpc", 1, "grpc"}}
+}{{"1hop", 1, "http1"}, {"2hop", 2, "http1"}, {"1hop-h2c", 1, "h2c"}, {"1hop-grpc", 1, "grpc"}, {"2hop-h2c", 2, "h2c"},
+	{"2hop-grpc", 2, "grpc"}}
 
 // computeRatios fills r.Ratios for 1 and 2 hops.
 func (r *report) computeRatios() {
