@@ -81,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "short run (3 repetitions of 1s + 0.5s windows), under 2 minutes")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
 	fs.IntVar(&o.reps, "reps", 0, "repetitions of every scenario (default 5, 3 with -quick)")
-	fs.DurationVar(&o.duration, "duration", 0, "fixed-rate window per scenario and repetition (default 4s, 1s with -quick)")
+	fs.DurationVar(&o.duration, "duration", 0, "fixed-rate window per scenario and repetition (default 3s, 1s with -quick)")
 	fs.DurationVar(&o.satDuration, "sat-duration", 0, "saturated window per scenario and repetition (default 2s, 0.5s with -quick)")
 	fs.IntVar(&o.upstreamProcs, "upstream-procs", 1, "GOMAXPROCS of the upstream server process")
 	fs.StringVar(&o.only, "only", "", "comma-separated scenario names to run (direct and direct-h2c always run)")
@@ -112,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			}
 		}
 	}
-	def(&o.duration, 4*time.Second, time.Second)
+	def(&o.duration, 3*time.Second, time.Second)
 	def(&o.satDuration, 2*time.Second, 500*time.Millisecond)
 	def(&o.warmup, time.Second, 300*time.Millisecond)
 	if o.reps == 0 {
