@@ -66,8 +66,8 @@ func TestRatiosPairPeersByPathAndProtocol(t *testing.T) {
 func TestParseFlagsDefaults(t *testing.T) {
 	var sink bytes.Buffer
 	o, err := parseFlags(nil, &sink)
-	if err != nil || o.reps != 5 || o.duration.Seconds() != 4 || len(o.protocols) != 3 {
-		t.Errorf("defaults = %+v, %v; want 5 repetitions of 4s, 3 protocols", o, err)
+	if err != nil || o.reps != 5 || o.duration.Seconds() != 3 || len(o.protocols) != 3 {
+		t.Errorf("defaults = %+v, %v; want 5 repetitions of 3s, 3 protocols", o, err)
 	}
 	q, err := parseFlags([]string{"-quick"}, &sink)
 	if err != nil || q.reps != 3 || q.duration.Seconds() != 1 {
