@@ -15,6 +15,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"canton.dev/canton/internal/xds"
 )
@@ -36,7 +37,7 @@ type counters struct {
 	wake    chan struct{}
 }
 
-// simClient is one simulated proxy: an ADS stream (state of the world) subscribing like
+// simClient is one simulated proxy: an ADS stream (state of the world, or delta: runDelta) subscribing like
 // internal/proxy does and ACKing every response.
 type simClient struct {
 	node *corev3.Node
@@ -111,10 +112,10 @@ func (sc *simClient) run(ctx context.Context, conn *grpc.ClientConn, ready func(
 		switch typeURL {
 		case xds.ClusterType:
 			follow = xds.EndpointType
-			names, err = edsNames(resp)
+			names, err = edsNames(resp.GetResources())
 		case xds.ListenerType:
 			follow = xds.RouteType
-			names, err = rdsNames(resp)
+			names, err = rdsNames(resp.GetResources())
 		}
 		if err != nil {
 			sc.c.nacks.Add(1)
@@ -138,22 +139,126 @@ func (sc *simClient) run(ctx context.Context, conn *grpc.ClientConn, ready func(
 				}
 			}
 		}
-		sc.mu.Lock()
-		sc.acked[ti] = true
-		if typeURL == xds.RouteType {
-			sc.route = t.version
-			if sc.changedAt == 0 && t.version != sc.baseline {
-				sc.changedAt = ackAt
-				sc.c.changed.Add(1)
-				select {
-				case sc.c.wake <- struct{}{}:
-				default:
-				}
+		if sc.ackedType(ti, t.version, ackAt) && !readyCalled {
+			readyCalled = true
+			ready()
+		}
+	}
+}
+
+// ackedType records that the client ACKed a response of type ti at version (for RDS, the route
+// version it applies), ackAt, and reports whether all four types have been ACKed.
+func (sc *simClient) ackedType(ti int, version string, ackAt int64) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.acked[ti] = true
+	if ti == typeIndex[xds.RouteType] {
+		sc.route = version
+		if sc.changedAt == 0 && version != sc.baseline {
+			sc.changedAt = ackAt
+			sc.c.changed.Add(1)
+			select {
+			case sc.c.wake <- struct{}{}:
+			default:
 			}
 		}
-		all := sc.acked[0] && sc.acked[1] && sc.acked[2] && sc.acked[3]
-		sc.mu.Unlock()
-		if all && !readyCalled {
+	}
+	return sc.acked[0] && sc.acked[1] && sc.acked[2] && sc.acked[3]
+}
+
+// runDelta is run over a delta (incremental) ADS stream, as canton proxy uses: CDS and LDS
+// wildcard, then EDS and RDS by name, ACKing every response. A response carries only what
+// changed; the client keeps every type's resources to follow the names they imply. The route
+// version is the system version of the last RDS response.
+func (sc *simClient) runDelta(ctx context.Context, conn *grpc.ClientConn, ready func()) error {
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return fmt.Errorf("client %s: open delta ads stream: %w", sc.node.GetId(), err)
+	}
+	known := map[string]map[string]*anypb.Any{} // type -> name -> resource
+	subscribed := map[string][]string{}         // EDS and RDS names, sorted
+	for i, typeURL := range []string{xds.ClusterType, xds.ListenerType} {
+		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL}
+		if i == 0 {
+			req.Node = sc.node
+		}
+		if err := stream.Send(req); err != nil {
+			return fmt.Errorf("client %s: send %s: %w", sc.node.GetId(), typeShort[typeIndex[typeURL]], err)
+		}
+		known[typeURL] = map[string]*anypb.Any{}
+	}
+	readyCalled := false
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("client %s: recv: %w", sc.node.GetId(), err)
+		}
+		sc.c.lastRecv.Store(time.Now().UnixNano())
+		typeURL := resp.GetTypeUrl()
+		ti, ok := typeIndex[typeURL]
+		if !ok {
+			return fmt.Errorf("client %s: response of unexpected type %q", sc.node.GetId(), typeURL)
+		}
+		sc.c.bytes[ti].Add(int64(proto.Size(resp)))
+		sc.c.responses[ti].Add(1)
+		res := known[typeURL]
+		if res == nil {
+			return fmt.Errorf("client %s: unsolicited %s response", sc.node.GetId(), typeShort[ti])
+		}
+		for _, r := range resp.GetResources() {
+			res[r.GetName()] = r.GetResource()
+		}
+		for _, n := range resp.GetRemovedResources() {
+			delete(res, n)
+		}
+		var follow string
+		var names []string
+		switch typeURL {
+		case xds.ClusterType, xds.ListenerType:
+			all := make([]*anypb.Any, 0, len(res))
+			for _, a := range res {
+				all = append(all, a)
+			}
+			if typeURL == xds.ClusterType {
+				follow = xds.EndpointType
+				names, err = edsNames(all)
+			} else {
+				follow = xds.RouteType
+				names, err = rdsNames(all)
+			}
+		}
+		if err != nil {
+			sc.c.nacks.Add(1)
+			return fmt.Errorf("client %s: decode %s: %w", sc.node.GetId(), typeShort[ti], err)
+		}
+		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResponseNonce: resp.GetNonce()}); err != nil { // the ACK
+			return fmt.Errorf("client %s: ack %s: %w", sc.node.GetId(), typeShort[ti], err)
+		}
+		ackAt := time.Now().UnixNano()
+		if follow != "" && !slices.Equal(subscribed[follow], names) {
+			req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: follow}
+			for _, n := range names {
+				if _, ok := slices.BinarySearch(subscribed[follow], n); !ok {
+					req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+				}
+			}
+			for _, n := range subscribed[follow] {
+				if _, ok := slices.BinarySearch(names, n); !ok {
+					req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
+				}
+			}
+			subscribed[follow] = names
+			if known[follow] == nil {
+				known[follow] = map[string]*anypb.Any{}
+			}
+			if err := stream.Send(req); err != nil {
+				return fmt.Errorf("client %s: subscribe %s: %w", sc.node.GetId(), typeShort[typeIndex[follow]], err)
+			}
+		}
+		if sc.ackedType(ti, resp.GetSystemVersionInfo(), ackAt) && !readyCalled {
 			readyCalled = true
 			ready()
 		}
@@ -175,9 +280,9 @@ func (sc *simClient) changed() int64 {
 }
 
 // edsNames lists the EDS service names of the clusters in a CDS response, sorted.
-func edsNames(resp *discoveryv3.DiscoveryResponse) ([]string, error) {
+func edsNames(resources []*anypb.Any) ([]string, error) {
 	var names []string
-	for _, a := range resp.GetResources() {
+	for _, a := range resources {
 		var c clusterv3.Cluster
 		if err := a.UnmarshalTo(&c); err != nil {
 			return nil, err
@@ -197,9 +302,9 @@ func edsNames(resp *discoveryv3.DiscoveryResponse) ([]string, error) {
 
 // rdsNames lists the route configurations the HTTP connection managers of an LDS response
 // fetch over RDS, sorted.
-func rdsNames(resp *discoveryv3.DiscoveryResponse) ([]string, error) {
+func rdsNames(resources []*anypb.Any) ([]string, error) {
 	var names []string
-	for _, a := range resp.GetResources() {
+	for _, a := range resources {
 		var l listenerv3.Listener
 		if err := a.UnmarshalTo(&l); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@
 //	go run ./bench/controlplane -clients 1000,5000 -sidecar-egress 3   # Sidecar-scoped proxies
 //	go run ./bench/controlplane -clients 1000 -cpuprofile cpu.out -memprofile heap.out
 //	go run ./bench/controlplane -identical-nodes   # replicas that differ only in their ID
+//	go run ./bench/controlplane -clients 1000 -delta   # delta ADS, as canton proxy uses
 //
 // It starts a real three-anchor mesh in this process (internal/meshtest: Raft, bbolt, mTLS
 // gRPC on 127.0.0.1), creates a scope of realistic size (by default 50 services × 3
@@ -21,8 +22,9 @@
 //     clients are endpoints of their services too. Each client gets a workload
 //     certificate the way `canton proxy` does (CSR → IssueCertificate with the join token
 //     of the bootstrap anchor; one certificate per service account, shared by that
-//     account's clients), opens its own mTLS connection and ADS stream (state of the world)
-//     to one of the three anchors (round robin), subscribes like the proxy (CDS and LDS
+//     account's clients), opens its own mTLS connection and ADS stream (state of the world;
+//     delta with -delta, keeping every type's resources to follow the names they imply) to
+//     one of the three anchors (round robin), subscribes like the proxy (CDS and LDS
 //     wildcard, then EDS and RDS by name) and ACKs every response;
 //   - measures the anchors' process memory (runtime.MemStats, after GC) before and after
 //     the clients are connected, divided by N;

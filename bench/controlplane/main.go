@@ -36,6 +36,7 @@ type options struct {
 	roundTimeout   time.Duration
 	connectTimeout time.Duration
 	identicalNodes bool // clients of one service version send the same node but for the ID
+	delta          bool // clients use delta ADS
 	json           bool
 	cpuProfile     string // written over the change rounds of the last client count
 	memProfile     string // heap profile once the last client count is connected
@@ -59,6 +60,7 @@ func main() {
 	flag.DurationVar(&o.roundTimeout, "round-timeout", 30*time.Second, "how long a change may take to reach every client")
 	flag.DurationVar(&o.connectTimeout, "connect-timeout", 3*time.Minute, "how long all clients may take to connect and get their first configuration")
 	flag.BoolVar(&o.identicalNodes, "identical-nodes", false, "give the clients of one service version the same node but for the ID (default: each client has its own addresses and ports, as every real proxy has)")
+	flag.BoolVar(&o.delta, "delta", false, "clients use delta (incremental) ADS, as canton proxy does (default: state of the world)")
 	flag.BoolVar(&o.json, "json", false, "print one JSON object")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the change rounds of the last client count to this file")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile with the last client count connected to this file")
@@ -124,7 +126,7 @@ func run(o options) (*report, error) {
 			a.Close()
 		}
 	}()
-	rep := &report{Services: o.shape.Services, Versions: o.shape.Versions, Egress: o.shape.Egress, IdenticalNodes: o.identicalNodes, Anchors: c.Len(), Rounds: o.rounds,
+	rep := &report{Services: o.shape.Services, Versions: o.shape.Versions, Egress: o.shape.Egress, IdenticalNodes: o.identicalNodes, Delta: o.delta, Anchors: c.Len(), Rounds: o.rounds,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), SetupSecs: time.Since(setupStart).Seconds()}
 	for i, n := range o.clients {
 		b.last = i == len(o.clients)-1
@@ -301,7 +303,7 @@ type worker struct {
 
 func (b *bench) startWorker(n int) (*worker, error) {
 	cfg, err := json.Marshal(workerConfig{Anchors: b.anchors, JoinToken: b.token, Namespace: benchNamespace,
-		Shape: b.o.shape, Clients: n, ConnectTimeout: b.o.connectTimeout, IdenticalNodes: b.o.identicalNodes})
+		Shape: b.o.shape, Clients: n, ConnectTimeout: b.o.connectTimeout, IdenticalNodes: b.o.identicalNodes, Delta: b.o.delta})
 	if err != nil {
 		return nil, err
 	}

@@ -83,10 +83,11 @@ func TestBenchmarkSmall(t *testing.T) {
 	const clients, rounds = 6, 2
 	for _, c := range []struct {
 		egress, affected int
-	}{{0, 6}, {1, 2}} { // egress 1 of 3 services: only svc-02 (clients 2 and 5) routes svc-00
-		t.Run(fmt.Sprintf("egress=%d", c.egress), func(t *testing.T) {
+		delta            bool
+	}{{0, 6, false}, {1, 2, false}, {0, 6, true}} { // egress 1 of 3 services: only svc-02 (clients 2 and 5) routes svc-00
+		t.Run(fmt.Sprintf("egress=%d,delta=%t", c.egress, c.delta), func(t *testing.T) {
 			rep, err := run(options{clients: []int{clients}, rounds: rounds, shape: shape{Services: 3, Versions: 2, Egress: c.egress},
-				roundTimeout: 10 * time.Second, connectTimeout: 20 * time.Second})
+				roundTimeout: 10 * time.Second, connectTimeout: 20 * time.Second, delta: c.delta})
 			if err != nil {
 				t.Fatal(err)
 			}

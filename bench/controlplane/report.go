@@ -14,6 +14,7 @@ type report struct {
 	Egress         int         `json:"sidecar_egress,omitempty"`
 	Versions       int         `json:"versions"`
 	IdenticalNodes bool        `json:"identical_nodes,omitempty"` // clients of a service version sent one node but for the ID
+	Delta          bool        `json:"delta,omitempty"`           // clients used delta ADS
 	Anchors        int         `json:"anchors"`
 	Rounds         int         `json:"rounds"`
 	GOMAXPROCS     int         `json:"gomaxprocs"`
@@ -95,6 +96,9 @@ func (r *report) print(w io.Writer) {
 	nodes := "every client its own node (addresses and ports)"
 	if r.IdenticalNodes {
 		nodes = "clients of a service version share one node but for the ID"
+	}
+	if r.Delta {
+		nodes += ", delta ADS"
 	}
 	fmt.Fprintf(w, "control plane: %d anchors, scope of %d services × %d versions, %s, %s, %d changes per run, GOMAXPROCS=%d (setup %.1fs)\n",
 		r.Anchors, r.Services, r.Versions, scoping, nodes, r.Rounds, r.GOMAXPROCS, r.SetupSecs)

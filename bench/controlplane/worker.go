@@ -37,6 +37,9 @@ type workerConfig struct {
 	// (the benchmark before it modelled per-proxy addresses); false: each client has its own
 	// addresses and ports, as every `canton proxy` has.
 	IdenticalNodes bool `json:"identical_nodes,omitempty"`
+	// Delta makes the clients use delta (incremental) ADS, as canton proxy does; false: state
+	// of the world.
+	Delta bool `json:"delta,omitempty"`
 }
 
 const workerEnv = "CANTON_BENCH_CONTROLPLANE_WORKER"
@@ -128,7 +131,11 @@ func runWorker(cfg workerConfig, in io.Reader, out io.Writer) error {
 					<-sem
 				}
 			}
-			err := sc.run(ctx, conn, func() {
+			run := sc.run
+			if cfg.Delta {
+				run = sc.runDelta
+			}
+			err := run(ctx, conn, func() {
 				ready.Add(1)
 				release()
 				done <- struct{}{}

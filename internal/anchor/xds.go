@@ -32,6 +32,7 @@ type xdsSnapshot struct {
 	rev      uint64
 	imports  string // fingerprint of the imported objects
 	meshWide string // fingerprint of the root namespace's mesh-wide objects
+	notified uint64 // a.xds.Notified() before imports and meshWide were taken
 	snap     *xds.Snapshot
 }
 
@@ -211,19 +212,28 @@ func (a *Anchor) xdsGenerate(n xds.Node) (xds.Resources, error) {
 	return snap.Generate(n)
 }
 
+// xdsSnapshotOf returns the snapshot of scope h's latest applied state, with its imports and the
+// mesh-wide objects. Every stream asks on every push: the imports and mesh-wide objects are
+// looked at again only after a Notify (every change of them is followed by one, see
+// xds.Server.Notified), not by every stream.
 func (a *Anchor) xdsSnapshotOf(h *hosted) (*xds.Snapshot, error) {
 	h.xds.mu.Lock()
 	defer h.xds.mu.Unlock()
-	rev, imp := h.state.Revision(), a.imports.fingerprint(h)
+	rev, notified := h.state.Revision(), a.xds.Notified()
+	if h.xds.snap != nil && h.xds.rev == rev && h.xds.notified == notified {
+		return h.xds.snap, nil
+	}
+	imp := a.imports.fingerprint(h)
 	wide, wideFP := a.meshWideFor(h)
 	if h.xds.snap != nil && h.xds.rev == rev && h.xds.imports == imp && h.xds.meshWide == wideFP {
+		h.xds.notified = notified
 		return h.xds.snap, nil
 	}
 	snap, err := a.newXDSSnapshot(h, h.state, wide, h.xds.snap)
 	if err != nil {
 		return nil, err
 	}
-	h.xds.rev, h.xds.imports, h.xds.meshWide, h.xds.snap = rev, imp, wideFP, snap
+	h.xds.rev, h.xds.imports, h.xds.meshWide, h.xds.notified, h.xds.snap = rev, imp, wideFP, notified, snap
 	return snap, nil
 }
 

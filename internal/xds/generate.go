@@ -27,6 +27,11 @@ import (
 type generator struct {
 	name string
 	run  func(g *gen, out *Resources) error
+	// routing is set on the outboundGenerators that read VirtualServices. The others read of
+	// the input only what nodeInputsOf and destinationRulesOf hash, so a snapshot whose
+	// hashes are its predecessor's keeps what they made (see freePart): a change of routing
+	// regenerates the outbound route configuration alone.
+	routing bool
 }
 
 // The translation is split in two lists. outboundGenerators build what a proxy reaches: the
@@ -41,21 +46,24 @@ type generator struct {
 //
 // A generator added to outboundGenerators, or a new read of the node in one, must be covered
 // by outboundKey: TestSharedOutboundMatchesGeneratingAlone compares every proxy's shared
-// configuration with generating it alone.
+// configuration with generating it alone. An outbound generator reads nothing another one
+// wrote, and one that reads VirtualServices (or anything nodeInputsOf and destinationRulesOf
+// leave out) is marked routing: TestNextCarriesNodePartsOverOnlyWhenTheirInputsAreUnchanged
+// checks that a snapshot made with Next gives what a fresh one does.
 var outboundGenerators = []generator{
-	{"routes", generateRoutes},
-	{"clusters", generateClusters},
-	{"endpoints", generateEndpoints},
-	{"root secret", generateRootSecret},
+	{name: "routes", run: generateRoutes, routing: true},
+	{name: "clusters", run: generateClusters},
+	{name: "endpoints", run: generateEndpoints},
+	{name: "root secret", run: generateRootSecret},
 }
 
 var nodeGenerators = []generator{
-	{"gateway routes", generateGatewayRoutes},
-	{"listeners", generateListeners},
-	{"upstreams", generateUpstreams},
-	{"capture", generateCapture},
-	{"inbound cluster", generateInboundCluster},
-	{"node secret", generateNodeSecret},
+	{name: "gateway routes", run: generateGatewayRoutes},
+	{name: "listeners", run: generateListeners},
+	{name: "upstreams", run: generateUpstreams},
+	{name: "capture", run: generateCapture},
+	{name: "inbound cluster", run: generateInboundCluster},
+	{name: "node secret", run: generateNodeSecret},
 }
 
 // gen is the state of one Generate call.
@@ -115,6 +123,9 @@ type Snapshot struct {
 	// DestinationRules) does not rebuild every proxy's listeners.
 	nodeInputs [sha256.Size]byte
 	nodes      *nodeCache
+	// destinationRules hashes the DestinationRules of in (destinationRulesOf). With
+	// nodeInputs, it is what the outboundGenerators not marked routing read of in.
+	destinationRules [sha256.Size]byte
 }
 
 // outboundKey is everything of a node the outboundGenerators read. Two nodes with equal keys
@@ -160,7 +171,14 @@ func (s *Snapshot) outboundKeyOf(n Node) (outboundKey, Node) {
 			on.Labels = map[string]string{}
 		}
 		on.Labels[key] = v
-		fmt.Fprintf(&b, "%d:%s=%d:%s\n", len(key), key, len(v), v)
+		b.WriteString(strconv.Itoa(len(key)))
+		b.WriteByte(':')
+		b.WriteString(key)
+		b.WriteByte('=')
+		b.WriteString(strconv.Itoa(len(v)))
+		b.WriteByte(':')
+		b.WriteString(v)
+		b.WriteByte('\n')
 	}
 	k.labels = b.String()
 	return k, on
@@ -169,6 +187,9 @@ func (s *Snapshot) outboundKeyOf(n Node) (outboundKey, Node) {
 // outboundPart is the outbound configuration shared by every proxy of one outboundKey.
 type outboundPart struct {
 	res *Resources // versions computed; never modified once built
+	// free is what the outboundGenerators not marked routing made of it, which the same part
+	// of the next snapshot keeps when their inputs did not change.
+	free *freePart
 	// fault is whether the outbound route configuration uses the fault filter (the outbound
 	// listener then has the filter).
 	fault   bool
@@ -192,6 +213,16 @@ func (p *outboundPart) withSkips(own map[Skip]bool) []Skip {
 	return sortSkips(all)
 }
 
+// freePart is what the outboundGenerators that are not marked routing made for one outboundKey
+// (clusters, endpoints, the trust bundle), run on their own: their resources with versions,
+// what they skipped, and the hashes of the input they read (Snapshot.nodeInputs and
+// destinationRules). It is never modified once built.
+type freePart struct {
+	res                          *Resources
+	skipped                      map[Skip]bool
+	nodeInputs, destinationRules [sha256.Size]byte
+}
+
 type outboundEntry struct {
 	once sync.Once
 	part *outboundPart
@@ -204,7 +235,9 @@ func NewSnapshot(in Input) (*Snapshot, error) {
 	if in.Mesh == "" {
 		return nil, errors.New("input: mesh domain is required")
 	}
-	return &Snapshot{in: in, m: buildModel(in), nodeInputs: nodeInputsOf(in), nodes: &nodeCache{}}, nil
+	s := &Snapshot{in: in, m: buildModel(in), nodes: &nodeCache{}}
+	s.nodeInputs, s.destinationRules = nodeInputsOf(in), destinationRulesOf(in)
+	return s, nil
 }
 
 // Next decodes in, a later state of the scope of s: like NewSnapshot(in), but the objects whose
@@ -213,7 +246,9 @@ func (s *Snapshot) Next(in Input) (*Snapshot, error) {
 	if in.Mesh == "" {
 		return nil, errors.New("input: mesh domain is required")
 	}
-	n := &Snapshot{in: in, m: buildModelFrom(in, s.m), nodeInputs: nodeInputsOf(in), nodes: &nodeCache{}, prevOutbound: &s.outbound}
+	n := &Snapshot{in: in, nodes: &nodeCache{}, prevOutbound: &s.outbound}
+	n.nodeInputs, n.destinationRules = nodeInputsOf(in), destinationRulesOf(in)
+	n.m = buildModelFrom(in, s.m, n.nodeInputs == s.nodeInputs && n.destinationRules == s.destinationRules)
 	if n.nodeInputs == s.nodeInputs {
 		n.nodes.prev = &s.nodes.cur
 	}
@@ -312,9 +347,21 @@ func plainSidecar(n Node) bool {
 // scope and trust bundle. Not the revision: a snapshot of another revision with the same
 // objects has the same node inputs.
 func nodeInputsOf(in Input) [sha256.Size]byte {
+	return hashInput(in, true, func(kind string) bool { return kind != "VirtualService" && kind != "DestinationRule" })
+}
+
+// destinationRulesOf hashes the DestinationRules of in, whole, in order.
+func destinationRulesOf(in Input) [sha256.Size]byte {
+	return hashInput(in, false, func(kind string) bool { return kind == "DestinationRule" })
+}
+
+// hashInput hashes the objects of in whose kind is kept, whole, in order, after the mesh, scope
+// and trust bundle when withScope.
+func hashInput(in Input, withScope bool, keep func(kind string) bool) [sha256.Size]byte {
 	h := sha256.New()
 	var buf []byte
 	str := func(v string) { buf = append(strconv.AppendInt(buf, int64(len(v)), 10), ':'); buf = append(buf, v...) }
+	raw := func(v []byte) { buf = append(strconv.AppendInt(buf, int64(len(v)), 10), ':'); buf = append(buf, v...) }
 	strMap := func(m map[string]string) {
 		buf = append(strconv.AppendInt(buf, int64(len(m)), 10), '{')
 		for _, k := range sortedKeys(m) {
@@ -322,12 +369,14 @@ func nodeInputsOf(in Input) [sha256.Size]byte {
 			str(m[k])
 		}
 	}
-	str(in.Mesh)
-	str(in.Scope)
-	str(string(in.TrustBundle))
-	h.Write(buf)
+	if withScope {
+		str(in.Mesh)
+		str(in.Scope)
+		raw(in.TrustBundle)
+		h.Write(buf)
+	}
 	for _, o := range in.Objects {
-		if o.Kind == "VirtualService" || o.Kind == "DestinationRule" {
+		if !keep(o.Kind) {
 			continue
 		}
 		buf = buf[:0]
@@ -336,7 +385,7 @@ func nodeInputsOf(in Input) [sha256.Size]byte {
 		str(o.Name)
 		strMap(o.Labels)
 		strMap(o.Annotations)
-		str(string(o.Spec))
+		raw(o.Spec)
 		str(o.UID)
 		buf = strconv.AppendUint(append(buf, ';'), o.Version, 10)
 		buf = strconv.AppendUint(append(buf, ';'), o.Created, 10)
@@ -455,8 +504,15 @@ func (s *Snapshot) outboundFor(node Node) (*outboundPart, error) {
 }
 
 // generateOutbound runs the outboundGenerators for on, the node of outboundKey k (see
-// outboundKeyOf).
+// outboundKeyOf). Those not marked routing are not run when the same part of the previous
+// snapshot was made from the same input hashes: their resources, versions and skips are kept.
 func (s *Snapshot) generateOutbound(k outboundKey, on Node) (*outboundPart, error) {
+	var prev *outboundPart
+	if s.prevOutbound != nil {
+		if v, ok := s.prevOutbound.Load(k); ok {
+			prev = v.(*outboundEntry).done.Load()
+		}
+	}
 	g := newGen(s.in, s.m, on)
 	for _, sk := range s.m.skips {
 		g.skipped[sk] = true
@@ -464,23 +520,66 @@ func (s *Snapshot) generateOutbound(k outboundKey, on Node) (*outboundPart, erro
 	g.computeVisible()
 	out := newResources()
 	for _, gr := range outboundGenerators {
-		if err := gr.run(g, out); err != nil {
-			return nil, fmt.Errorf("generate %s: %w", gr.name, err)
+		if gr.routing {
+			if err := gr.run(g, out); err != nil {
+				return nil, fmt.Errorf("generate %s: %w", gr.name, err)
+			}
 		}
 	}
 	if err := out.computeVersions(); err != nil {
 		return nil, err
 	}
-	if s.prevOutbound != nil {
-		if v, ok := s.prevOutbound.Load(k); ok {
-			if prev := v.(*outboundEntry).done.Load(); prev != nil {
-				intern(out, prev.res)
+	var free *freePart
+	if prev != nil && prev.free.nodeInputs == s.nodeInputs && prev.free.destinationRules == s.destinationRules {
+		free = prev.free
+	} else {
+		var err error
+		if free, err = s.generateFree(on, g.visible); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range Types {
+		fm := free.res.ByType(t)
+		switch {
+		case len(fm) == 0:
+		case len(out.ByType(t)) == 0:
+			out.setType(t, fm)
+			out.Versions[t] = free.res.Versions[t]
+		default: // not the case today: routing and the other generators make other types
+			m, vs := out.ByType(t), out.Versions[t]
+			for name, msg := range fm {
+				m[name], vs[name] = msg, free.res.Versions[t][name]
 			}
 		}
 	}
+	for sk := range free.skipped {
+		g.skipped[sk] = true
+	}
+	if prev != nil {
+		intern(out, prev.res)
+	}
 	rc, _ := out.Routes[OutboundRouteName].(*routev3.RouteConfiguration)
-	return &outboundPart{res: out, fault: rc != nil && usesFilter(rc, FaultFilterName), visible: g.visible, skipped: g.skipped,
+	return &outboundPart{res: out, free: free, fault: rc != nil && usesFilter(rc, FaultFilterName), visible: g.visible, skipped: g.skipped,
 		sorted: slices.Clip(sortedSkips(g.skipped))}, nil
+}
+
+// generateFree runs the outboundGenerators that are not marked routing for on, whose visible
+// services are visible, on their own gen: what they skip is theirs alone.
+func (s *Snapshot) generateFree(on Node, visible []*service) (*freePart, error) {
+	g := newGen(s.in, s.m, on)
+	g.visible = visible
+	out := newResources()
+	for _, gr := range outboundGenerators {
+		if !gr.routing {
+			if err := gr.run(g, out); err != nil {
+				return nil, fmt.Errorf("generate %s: %w", gr.name, err)
+			}
+		}
+	}
+	if err := out.computeVersions(); err != nil {
+		return nil, err
+	}
+	return &freePart{res: out, skipped: g.skipped, nodeInputs: s.nodeInputs, destinationRules: s.destinationRules}, nil
 }
 
 // intern gives out, for every type whose resources have the versions they have in prev (the
@@ -494,6 +593,7 @@ func intern(out, prev *Resources) {
 		if maps.Equal(out.Versions[t], prev.Versions[t]) {
 			out.setType(t, prev.ByType(t))
 			out.Versions[t] = prev.Versions[t]
+			out.adoptSummary(i, prev)
 			same[i], interned = true, true
 		}
 	}

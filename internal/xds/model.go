@@ -2,6 +2,7 @@ package xds
 
 import (
 	"bytes"
+	"cmp"
 	"net/netip"
 	"slices"
 	"sort"
@@ -144,8 +145,9 @@ type model struct {
 	drsByHost   map[string][]*destinationRule
 	wildcardDRs []*destinationRule
 	skips       []Skip // objects that could not be used, for every node
+	otherSkips  []Skip // those of skips that are not about VirtualServices
 	// decoded are the specs of the snapshot's objects, decoded (see modelBuilder.typed).
-	decoded map[objectKey]decodedSpec
+	decoded decodedSpecs
 	// outboundLabels are the node labels the outbound part of a proxy's configuration reads
 	// (see outboundKey in generate.go), sorted (outboundLabelKeys).
 	outboundLabels []string
@@ -158,81 +160,158 @@ type workloadEntry struct {
 
 // sortObjects orders objects by creation (Istio's "oldest wins" for conflicts), then by
 // namespace and name, so every later iteration is deterministic.
-func sortObjects(objs []resource.Object) []resource.Object {
-	out := append([]resource.Object(nil), objs...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Created != b.Created {
-			return a.Created < b.Created
-		}
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
-	})
+// It returns pointers into objs, which it does not modify.
+func sortObjects(objs []resource.Object) []*resource.Object {
+	out := make([]*resource.Object, len(objs))
+	for i := range objs {
+		out[i] = &objs[i]
+	}
+	slices.SortStableFunc(out, compareObjects)
 	return out
+}
+
+// compareObjects is the order of sortObjects.
+func compareObjects(a, b *resource.Object) int {
+	if a.Created != b.Created {
+		return cmp.Compare(a.Created, b.Created)
+	}
+	if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 // modelBuilder decodes a scope snapshot into a model.
 type modelBuilder struct {
 	in   Input
 	m    *model
-	prev map[objectKey]decodedSpec // the decoded specs of the previous snapshot; may be nil
+	prev decodedSpecs // the decoded specs of the previous snapshot; may be empty
 }
 
 // objectKey names an object of a snapshot.
 type objectKey struct{ kind, namespace, name string }
 
-// decodedSpec is a spec and what resource.Typed made of it (never modified).
+// decodedSpec is a spec and what resource.Typed made of it (never modified), and the object's
+// Ref.
 type decodedSpec struct {
 	spec  []byte
 	typed any
 	err   error
+	ref   string
 }
 
-// typed is resource.Typed(o), taken from the previous snapshot when o's spec is unchanged: a
-// scope change usually changes a few objects, and decoding every spec of a large scope for
-// every revision would cost more than all the rest of the translation.
-func (b *modelBuilder) typed(o resource.Object) (any, error) {
+// decodedSpecs are the decoded specs of a snapshot's objects by name, those of VirtualServices
+// apart: a model whose other objects are its predecessor's keeps their map (buildModelFrom).
+type decodedSpecs struct {
+	vs, other map[objectKey]decodedSpec
+}
+
+func (d decodedSpecs) get(k objectKey) (decodedSpec, bool) {
+	m := d.other
+	if k.kind == "VirtualService" {
+		m = d.vs
+	}
+	s, ok := m[k]
+	return s, ok
+}
+
+// typed is resource.Typed(o) and o.Ref(), taken from the previous snapshot when o's spec is
+// unchanged: a scope change usually changes a few objects, and decoding every spec of a large
+// scope for every revision would cost more than all the rest of the translation.
+func (b *modelBuilder) typed(o *resource.Object) (typed any, ref string, err error) {
 	k := objectKey{o.Kind, o.Namespace, o.Name}
-	d, ok := b.prev[k]
+	d, ok := b.prev.get(k)
+	if !ok {
+		d.ref = o.Ref()
+	}
 	if !ok || !bytes.Equal(d.spec, o.Spec) {
 		d.spec = o.Spec
-		d.typed, d.err = resource.Typed(o)
+		d.typed, d.err = resource.Typed(*o)
 	}
-	b.m.decoded[k] = d
-	return d.typed, d.err
+	if o.Kind == "VirtualService" {
+		b.m.decoded.vs[k] = d
+	} else {
+		b.m.decoded.other[k] = d
+	}
+	return d.typed, d.ref, d.err
 }
 
+// skip records that an object (not a VirtualService) cannot be used.
 func (b *modelBuilder) skip(object, field, reason string) {
-	b.m.skips = append(b.m.skips, Skip{Object: object, Field: field, Reason: reason})
+	sk := Skip{Object: object, Field: field, Reason: reason}
+	b.m.skips = append(b.m.skips, sk)
+	b.m.otherSkips = append(b.m.otherSkips, sk)
 }
 
 // buildModel decodes the objects of in. Objects that do not decode are skipped with a note.
-func buildModel(in Input) *model { return buildModelFrom(in, nil) }
+func buildModel(in Input) *model { return buildModelFrom(in, nil, false) }
 
 // buildModelFrom is buildModel, reusing the decoded specs of prev (nil: none) for the objects
-// whose spec did not change.
-func buildModelFrom(in Input, prev *model) *model {
+// whose spec did not change. When onlyVirtualServices, in differs from prev's input in its
+// VirtualServices only (every other object is the same, in the same order, with the same mesh):
+// the model keeps prev's but for them.
+func buildModelFrom(in Input, prev *model, onlyVirtualServices bool) *model {
 	b := &modelBuilder{in: in}
 	if prev != nil {
 		b.prev = prev.decoded
 	}
-	b.build()
+	if prev != nil && onlyVirtualServices {
+		b.buildVirtualServices(prev)
+	} else {
+		b.build()
+	}
 	return b.m
+}
+
+// buildVirtualServices makes the model of b.in from prev, whose input had every object of b.in
+// but its VirtualServices: prev's but for the VirtualServices and what depends on them.
+func (b *modelBuilder) buildVirtualServices(prev *model) {
+	m := *prev
+	m.vss = nil
+	m.skips = slices.Clip(prev.otherSkips) // appending copies
+	m.decoded.vs = map[objectKey]decodedSpec{}
+	b.m = &m
+	var vss []*resource.Object
+	for i := range b.in.Objects {
+		if b.in.Objects[i].Kind == "VirtualService" {
+			vss = append(vss, &b.in.Objects[i])
+		}
+	}
+	slices.SortStableFunc(vss, compareObjects)
+	for _, o := range vss {
+		typed, ref, err := b.typed(o)
+		mt := meta{ref: ref, name: o.Name, namespace: o.Namespace, created: o.Created}
+		if err != nil {
+			m.skips = append(m.skips, Skip{Object: mt.ref, Reason: "cannot decode spec: " + err.Error()})
+			continue
+		}
+		if spec, ok := typed.(*networking.VirtualService); ok {
+			b.addVirtualService(mt, spec)
+		}
+	}
+	m.outboundLabels = outboundLabelKeys(&m)
+}
+
+func (b *modelBuilder) addVirtualService(mt meta, spec *networking.VirtualService) {
+	vs := &virtualService{meta: mt, spec: spec}
+	for _, h := range spec.GetHosts() {
+		vs.hosts = append(vs.hosts, qualify(h, mt.namespace, b.in.Mesh))
+	}
+	b.m.vss = append(b.m.vss, vs)
 }
 
 func (b *modelBuilder) build() {
 	m := &model{services: map[string]*service{}, workloads: map[string][]endpoint{}, drsByHost: map[string][]*destinationRule{},
-		aliases: map[string]*service{}, aliasesOf: map[*service][]string{}, decoded: map[objectKey]decodedSpec{}}
+		aliases: map[string]*service{}, aliasesOf: map[*service][]string{},
+		decoded: decodedSpecs{vs: map[objectKey]decodedSpec{}, other: make(map[objectKey]decodedSpec, len(b.in.Objects))}}
 	b.m = m
 	mesh := b.in.Mesh
 	var entries []*networking.ServiceEntry
 	var entryMeta []meta
-	var aliases []resource.Object
+	var aliases []*resource.Object
 	uids := map[string]*service{}
 	for _, o := range sortObjects(b.in.Objects) {
 		if o.Kind == "Alias" {
@@ -245,8 +324,12 @@ func (b *modelBuilder) build() {
 		default:
 			continue
 		}
-		mt := meta{ref: o.Ref(), name: o.Name, namespace: o.Namespace, created: o.Created}
-		typed, err := b.typed(o)
+		typed, ref, err := b.typed(o)
+		mt := meta{ref: ref, name: o.Name, namespace: o.Namespace, created: o.Created}
+		if err != nil && o.Kind == "VirtualService" {
+			m.skips = append(m.skips, Skip{Object: mt.ref, Reason: "cannot decode spec: " + err.Error()})
+			continue
+		}
 		if err != nil {
 			b.skip(mt.ref, "", "cannot decode spec: "+err.Error())
 			continue
@@ -278,11 +361,7 @@ func (b *modelBuilder) build() {
 		case *networking.WorkloadEntry:
 			m.entries = append(m.entries, workloadEntry{meta: mt, spec: spec})
 		case *networking.VirtualService:
-			vs := &virtualService{meta: mt, spec: spec}
-			for _, h := range spec.GetHosts() {
-				vs.hosts = append(vs.hosts, qualify(h, o.Namespace, mesh))
-			}
-			m.vss = append(m.vss, vs)
+			b.addVirtualService(mt, spec)
 		case *networking.DestinationRule:
 			m.drs = append(m.drs, &destinationRule{meta: mt, host: qualify(spec.GetHost(), o.Namespace, mesh), spec: spec})
 		case *networking.Sidecar:
@@ -399,10 +478,10 @@ func (b *modelBuilder) addService(s *service) bool {
 // fully qualified name), when the alias may be used to invoke it: callers and routes that
 // still use an old name keep reaching the service. A name that is a service itself stays
 // that service. Aliases of aliases are not followed here (resolution follows them).
-func (b *modelBuilder) addAlias(o resource.Object, uids map[string]*service) {
-	typed, err := b.typed(o)
+func (b *modelBuilder) addAlias(o *resource.Object, uids map[string]*service) {
+	typed, ref, err := b.typed(o)
 	if err != nil {
-		b.skip(o.Ref(), "", "cannot decode spec: "+err.Error())
+		b.skip(ref, "", "cannot decode spec: "+err.Error())
 		return
 	}
 	spec := typed.(*resource.AliasSpec)
@@ -418,7 +497,7 @@ func (b *modelBuilder) addAlias(o resource.Object, uids map[string]*service) {
 		return // not a service of this snapshot (another scope's, or gone): nothing to route
 	}
 	if prev, ok := b.m.services[host]; ok {
-		b.skip(o.Ref(), "", "host "+host+" is a service ("+prev.ref+"); the alias is not used for routing")
+		b.skip(ref, "", "host "+host+" is a service ("+prev.ref+"); the alias is not used for routing")
 		return
 	}
 	if _, ok := b.m.aliases[host]; ok {

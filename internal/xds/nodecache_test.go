@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -27,7 +28,7 @@ func TestNextCarriesNodePartsOverOnlyWhenTheirInputsAreUnchanged(t *testing.T) {
 		t.Fatalf("no cases: %v", err)
 	}
 	cases = append(cases, "testdata/outbound/selectors.yaml")
-	reused := 0
+	reused, freeReused := 0, 0
 	for _, c := range cases {
 		dir := filepath.Dir(c)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
@@ -58,17 +59,23 @@ func TestNextCarriesNodePartsOverOnlyWhenTheirInputsAreUnchanged(t *testing.T) {
 				without.Revision = in.Revision + 1
 				what := fmt.Sprintf("without %s", o.Ref())
 				routing := o.Kind == "VirtualService" || o.Kind == "DestinationRule"
-				reused += checkNext(t, what+" (from with)", full, without, nodes, routing)
+				vs := o.Kind == "VirtualService"
+				r, f := checkNext(t, what+" (from with)", full, without, nodes, routing, vs)
+				reused, freeReused = reused+r, freeReused+f
 				partial, err := NewSnapshot(without)
 				if err != nil {
 					t.Fatal(err)
 				}
-				reused += checkNext(t, what+" (back to with)", partial, in, nodes, routing)
+				r, f = checkNext(t, what+" (back to with)", partial, in, nodes, routing, vs)
+				reused, freeReused = reused+r, freeReused+f
 			}
 		})
 	}
 	if reused == 0 {
 		t.Error("no node part was ever carried over to the next snapshot")
+	}
+	if freeReused == 0 {
+		t.Error("no outbound clusters and endpoints were ever carried over to the next snapshot")
 	}
 }
 
@@ -76,8 +83,11 @@ func TestNextCarriesNodePartsOverOnlyWhenTheirInputsAreUnchanged(t *testing.T) {
 // compares the latter with a fresh snapshot of in. It returns how many nodes got the listeners
 // prev gave them (the same messages); when routing (only VirtualServices or DestinationRules
 // changed), every plain sidecar whose outbound route configuration keeps or lacks the fault
-// filter alike must.
-func checkNext(t *testing.T, what string, prev *Snapshot, in Input, nodes []Node, routing bool) int {
+// filter alike must. It also returns how many nodes' outbound parts kept the clusters and
+// endpoints of prev's (freePart); when vs (only VirtualServices changed), every node whose
+// outboundKey did not change must, and otherwise none may; likewise the snapshot's model keeps
+// prev's but for the VirtualServices exactly when vs.
+func checkNext(t *testing.T, what string, prev *Snapshot, in Input, nodes []Node, routing, vs bool) (reused, freeReused int) {
 	t.Helper()
 	before := make([]Resources, len(nodes))
 	for i, n := range nodes {
@@ -94,7 +104,9 @@ func checkNext(t *testing.T, what string, prev *Snapshot, in Input, nodes []Node
 	if err != nil {
 		t.Fatal(err)
 	}
-	reused := 0
+	if kept := reflect.ValueOf(next.m.services).UnsafePointer() == reflect.ValueOf(prev.m.services).UnsafePointer(); kept != vs {
+		t.Fatalf("%s: Next kept the model's services: %t, only VirtualServices changed: %t", what, kept, vs)
+	}
 	for i, n := range nodes {
 		got, err1 := next.Generate(n)
 		want, err2 := fresh.Generate(n)
@@ -131,8 +143,26 @@ func checkNext(t *testing.T, what string, prev *Snapshot, in Input, nodes []Node
 		if routing && plainSidecar(n) && len(got.Listeners) > 0 && sharedBefore.fault == sharedNext.fault && !same {
 			t.Fatalf("%s: only routing changed, but plain sidecar %s got new listeners", what, n.ID)
 		}
+		if n.kind() == KindProxyless {
+			continue // generated as a sidecar; its outbound part is that sidecar's
+		}
+		kBefore, _ := prev.outboundKeyOf(n)
+		kNext, _ := next.outboundKeyOf(n)
+		switch keep := sharedBefore.free == sharedNext.free; {
+		case keep && !vs:
+			t.Fatalf("%s: node %s kept the outbound clusters and endpoints of the previous snapshot, but not only VirtualServices changed", what, n.ID)
+		case !keep && vs && kBefore == kNext:
+			t.Fatalf("%s: only VirtualServices changed, but node %s got new outbound clusters and endpoints", what, n.ID)
+		case keep:
+			freeReused++
+			for _, typ := range []string{ClusterType, EndpointType} {
+				if m, pm := sharedNext.res.ByType(typ), sharedBefore.res.ByType(typ); len(m) > 0 && reflect.ValueOf(m).UnsafePointer() != reflect.ValueOf(pm).UnsafePointer() {
+					t.Fatalf("%s: node %s: the %s of the outbound part are not the previous snapshot's", what, n.ID, typ)
+				}
+			}
+		}
 	}
-	return reused
+	return reused, freeReused
 }
 
 // TestNodeDigestCoversEveryField changes each field of a Node in turn and checks that its
@@ -243,4 +273,93 @@ func BenchmarkPushDistinctProxies(b *testing.B) {
 		}
 		generateAll(snap, i%proxies, i%proxies+1)
 	}
+}
+
+// FuzzNextMatchesFresh makes a snapshot of one fuzzed manifest, generates varied proxies on it
+// (filling the node cache and the outbound parts), makes the snapshot of a second manifest with
+// Next, and checks every proxy against a fresh snapshot of the second: resources, versions,
+// type versions and skips. The seeds pair each testdata case with bookinfo alone (the case's
+// objects removed: for some, VirtualServices only) and with the next case.
+func FuzzNextMatchesFresh(f *testing.F) {
+	base, err := os.ReadFile("testdata/bookinfo.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	cases, _ := filepath.Glob("testdata/*/input.yaml")
+	var docs [][]byte
+	for _, c := range cases {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		docs = append(docs, append(append(append([]byte(nil), base...), "\n---\n"...), b...))
+	}
+	for i, d := range docs {
+		f.Add(d, base)
+		f.Add(base, d)
+		f.Add(d, docs[(i+1)%len(docs)])
+	}
+	parse := func(data []byte) (Input, bool) {
+		objs, err := resource.Parse("fuzz.yaml", data, testMesh, "bookinfo")
+		if err != nil {
+			return Input{}, false
+		}
+		for i := range objs {
+			objs[i].Created = uint64(i + 1)
+		}
+		return Input{Mesh: testMesh, Scope: testMesh, Objects: objs}, true
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		inA, okA := parse(a)
+		inB, okB := parse(b)
+		if !okA || !okB {
+			return
+		}
+		inB.Revision = inA.Revision + 1
+		first, err := NewSnapshot(inA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(uint64(len(a)), uint64(len(b))))
+		var nodes []Node
+		for _, n := range []Node{defaultNode(), loadNode(t, "testdata/gateway")} {
+			nodes = append(nodes, nodeVariants(rng, n, labelPool(first.m), 3)...)
+		}
+		for _, n := range nodes {
+			if res, err := first.Generate(n); err == nil {
+				for _, typ := range Types {
+					res.Version(typ)
+				}
+			}
+		}
+		next, err := first.Next(inB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := NewSnapshot(inB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			got, err1 := next.Generate(n)
+			want, err2 := fresh.Generate(n)
+			if (err1 == nil) != (err2 == nil) {
+				t.Fatalf("node %s: error %v, fresh %v", n.ID, err1, err2)
+			}
+			if err1 != nil {
+				continue
+			}
+			if g, w := render(t, got), render(t, want); !bytes.Equal(g, w) {
+				t.Fatalf("node %+v: Next gives another configuration than a fresh snapshot:\n%s", n, firstDiff(w, g))
+			}
+			if !reflect.DeepEqual(got.Versions, want.Versions) || !reflect.DeepEqual(got.Skipped, want.Skipped) {
+				t.Fatalf("node %s: versions or skips differ from a fresh snapshot", n.ID)
+			}
+			for _, typ := range Types {
+				if g, w := got.Version(typ), want.Version(typ); g != w {
+					t.Fatalf("node %s: %s version %s, fresh %s", n.ID, typ, g, w)
+				}
+			}
+		}
+	})
 }

@@ -324,12 +324,14 @@ func TestSnapshotNextReusesUnchangedObjects(t *testing.T) {
 	if !bytes.Equal(render(t, got), render(t, want)) || !reflect.DeepEqual(got.Versions, want.Versions) {
 		t.Fatal("Next gives another configuration than NewSnapshot")
 	}
-	if vsKey.name == "" || next.m.decoded[vsKey].typed == first.m.decoded[vsKey].typed {
+	if d, _ := next.m.decoded.get(vsKey); vsKey.name == "" || d.typed == first.m.decoded.vs[vsKey].typed {
 		t.Fatal("the changed VirtualService was not decoded again")
 	}
-	for k, d := range next.m.decoded {
-		if k != vsKey && d.typed != first.m.decoded[k].typed {
-			t.Errorf("%v: unchanged, decoded again", k)
+	for _, m := range []map[objectKey]decodedSpec{next.m.decoded.vs, next.m.decoded.other} {
+		for k, d := range m {
+			if f, _ := first.m.decoded.get(k); k != vsKey && d.typed != f.typed {
+				t.Errorf("%v: unchanged, decoded again", k)
+			}
 		}
 	}
 }

@@ -48,17 +48,20 @@ type Server struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when a change is published
+	push    uint64        // changes published: the push that closing changed starts
 	// window is running from a push until Debounce after it; pending is set when a change is
 	// notified meanwhile, and published when the window ends (which starts another window).
 	window  *time.Timer
 	pending bool
 
+	notified  atomic.Uint64 // Notify calls
 	nonce     atomic.Uint64
 	responses atomic.Uint64 // responses sent, all streams (for tests and metrics)
 	requests  atomic.Uint64 // requests handled, all streams
 	generated atomic.Uint64 // per-stream generations (first request and every push)
 
 	streams streams
+	shared  sharedResponses
 }
 
 // NewServer returns a server; register it with Register.
@@ -135,6 +138,7 @@ func (s *Server) Register(g *grpc.Server) { discoveryv3.RegisterAggregatedDiscov
 // at once; those that follow within Debounce of a push are pushed together when Debounce has
 // passed, so a burst of changes costs at most one push per Debounce.
 func (s *Server) Notify() {
+	s.notified.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.window != nil {
@@ -144,6 +148,12 @@ func (s *Server) Notify() {
 	s.publishLocked()
 	s.window = time.AfterFunc(s.opts.Debounce, s.windowEnded)
 }
+
+// Notified returns how many times Notify has been called. What Generate reads besides the state
+// that comes with each Notify can be cached until this changes: a caller that notes it before
+// reading its inputs, and is notified after every change of them, reads them again after
+// every change.
+func (s *Server) Notified() uint64 { return s.notified.Load() }
 
 // windowEnded publishes the changes notified during the window that just ended, and starts
 // another window if there were some.
@@ -163,6 +173,7 @@ func (s *Server) windowEnded() {
 func (s *Server) publishLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
+	s.push++
 }
 
 // Stats counts, since start and over all streams, the requests handled, the responses sent
@@ -177,9 +188,15 @@ func (s *Server) Stats() Stats {
 }
 
 func (s *Server) changes() <-chan struct{} {
+	ch, _ := s.nextChange()
+	return ch
+}
+
+// nextChange returns the channel closed by the next publish, and the number of that publish.
+func (s *Server) nextChange() (<-chan struct{}, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.changed
+	return s.changed, s.push + 1
 }
 
 func (s *Server) nextNonce() string { return strconv.FormatUint(s.nonce.Add(1), 10) }
@@ -212,10 +229,14 @@ type nodeState struct {
 	node    Node
 	res     Resources
 	changed <-chan struct{}
+	// push is the number of the publish that closes changed. A stream prepares one push when
+	// it is closed, and then waits for a later one: the numbers of its pushes increase (see
+	// sharedResponses).
+	push uint64
 }
 
 func (s *Server) refresh(st *nodeState) error {
-	st.changed = s.changes() // take the channel first: a change during Generate is not lost
+	st.changed, st.push = s.nextChange() // take the channel first: a change during Generate is not lost
 	res, err := s.opts.Generate(st.node)
 	if err != nil {
 		return fmt.Errorf("generate for node %q: %w", st.node.ID, err)
@@ -229,10 +250,90 @@ func (s *Server) refresh(st *nodeState) error {
 type sotwType struct {
 	names      map[string]bool // subscribed names; nil with wildcard
 	subscribed []string        // names, sorted
-	wildcard   bool
-	version    string // version of the last response
-	nonce      string
-	sent       bool
+	// all is, when not nil, a list of the names of all resources of the type (sortedNames) that
+	// subscribed was found equal to: when sortedNames returns it again (the same slice), they
+	// are still equal.
+	all      []string
+	wildcard bool
+	version  string // version of the last response
+	nonce    string
+	sent     bool
+}
+
+// isAll reports whether t's subscription is names, the sorted names of all resources of the type.
+func (t *sotwType) isAll(names []string) bool {
+	if len(names) > 0 && len(t.all) == len(names) && &t.all[0] == &names[0] {
+		return true
+	}
+	if !slices.Equal(t.subscribed, names) {
+		return false
+	}
+	t.all = names
+	return true
+}
+
+// sotwResponse is a state-of-the-world response ready to send: resp, or its encoding msg when
+// it is shared by the streams of a push (sharedResponses).
+type sotwResponse struct {
+	version, nonce string
+	resp           *discoveryv3.DiscoveryResponse
+	msg            *grpc.PreparedMsg
+}
+
+// sharedResponses are the state-of-the-world responses of one push, encoded once and sent to
+// every stream of the push whose type is at the same version: a change sends the same route
+// configuration to a thousand proxies, and encoding it for each would cost as much as the rest
+// of the push. Equal versions mean equal resources (Resources.Versions); the streams of a push
+// share the response's nonce too, which is unique on each of them: a stream pushes once per
+// push number, and the numbers of its pushes increase (nodeState.push), while every other
+// response takes a new nonce. Only the responses of the latest push number are kept.
+type sharedResponses struct {
+	mu   sync.Mutex
+	push uint64
+	m    map[sharedKey]*sharedResponse
+}
+
+type sharedKey struct{ typeURL, version string }
+
+type sharedResponse struct {
+	once  sync.Once
+	nonce string
+	msg   *grpc.PreparedMsg
+	err   error
+}
+
+// get returns the response of push for typeURL at version, to be made once (by the first stream
+// to ask); nil for a push older than the latest asked for, which then is not shared.
+func (c *sharedResponses) get(push uint64, typeURL, version string) *sharedResponse {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case push < c.push:
+		return nil
+	case push > c.push || c.m == nil:
+		c.push, c.m = push, map[sharedKey]*sharedResponse{}
+	}
+	k := sharedKey{typeURL, version}
+	r := c.m[k]
+	if r == nil {
+		r = &sharedResponse{}
+		c.m[k] = r
+	}
+	return r
+}
+
+// plainEncoding reports whether stream's messages are encoded as protobuf without compression,
+// as a shared response is: it may use one.
+func plainEncoding(stream grpc.ServerStream) bool {
+	ts, ok := grpc.ServerTransportStreamFromContext(stream.Context()).(interface {
+		SendCompress() string
+		ContentSubtype() string
+	})
+	if !ok {
+		return false
+	}
+	sub := ts.ContentSubtype()
+	return ts.SendCompress() == "" && (sub == "" || sub == "proto")
 }
 
 // StreamAggregatedResources serves state-of-the-world ADS.
@@ -244,14 +345,15 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 	defer func() { s.streams.remove(live) }()
 	types := map[string]*sotwType{}
 	// prepare returns the response that brings the client to the current resources of one type
-	// (nil: it has them, or NACKed exactly them).
-	prepare := func(typeURL string, t *sotwType) (*discoveryv3.DiscoveryResponse, error) {
+	// (nil: it has them, or NACKed exactly them). A push (push, not 0) takes it from the
+	// responses shared by the streams of that push when the stream can use them.
+	prepare := func(typeURL string, t *sotwType, push uint64) (*sotwResponse, error) {
 		all := st.res.ByType(typeURL)
 		var names []string // sorted; for wildcard, taken once the version says they are sent
 		var version string
 		if t.wildcard {
 			version = st.res.Version(typeURL)
-		} else if len(t.subscribed) == len(all) && slices.Equal(t.subscribed, st.res.sortedNames(typeURL)) {
+		} else if len(t.subscribed) == len(all) && t.isAll(st.res.sortedNames(typeURL)) {
 			names, version = t.subscribed, st.res.Version(typeURL) // all of them: computed once
 		} else {
 			names = make([]string, 0, min(len(t.subscribed), len(all))) // not nil: hashVersions reads nil as all of them
@@ -272,27 +374,58 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		if t.wildcard {
 			names = st.res.sortedNames(typeURL)
 		}
-		resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL, VersionInfo: version, Nonce: s.nextNonce()}
-		for _, n := range names {
-			a, err := st.res.Packed(typeURL, n)
-			if err != nil {
-				return nil, fmt.Errorf("pack %s %q: %w", typeURL, n, err)
+		build := func() (*discoveryv3.DiscoveryResponse, error) {
+			resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL, VersionInfo: version, Nonce: s.nextNonce()}
+			for _, n := range names {
+				a, err := st.res.Packed(typeURL, n)
+				if err != nil {
+					return nil, fmt.Errorf("pack %s %q: %w", typeURL, n, err)
+				}
+				resp.Resources = append(resp.Resources, a)
 			}
-			resp.Resources = append(resp.Resources, a)
+			return resp, nil
 		}
-		return resp, nil
+		if push != 0 && plainEncoding(stream) {
+			if sh := s.shared.get(push, typeURL, version); sh != nil {
+				sh.once.Do(func() {
+					var resp *discoveryv3.DiscoveryResponse
+					if resp, sh.err = build(); sh.err != nil {
+						return
+					}
+					sh.nonce, sh.msg = resp.Nonce, &grpc.PreparedMsg{}
+					if sh.err = sh.msg.Encode(stream, resp); sh.err != nil {
+						sh.err = fmt.Errorf("encode %s response: %w", typeURL, sh.err)
+					}
+				})
+				if sh.err != nil {
+					return nil, sh.err
+				}
+				return &sotwResponse{version: version, nonce: sh.nonce, msg: sh.msg}, nil
+			}
+		}
+		resp, err := build()
+		if err != nil {
+			return nil, err
+		}
+		return &sotwResponse{version: version, nonce: resp.Nonce, resp: resp}, nil
 	}
 	// transmit sends a response of prepare and records it as the type's latest.
-	transmit := func(t *sotwType, resp *discoveryv3.DiscoveryResponse) error {
-		if err := stream.Send(resp); err != nil {
+	transmit := func(t *sotwType, r *sotwResponse) error {
+		var err error
+		if r.msg != nil {
+			err = stream.SendMsg(r.msg)
+		} else {
+			err = stream.Send(r.resp)
+		}
+		if err != nil {
 			return err
 		}
 		s.responses.Add(1)
-		t.version, t.nonce, t.sent = resp.VersionInfo, resp.Nonce, true
+		t.version, t.nonce, t.sent = r.version, r.nonce, true
 		return nil
 	}
 	send := func(typeURL string, t *sotwType) error {
-		resp, err := prepare(typeURL, t)
+		resp, err := prepare(typeURL, t, 0)
 		if resp == nil || err != nil {
 			return err
 		}
@@ -306,7 +439,10 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 		case err := <-errc:
 			return ignoreEOF(err)
 		case <-changed:
-			push, err := prepareChange(s, ctx, st, types, prepare)
+			pushNo := st.push
+			push, err := prepareChange(s, ctx, st, types, func(typeURL string, t *sotwType) (*sotwResponse, error) {
+				return prepare(typeURL, t, pushNo)
+			})
 			if err != nil {
 				return ignoreEOF(err)
 			}
@@ -354,7 +490,7 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 			for _, n := range req.GetResourceNames() {
 				t.names[n] = true
 			}
-			t.subscribed = sortedKeys(t.names)
+			t.subscribed, t.all = sortedKeys(t.names), nil
 			if !t.sent || req.GetErrorDetail() == nil {
 				if err := send(typeURL, t); err != nil {
 					return err
@@ -374,6 +510,10 @@ type deltaType struct {
 	// pending lists the responses not answered yet, oldest first: their nonce and the
 	// system version they carried, the version an ACK or NACK of that nonce is about.
 	pending []sentResponse
+	// synced is the type's version (Resources.Version) at which the client was last brought
+	// to all it subscribes to (known holds their versions), unless the subscription changed
+	// since (empty): at that version again there is nothing to send.
+	synced string
 }
 
 type sentResponse struct{ nonce, version string }
@@ -404,9 +544,13 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 	// prepare returns the response that brings the client to the current resources of one type
 	// (nil: it has them, unless force).
 	prepare := func(typeURL string, t *deltaType, force bool) (*discoveryv3.DeltaDiscoveryResponse, error) {
+		version := st.res.Version(typeURL)
+		if version == t.synced && !force {
+			return nil, nil
+		}
 		all := st.res.ByType(typeURL)
 		versions := st.res.Versions[typeURL]
-		resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, SystemVersionInfo: st.res.Version(typeURL)}
+		resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, SystemVersionInfo: version}
 		wanted := func(n string) bool { return t.wildcard || t.names[n] }
 		var changed []string
 		for n := range all {
@@ -429,6 +573,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		}
 		sort.Strings(resp.RemovedResources)
 		if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !force {
+			t.synced = version
 			return nil, nil
 		}
 		resp.Nonce = s.nextNonce()
@@ -446,6 +591,7 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 		for _, n := range resp.RemovedResources {
 			delete(t.known, n)
 		}
+		t.synced = resp.SystemVersionInfo
 		t.nonce, t.sent = resp.Nonce, true
 		if len(t.pending) == maxPendingResponses { // a client that never answers: forget the oldest
 			t.pending = append(t.pending[:0], t.pending[1:]...)
@@ -504,6 +650,9 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 				}
 				t.wildcard = wildcardAllowed(typeURL) && len(req.GetResourceNamesSubscribe()) == 0
 				types[typeURL] = t
+			}
+			if len(req.GetResourceNamesSubscribe()) > 0 || len(req.GetResourceNamesUnsubscribe()) > 0 {
+				t.synced = ""
 			}
 			for _, n := range req.GetResourceNamesSubscribe() {
 				if n == "*" {

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -419,4 +421,123 @@ func TestNotifyPushesAtOnceAndCoalescesBursts(t *testing.T) {
 	srv.mu.Lock()
 	srv.window.Stop()
 	srv.mu.Unlock()
+}
+
+// TestServerPushSharesOneResponsePerVersion checks the responses a push shares between streams
+// (sharedResponses): every stream of a push at the same version gets the same response, nonce
+// included, with the resources it would get alone; it is ACKed like any other; and a stream
+// never gets a nonce twice, also when its routes return to a version it had before.
+func TestServerPushSharesOneResponsePerVersion(t *testing.T) {
+	base := loadInput(t, "testdata/reviews-jason")
+	scope := &scopeState{}
+	scope.set(t, base)
+	srv, client := startServer(t, scope, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 3
+	streams := make([]discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, n)
+	nonces := make([]map[string]bool, n)
+	last := make([]*discoveryv3.DiscoveryResponse, n)
+	for i := range streams {
+		var err error
+		if streams[i], err = client.StreamAggregatedResources(ctx); err != nil {
+			t.Fatal(err)
+		}
+		node := &corev3.Node{Id: "productpage-v1-" + itoa(i)}
+		if err := streams[i].Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: RouteType, ResourceNames: []string{OutboundRouteName}}); err != nil {
+			t.Fatal(err)
+		}
+		last[i] = recvTimeout(t, streams[i].Recv, 5*time.Second)
+		nonces[i] = map[string]bool{last[i].GetNonce(): true}
+	}
+	ack := func(i int) {
+		t.Helper()
+		if err := streams[i].Send(&discoveryv3.DiscoveryRequest{TypeUrl: RouteType, ResourceNames: []string{OutboundRouteName},
+			VersionInfo: last[i].GetVersionInfo(), ResponseNonce: last[i].GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requests := uint64(n)
+	for round, in := range []Input{withJasonSubset(base, "v3"), base, withJasonSubset(base, "v3")} {
+		for i := range streams {
+			ack(i)
+		}
+		requests += n
+		waitFor(t, "the ACKs to be handled", func() bool { return srv.Stats().Requests >= requests })
+		for _, ss := range srv.Streams() {
+			if ss.Acked[RouteType] != last[0].GetVersionInfo() {
+				t.Fatalf("round %d: stream of %s acked %q, want %q", round, ss.Node.ID, ss.Acked[RouteType], last[0].GetVersionInfo())
+			}
+		}
+		scope.set(t, in)
+		srv.Notify()
+		for i := range streams {
+			resp := recvTimeout(t, streams[i].Recv, 5*time.Second)
+			if nonces[i][resp.GetNonce()] {
+				t.Fatalf("round %d: stream %d got nonce %s a second time", round, i, resp.GetNonce())
+			}
+			nonces[i][resp.GetNonce()] = true
+			if i > 0 && (resp.GetNonce() != last[0].GetNonce() || resp.GetVersionInfo() != last[0].GetVersionInfo() ||
+				!proto.Equal(resp, last[0])) {
+				t.Fatalf("round %d: stream %d got another response than stream 0 in one push", round, i)
+			}
+			last[i] = resp
+		}
+		want, err := scope.generate(defaultNode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := want.Version(RouteType); last[0].GetVersionInfo() != v || len(last[0].GetResources()) != 1 {
+			t.Fatalf("round %d: pushed version %s with %d resources, want %s with 1", round, last[0].GetVersionInfo(), len(last[0].GetResources()), v)
+		}
+		var rc routev3.RouteConfiguration
+		if err := last[0].GetResources()[0].UnmarshalTo(&rc); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&rc, want.Routes[OutboundRouteName]) {
+			t.Fatalf("round %d: the pushed route configuration is not the generated one", round)
+		}
+	}
+}
+
+// TestServerDeltaAnswersSubscriptionChangesAtOneVersion checks that a delta stream whose type did
+// not change since it was last brought up to date (deltaType.synced) still answers a change of
+// its subscription: a name unsubscribed and subscribed again, at the same version, is sent again,
+// and an ACK or a push at that version sends nothing.
+func TestServerDeltaAnswersSubscriptionChangesAtOneVersion(t *testing.T) {
+	scope := &scopeState{}
+	scope.set(t, loadInput(t, "testdata/reviews-jason"))
+	srv, client := startServer(t, scope, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(req *discoveryv3.DeltaDiscoveryRequest) {
+		t.Helper()
+		req.TypeUrl = RouteType
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{Node: xdsNode, ResourceNamesSubscribe: []string{OutboundRouteName}})
+	first := recvTimeout(t, stream.Recv, 5*time.Second)
+	if len(first.GetResources()) != 1 {
+		t.Fatalf("subscribed to %s: %d resources", OutboundRouteName, len(first.GetResources()))
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: first.GetNonce()}) // ACK
+	waitFor(t, "the ACK to be handled", func() bool { return srv.Stats().Requests >= 2 })
+	generated := srv.Stats().Generated
+	srv.Notify() // the same scope: nothing to push
+	waitFor(t, "the push to be prepared", func() bool { return srv.Stats().Generated > generated })
+	send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesUnsubscribe: []string{OutboundRouteName}})
+	send(&discoveryv3.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{OutboundRouteName}})
+	again := recvTimeout(t, stream.Recv, 5*time.Second)
+	if len(again.GetResources()) != 1 || again.GetResources()[0].GetVersion() != first.GetResources()[0].GetVersion() {
+		t.Fatalf("subscribed again at the same version: %d resources, want the route configuration again", len(again.GetResources()))
+	}
+	if sent := srv.Stats().Responses; sent != 2 {
+		t.Fatalf("%d responses, want 2 (the ACK, the push and the unsubscription send nothing)", sent)
+	}
 }

@@ -381,6 +381,22 @@ func (r *Resources) Version(typeURL string) string {
 	return ts.version
 }
 
+// adoptSummary gives r, which is being built and has no base, the sorted names and version of
+// the resources of Types[i] that from (no base either) has, whose resources of that type r has
+// taken (intern): the names are the same slice, so that a stream can tell by identity that they
+// are still the ones it compared its subscription with.
+func (r *Resources) adoptSummary(i int, from *Resources) {
+	if r.base != nil || from.base != nil || r.summaries == nil || from.summaries == nil {
+		return
+	}
+	t := Types[i]
+	names := from.sortedNames(t)
+	from.Version(t)
+	fs, ts := &from.summaries[i], &r.summaries[i]
+	ts.namesOnce.Do(func() { ts.names = names })
+	ts.versionOnce.Do(func() { ts.version, ts.lines, ts.offsets = fs.version, fs.lines, fs.offsets })
+}
+
 // sortedNames returns the names of the resources of one type, sorted. The result may be shared:
 // it must not be modified. Shared Resources (no base) compute them once; the others, which
 // need them only to send the type, merge their own into base's each time (not kept).
