@@ -31,6 +31,9 @@ type server struct {
 }
 
 func decodeObjects(b []byte) ([]resource.Object, error) {
+	if objs, ok := scope.DecodeObjects(b); ok {
+		return objs, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var objs []resource.Object
@@ -97,9 +100,11 @@ func (s *server) Apply(ctx context.Context, req *apipb.ApplyRequest) (*apipb.App
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	out, err := json.Marshal(res.Objects)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+	out, ok := scope.EncodeObjects(res.Objects)
+	if !ok {
+		if out, err = json.Marshal(res.Objects); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
 	}
 	resp := &apipb.ApplyResponse{Revision: res.Revision, Objects: out}
 	if after != nil {

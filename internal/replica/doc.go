@@ -19,9 +19,10 @@
 //
 // The writer (writer.go) is the single append thread of all groups: it takes
 // everything queued, from many groups and loop iterations, and makes it durable
-// with ONE fsync: one record appended to the WAL (wal.go; a snapshot or a new group
-// goes to bbolt directly, in one transaction); then it updates the log caches and releases the
-// responses raft made conditional on durability (append and vote
+// with ONE fsync: one record appended to the WAL (wal.go; a snapshot received from the
+// leader or a new group goes to bbolt directly, in one transaction, and a snapshot taken
+// here is queued for the WAL's checkpointer, as nothing waits for it); then it updates the
+// log caches and releases the responses raft made conditional on durability (append and vote
 // acknowledgements). The loop never waits for the disk, so a leader's fsync
 // overlaps its followers' and new proposals keep batching while a write is in
 // flight. Hard states whose only change is the commit index are not worth an

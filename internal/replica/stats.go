@@ -10,13 +10,14 @@ type HostStats struct {
 	Batches   uint64        // Transport.Send calls (including liveness pings)
 	Messages  uint64        // raft messages sent (envelopes)
 	Pings     uint64        // empty batches sent for node liveness
-	Syncs     uint64        // durable writes on the commit path: WAL appends (one fsync) or bbolt transactions (snapshots, new groups)
+	Syncs     uint64        // durable writes on the commit path: WAL appends (one fsync) or bbolt transactions (received snapshots, new groups)
 	SyncTime  time.Duration // total time spent in those writes
 	SyncWrite uint64        // group writes persisted (sum over those writes)
 	SyncMax   time.Duration // slowest write
 	Quiesces  uint64        // times a replica here quiesced (leader or follower)
 	// Checkpoints are the bbolt transactions that copied logged writes from the WAL
-	// (off the commit path); CheckpointedSyncs the WAL appends they carried.
+	// (off the commit path); CheckpointedSyncs the WAL appends they carried, and the
+	// snapshots taken here, which they write too.
 	Checkpoints       uint64
 	CheckpointedSyncs uint64
 }

@@ -25,9 +25,14 @@ import (
 // (meta/walseq). bbolt thus stays the source of truth for everything older, with the
 // layout described in storage.go.
 //
-// Writes that carry a snapshot or create a group go to bbolt directly, as before, once the
-// checkpointer has caught up: they are rare (every SnapshotEntries entries, or a new group)
-// and large, and keeping them out of the WAL keeps it small.
+// Writes that carry a snapshot received from the leader or create a group go to bbolt
+// directly, as before, once the checkpointer has caught up: they are rare and large, and
+// keeping them out of the WAL keeps it small. A snapshot this node took itself (with the
+// compaction of the log it allows) is not needed for any acknowledgement — everything it
+// covers is durable already — so it does not wait on the commit path either: the writer
+// queues it behind the logged batches (deferWrite) and the checkpointer writes it in order
+// with them. A crash before that leaves the previous snapshot and the whole log, from
+// which the node restarts as it did before the snapshot.
 //
 // Record format (little-endian):
 //
@@ -77,10 +82,11 @@ type wal struct {
 
 	mu         sync.Mutex
 	cond       *sync.Cond
-	queue      []walBatch // logged, not yet in bbolt
+	queue      []walBatch // logged (or deferred), not yet in bbolt
 	logged     uint64     // seq of the last batch logged (= seq, for other goroutines)
-	applied    uint64     // seq of the last batch in bbolt (committed)
-	flushWant  uint64     // a flush waits for applied >= flushWant: no delay
+	queued     uint64     // batches queued since open, logged or deferred
+	written    uint64     // of those, the batches in bbolt (committed)
+	flushWant  uint64     // a flush waits for written >= flushWant: no delay
 	err        error      // the checkpointer failed; sticky
 	stopped    bool
 	wake       chan struct{} // a batch was logged
@@ -93,7 +99,7 @@ type wal struct {
 }
 
 type walBatch struct {
-	seq uint64
+	seq uint64 // of its record; a deferred write carries the seq of the record before it
 	ws  []*groupWrite
 }
 
@@ -175,7 +181,7 @@ func (w *wal) recover() error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	w.seq, w.logged, w.applied = seq, seq, seq
+	w.seq, w.logged = seq, seq
 	return nil
 }
 
@@ -292,12 +298,28 @@ func (w *wal) append(ws []*groupWrite) error {
 	w.mu.Lock()
 	w.queue = append(w.queue, walBatch{seq: seq, ws: ws})
 	w.logged = seq
+	w.queued++
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// deferWrite queues ws, which need not be durable before anything is acknowledged (a
+// snapshot taken here and the compaction it allows), to be written to bbolt by the
+// checkpointer after every batch logged so far and before any logged later. The writer
+// calls it; flush waits for it as for logged batches.
+func (w *wal) deferWrite(ws []*groupWrite) {
+	w.mu.Lock()
+	w.queue = append(w.queue, walBatch{seq: w.logged, ws: ws})
+	w.queued++
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 func decodeWALRecord(b []byte) ([]*groupWrite, error) {
@@ -371,7 +393,7 @@ func (w *wal) run() {
 		case <-w.hurry:
 		}
 		w.mu.Lock()
-		urgent := w.flushWant > w.applied || w.stopped
+		urgent := w.flushWant > w.written || w.stopped
 		w.mu.Unlock()
 		if !urgent {
 			// Let more batches gather, unless someone waits.
@@ -399,7 +421,7 @@ func (w *wal) run() {
 			w.err = fmt.Errorf("replica: checkpoint wal to bbolt: %w", err)
 		}
 		if err == nil && len(batches) > 0 {
-			w.applied = batches[len(batches)-1].seq
+			w.written += uint64(len(batches))
 		}
 		w.cond.Broadcast()
 		done := w.stopped && len(w.queue) == 0
@@ -423,14 +445,14 @@ func (w *wal) hasten() {
 	}
 }
 
-// flush waits until bbolt holds every batch logged so far.
+// flush waits until bbolt holds every batch logged or deferred so far.
 func (w *wal) flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	seq := w.logged
-	for w.applied < seq && w.err == nil && !w.stopped {
-		if w.flushWant < seq {
-			w.flushWant = seq
+	n := w.queued
+	for w.written < n && w.err == nil && !w.stopped {
+		if w.flushWant < n {
+			w.flushWant = n
 		}
 		w.hasten()
 		w.cond.Wait()
@@ -438,7 +460,7 @@ func (w *wal) flush() error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.applied < seq {
+	if w.written < n {
 		return errors.New("replica: wal closed")
 	}
 	return nil

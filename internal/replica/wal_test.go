@@ -266,3 +266,94 @@ func FuzzDecodeWALRecord(f *testing.F) {
 		decodeWALRecord(b)
 	})
 }
+
+// TestWALDeferredSnapshot writes a snapshot taken locally as the writer does, behind the
+// logged batches (deferWrite), and checks what a restart finds: after a crash before the
+// checkpoint, the whole log and no snapshot; after the checkpoint, the snapshot with the
+// log compacted and the commit index at least the snapshot's; and a snapshot received from
+// the leader later (written to bbolt directly) is not overwritten by the deferred one.
+func TestWALDeferredSnapshot(t *testing.T) {
+	snapAt := func(i uint64, data string) *raftpb.Snapshot {
+		return &raftpb.Snapshot{Data: []byte(data), Metadata: &raftpb.SnapshotMetadata{Index: new(i), Term: new(uint64(1)), ConfState: &raftpb.ConfState{Voters: []uint64{1}}}}
+	}
+	setup := func(t *testing.T) (string, *store, *diskLog) {
+		dir := t.TempDir()
+		s, err := openStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl := new(diskLog)
+		if err := s.commit([]*groupWrite{{id: "g", dl: dl, create: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.commit(walBatchFor("g", dl, 1, 10, 10)); err != nil {
+			t.Fatal(err)
+		}
+		s.wal.deferWrite([]*groupWrite{{id: "g", dl: dl, snap: snapAt(8, "local"), compactTo: 5,
+			hs: &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(10))}}})
+		// Logged after the snapshot: must survive its compaction.
+		if err := s.commit(walBatchFor("g", dl, 11, 12, 11)); err != nil {
+			t.Fatal(err)
+		}
+		return dir, s, dl
+	}
+	reopen := func(t *testing.T, dir string) (*store, persisted) {
+		s, err := openStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.close() })
+		p, _, err := s.load("g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, p
+	}
+
+	t.Run("crash before the checkpoint", func(t *testing.T) {
+		dir, s, _ := setup(t)
+		s.wal.mu.Lock()
+		written := s.wal.written
+		s.wal.mu.Unlock()
+		s.crash()
+		s2, p := reopen(t, dir)
+		if written != 0 {
+			t.Skip("the checkpointer ran before the crash")
+		}
+		if first, last, commit := loadedRange(t, s2, "g"); p.snap != nil || first != 1 || last != 12 || commit != 11 {
+			t.Fatalf("after a crash before the checkpoint: snapshot %v, entries %d..%d, commit %d; want none, 1..12, 11", p.snap.GetMetadata().GetIndex(), first, last, commit)
+		}
+	})
+	t.Run("checkpointed", func(t *testing.T) {
+		dir, s, _ := setup(t)
+		if err := s.wal.flush(); err != nil {
+			t.Fatal(err)
+		}
+		s.crash()
+		s2, p := reopen(t, dir)
+		first, last, commit := loadedRange(t, s2, "g")
+		_, dl, _ := s2.load("g")
+		if string(p.snap.GetData()) != "local" || first != 9 || last != 12 || commit != 11 || dl != (diskLog{first: 6, last: 12}) {
+			t.Fatalf("snapshot %q, entries %d..%d (on disk %+v), commit %d; want the local one at 8, 9..12 (6..12), commit 11", p.snap.GetData(), first, last, dl, commit)
+		}
+	})
+	t.Run("a received snapshot after it", func(t *testing.T) {
+		dir, s, dl := setup(t)
+		if err := s.wal.flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The last thing queued: a flush before the next direct write must wait for it.
+		s.wal.deferWrite([]*groupWrite{{id: "g", dl: dl, snap: snapAt(12, "local again"), compactTo: 10,
+			hs: &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(12))}}})
+		// The leader's snapshot at 20 replaces the log (the writer's clearLog write).
+		if err := s.commit([]*groupWrite{{id: "g", dl: dl, snap: snapAt(20, "received"), clearLog: true,
+			hs: &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(20))}}}); err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		_, p := reopen(t, dir)
+		if string(p.snap.GetData()) != "received" || len(p.entries) != 0 || p.hs.GetCommit() != 20 {
+			t.Fatalf("snapshot %q, %d entries, commit %d; want the received one, none, 20", p.snap.GetData(), len(p.entries), p.hs.GetCommit())
+		}
+	})
+}

@@ -112,7 +112,9 @@ func (w *writer) run() {
 // process persists items; false means storage failed and the host must stop.
 func (w *writer) process(items []writeItem, final bool) bool {
 	h := w.h
-	var ws []*groupWrite
+	var ws, deferred []*groupWrite
+	var snapOf []*Group // the group of each deferred write
+	var forgotten map[*Group]bool
 	need := final && len(w.pending) > 0
 	for _, it := range items {
 		g := it.g
@@ -120,6 +122,10 @@ func (w *writer) process(items []writeItem, final bool) bool {
 		case it.forget:
 			delete(w.pending, g)
 			delete(w.durable, g)
+			if forgotten == nil {
+				forgotten = map[*Group]bool{}
+			}
+			forgotten[g] = true
 		case it.init != nil:
 			ws = append(ws, it.init)
 			if it.init.hs != nil {
@@ -127,8 +133,9 @@ func (w *writer) process(items []writeItem, final bool) bool {
 			}
 			need = true
 		case it.snap != nil:
-			ws = append(ws, &groupWrite{id: g.id, dl: &g.dl, snap: it.snap, compactTo: it.compactTo})
-			need = true
+			// Nothing waits for a snapshot taken here: see wal.deferWrite.
+			deferred = append(deferred, &groupWrite{id: g.id, dl: &g.dl, snap: it.snap, compactTo: it.compactTo})
+			snapOf = append(snapOf, g)
 		case it.app != nil:
 			m := it.app
 			gw := &groupWrite{id: g.id, dl: &g.dl, entries: m.GetEntries()}
@@ -164,6 +171,30 @@ func (w *writer) process(items []writeItem, final bool) bool {
 		if err != nil {
 			h.fail(err)
 			return false
+		}
+	}
+	if len(deferred) > 0 {
+		// Each snapshot goes with its group's newest hard state (as of this call:
+		// later ones are in later records, written after it), so that the commit
+		// index on disk is at least the snapshot's (raft sent a hard state with
+		// that commit before it handed the entries the snapshot covers to the
+		// apply goroutine). The writes are queued after this call's record, so
+		// behind every entry the snapshots cover.
+		// (Without either, raft has sent none since the group started, and the one on
+		// disk is the newest.) A stopped group's snapshot is dropped: it is optional.
+		keep := deferred[:0]
+		for i, gw := range deferred {
+			g := snapOf[i]
+			if forgotten[g] {
+				continue
+			}
+			if gw.hs = w.pending[g]; gw.hs == nil {
+				gw.hs = w.durable[g]
+			}
+			keep = append(keep, gw)
+		}
+		if len(keep) > 0 {
+			h.st.wal.deferWrite(keep)
 		}
 	}
 	if final {

@@ -187,3 +187,19 @@ func slowNormalizeSpec(k Kind, spec []byte) (json.RawMessage, error) {
 	}
 	return slowNormalize(out)
 }
+
+// FuzzCanonicalIsValid checks that IsCanonicalJSON accepts only valid JSON (callers skip
+// json.Valid for what it accepts).
+func FuzzCanonicalIsValid(f *testing.F) {
+	for _, s := range jsonSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"a":[1,-0.5e+3,true,null,"x"],"b":{}}`))
+	f.Add([]byte(`01`))
+	f.Add([]byte("\"\x7f\""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if IsCanonicalJSON(b) && !json.Valid(b) {
+			t.Fatalf("IsCanonicalJSON accepts %q, which is not valid JSON", b)
+		}
+	})
+}

@@ -111,6 +111,8 @@ func decodeNativeSpec(k Kind, generic any, raw []byte) (any, json.RawMessage, er
 		if err := checkGo(specPath, generic, t); err != nil {
 			return nil, nil, err
 		}
+	} else if spec, canon, ok := decodeNativeFast(k, generic); ok {
+		return spec, canon, nil
 	}
 	in := raw
 	if in == nil {

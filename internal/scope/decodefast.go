@@ -76,6 +76,50 @@ func decodeFast(b []byte) (m Mutation, ok bool) {
 	return m, p.i == len(p.b)
 }
 
+// DecodeObjects decodes a JSON array of one or more objects, as the anchor API carries
+// them, without encoding/json: it takes what decodeFast takes of a mutation's objects (each
+// known field at most once and spelled exactly, strings without escapes, ...), and the array
+// alone, white space around it. ok is false for anything else — an empty array, null, an
+// unknown or misspelt field, trailing data — and the caller decodes with a json.Decoder
+// (unknown fields disallowed), which decides and words the error; when ok is true, objs is
+// what that decoder gives (FuzzDecodeObjects checks it).
+func DecodeObjects(b []byte) (objs []resource.Object, ok bool) {
+	p := mparser{b: b}
+	if !p.array(func() bool {
+		o, ok := p.resourceObject()
+		objs = append(objs, o)
+		return ok
+	}) || len(objs) == 0 {
+		return nil, false
+	}
+	p.space()
+	return objs, p.i == len(p.b)
+}
+
+// EncodeObjects writes objs as json.Marshal does, as the anchor API returns them, when
+// every string needs no escaping and every spec is canonical JSON (as stored objects'
+// are); ok is false for anything else, and for no objects, and the caller takes
+// json.Marshal. FuzzEncodeObjects checks that both agree.
+func EncodeObjects(objs []resource.Object) (b []byte, ok bool) {
+	if len(objs) == 0 {
+		return nil, false
+	}
+	size := 2
+	for _, o := range objs {
+		size += 160 + len(o.Spec)
+	}
+	w := jwriter{b: make([]byte, 0, size), ok: true}
+	w.raw("[")
+	for i, o := range objs {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.object(o)
+	}
+	w.raw("]")
+	return w.b, w.ok
+}
+
 // mparser is decodeFast's reader. Its methods skip white space before what they read.
 type mparser struct {
 	b    []byte
@@ -295,7 +339,9 @@ scan:
 		}
 	}
 	v := p.b[start:p.i]
-	if len(v) == 0 || bytes.Equal(v, []byte("null")) || !json.Valid(v) {
+	// A canonical value (what Encode writes) is valid JSON, and checking that it is costs
+	// less than json.Valid.
+	if len(v) == 0 || bytes.Equal(v, []byte("null")) || !resource.IsCanonicalJSON(v) && !json.Valid(v) {
 		return nil, false
 	}
 	return v, true

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"canton.dev/canton/internal/resource"
 )
@@ -146,6 +147,96 @@ func FuzzSortJSON(f *testing.F) {
 		want, err := json.Marshal(v)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("ReencodeJSON(%q) = %q, encoding/json gives %q (%v)", b, got, want, err)
+		}
+	})
+}
+
+// FuzzParseTimeFast checks parseTimeFast against time.Parse and FormatTime (ParseTime's
+// general path): whatever it accepts, the general path accepts as the same instant.
+func FuzzParseTimeFast(f *testing.F) {
+	for _, s := range []string{"2026-12-07T17:28:00.000Z", "0000-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z",
+		"2024-02-29T12:00:00.500Z", "2023-02-29T12:00:00.500Z", "2026-04-31T00:00:00.000Z", "2026-12-07T24:00:00.000Z",
+		"2026-12-07T23:60:00.000Z", "2026-12-07T23:59:60.000Z", "2026-12-07 17:28:00.000Z", "2026-12-07T17:28:00.000+00:00",
+		"+026-12-07T17:28:00.000Z", "2026-1a-07T17:28:00.000Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseTimeFast(s)
+		want, err := time.Parse(TimeLayout, s)
+		general := err == nil && FormatTime(want) == s
+		if ok && (!general || !got.Equal(want) || got != want.UTC()) {
+			t.Fatalf("%q: fast %v, general %v (accepted %v)", s, got, want, general)
+		}
+		if general && !ok {
+			t.Fatalf("%q: the general path accepts it, the fast path does not", s)
+		}
+	})
+}
+
+// FuzzDecodeObjects checks DecodeObjects against the anchor API's general path, a
+// json.Decoder with unknown fields disallowed: whatever it decodes, that decoder decodes
+// to the same objects.
+func FuzzDecodeObjects(f *testing.F) {
+	for _, s := range []string{
+		`[{"kind":"Alias","namespace":"default.demo.mesh","name":"a1","spec":{"actions":["resolve"],"target":"t1.default.demo.mesh"}}]`,
+		`[{"kind":"Service","namespace":"a","name":"a","labels":{"a":"b"},"annotations":{},"spec":{"ports":[{"name":"h","port":1}]},"uid":"u","version":3,"created":2,"vips":["240.0.0.1"]},{"kind":"x"}]`,
+		` [ {"kind":"a","spec":[1, {"b" : "\"}"}] } ] `, `[{"kind":"a","spec":null}]`, `[{"kind":"a","kind":"b"}]`,
+		`[]`, `null`, `[{"Kind":"a"}]`, `[{"kind":"a"}]{}`, `[{"kind":"a"}] x`, `[{"kind":"\u0061"}]`, `[{"version":-1}]`,
+		"[{\"kind\":\"\xff\"}]", `[{"labels":{"a":null}}]`, `[{"vips":[]}]`, `[{},{}]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := DecodeObjects(data)
+		if !ok {
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		var slow []resource.Object
+		if err := dec.Decode(&slow); err != nil {
+			t.Fatalf("DecodeObjects decoded %q, the general path fails: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("decode %q:\nfast    %#v\ngeneral %#v", data, fast, slow)
+		}
+	})
+}
+
+// FuzzEncodeObjects checks EncodeObjects against json.Marshal, for objects as decoded from
+// JSON and with their specs made canonical (as a scope stores them).
+func FuzzEncodeObjects(f *testing.F) {
+	for _, s := range []string{
+		`[{"kind":"Alias","namespace":"default.demo.mesh","name":"a1","spec":{"actions":["resolve"],"target":"t1"},"uid":"u","version":7,"created":3}]`,
+		`[{"kind":"Service","namespace":"a","name":"a","labels":{"b":"c","a":"<"},"annotations":{},"spec":{"ports":[{"name":"h","port":1}]},"vips":["240.0.0.1"]},{"kind":"x","spec":null}]`,
+		`[{"kind":"é","spec":{"b":1, "a":"&"}}]`, `[{"kind":"a","labels":{"\u2028":"x"}}]`, `[]`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var objs []resource.Object
+		if json.Unmarshal(data, &objs) != nil {
+			return
+		}
+		canon := make([]resource.Object, len(objs))
+		for i, o := range objs {
+			if c, err := sortJSON(o.Spec); err == nil && len(o.Spec) > 0 {
+				o.Spec = c
+			}
+			canon[i] = o
+		}
+		for _, objs := range [][]resource.Object{objs, canon} {
+			got, ok := EncodeObjects(objs)
+			if !ok {
+				continue
+			}
+			want, err := json.Marshal(objs)
+			if err != nil {
+				t.Fatalf("EncodeObjects wrote %q, json.Marshal fails: %v", got, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("EncodeObjects:\n got %s\nwant %s", got, want)
+			}
 		}
 	})
 }

@@ -148,11 +148,43 @@ func FormatTime(t time.Time) string {
 
 // ParseTime parses a Mutation.Time; anything but FormatTime's spelling is an error.
 func ParseTime(s string) (time.Time, error) {
+	if t, ok := parseTimeFast(s); ok {
+		return t, nil
+	}
 	t, err := time.Parse(TimeLayout, s)
 	if err != nil || FormatTime(t) != s {
 		return time.Time{}, fmt.Errorf("%q is not a UTC time in the form 2006-01-02T15:04:05.000Z (RFC 3339, milliseconds)", s)
 	}
 	return t.UTC(), nil
+}
+
+// parseTimeFast parses FormatTime's spelling of a time in the years 0000..9999 without
+// time.Parse and Format: every field at its place, in range (time.Date normalises nothing),
+// so FormatTime would give s back. Anything else is left to ParseTime's general path.
+func parseTimeFast(s string) (time.Time, bool) {
+	if len(s) != len("2006-01-02T15:04:05.000Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+		s[16] != ':' || s[19] != '.' || s[23] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day, hour, minute, sec, ms := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2), num(20, 3)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 || ms < 0 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, ms*int(time.Millisecond), time.UTC)
+	if t.Day() != day || t.Month() != time.Month(month) {
+		return time.Time{}, false // e.g. February 30th
+	}
+	return t, true
 }
 
 // Encode returns the canonical bytes of m: compact JSON with fields in a fixed order, maps

@@ -75,6 +75,8 @@ type State struct {
 	subMu  sync.Mutex
 	subs   map[uint64]chan struct{}
 	nextID uint64
+
+	reuse lineageReuse // the lineage as the last snapshot encoded it
 }
 
 // New returns the empty state of the scope governing domain (e.g. "demo.mesh"). It accepts
