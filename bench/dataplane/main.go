@@ -353,12 +353,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	if want("canton-1000-clusters") {
 		logf("measuring canton proxy RSS with %d clusters", manyClusters)
-		if mb, err := cantonRSSManyClusters(e, o.duration); err != nil {
+		if m, err := cantonRSSManyClusters(e, o.duration); err != nil {
 			logf("canton RSS with %d clusters: %v", manyClusters, err)
 			rep.Skipped = append(rep.Skipped, skipped{"canton-1000-clusters", err.Error()})
 		} else {
-			mb = round(mb)
-			rep.CantonRSSManyClustersMB = &mb
+			mib := func(b int64) *float64 { v := round(float64(b) / (1 << 20)); return &v }
+			rep.CantonRSSManyClustersMB, rep.CantonRSSManyClustersAnonMB, rep.CantonRSSManyClustersFileMB = mib(m.rss), mib(m.anon), mib(m.file)
 		}
 	}
 	rep.Scenarios = results

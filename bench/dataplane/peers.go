@@ -45,12 +45,16 @@ func urlOf(addr string) string { return "http://" + addr + "/" }
 // address of its benchmark listener. The proxy is the canton binary itself ("canton bare-proxy": the
 // data plane of canton proxy, with its memory policy, configured by the benchmark's xDS server), so
 // what is measured is what a user runs. CANTON_BENCH_CPUPROFILE=dir: each proxy writes a CPU profile
-// of its whole run to dir/<node>.cpu.
+// of its whole run to dir/<node>.cpu; CANTON_BENCH_MEMPROFILE=dir: its live heap when stopped to
+// dir/<node>.heap.
 func startCanton(e *env, node string) (*child, string, error) {
 	argv := []string{e.canton, "bare-proxy", "--xds", e.xds.Addr, "--id", node, "--admin", "127.0.0.1:0",
 		"--ready-listener", listenerName, "--drain", "1s"}
 	if dir := os.Getenv("CANTON_BENCH_CPUPROFILE"); dir != "" {
 		argv = append(argv, "--cpuprofile", filepath.Join(dir, node+".cpu"))
+	}
+	if dir := os.Getenv("CANTON_BENCH_MEMPROFILE"); dir != "" {
+		argv = append(argv, "--memprofile", filepath.Join(dir, node+".heap"))
 	}
 	c, out, err := e.kids.start("canton proxy "+node, []string{"GOMAXPROCS=1"}, argv...)
 	if err != nil {
@@ -147,36 +151,38 @@ func startCantonPair(e *env, outNode, inNode string, h2 bool) (co, ci *child, ad
 // manyClusters is the number of clusters of the memory measurement (the RSS target of issue #8).
 const manyClusters = 1000
 
+// manyClustersWindow is the shortest fixed-rate window before the memory measurement. The heap of a
+// proxy grows to its garbage collector's goal (twice the live heap) under load; a second after
+// start it has not yet, and the RSS read then was 1 to 4 MiB short of what the proxy keeps.
+const manyClustersWindow = 10 * time.Second
+
 // cantonRSSManyClusters starts a Canton proxy configured with manyClusters clusters, sends requests
-// through it for a moment and returns its RSS in MiB; the proxy is stopped afterwards.
-func cantonRSSManyClusters(e *env, d time.Duration) (float64, error) {
+// through it for d (at least manyClustersWindow) and returns its memory; the proxy is stopped
+// afterwards.
+func cantonRSSManyClusters(e *env, d time.Duration) (memParts, error) {
 	listen, err := freePort()
 	if err != nil {
-		return 0, err
+		return memParts{}, err
 	}
 	res, err := manyClustersResources(listen, e.upstream, manyClusters)
 	if err != nil {
-		return 0, err
+		return memParts{}, err
 	}
 	if err := e.xds.set(e.ctx, nodeMany, res); err != nil {
-		return 0, err
+		return memParts{}, err
 	}
 	c, addr, err := startCanton(e, nodeMany)
 	if err != nil {
-		return 0, err
+		return memParts{}, err
 	}
 	defer c.stop(2 * time.Second)
 	if err := check(addr, "http1"); err != nil {
-		return 0, err
+		return memParts{}, err
 	}
-	if _, err := runLoad(e.ctx, addr, "http1", fixedQPS, d); err != nil {
-		return 0, err
+	if _, err := runLoad(e.ctx, addr, "http1", fixedQPS, max(d, manyClustersWindow)); err != nil {
+		return memParts{}, err
 	}
-	rss, err := rssBytes(c.pid())
-	if err != nil {
-		return 0, err
-	}
-	return float64(rss) / (1 << 20), nil
+	return memStatus(c.pid())
 }
 
 // --- HAProxy ---

@@ -56,25 +56,51 @@ func rssBytes(pid int) (int64, error) {
 	return parseVmRSS(b)
 }
 
+// memParts is a process's resident set size and its anonymous and file-backed parts, in bytes
+// (/proc/<pid>/status VmRSS, RssAnon and RssFile; shared memory, RssShmem, is the rest).
+type memParts struct{ rss, anon, file int64 }
+
+// memStatus returns a process's memParts.
+func memStatus(pid int) (memParts, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memParts{}, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	var m memParts
+	for _, f := range []struct {
+		key string
+		to  *int64
+	}{{"VmRSS", &m.rss}, {"RssAnon", &m.anon}, {"RssFile", &m.file}} {
+		if *f.to, err = parseStatusKB(b, f.key); err != nil {
+			return memParts{}, err
+		}
+	}
+	return m, nil
+}
+
 // parseVmRSS returns the VmRSS line of /proc/<pid>/status in bytes.
-func parseVmRSS(b []byte) (int64, error) {
+func parseVmRSS(b []byte) (int64, error) { return parseStatusKB(b, "VmRSS") }
+
+// parseStatusKB returns the value of the line "key: N kB" of /proc/<pid>/status in bytes.
+func parseStatusKB(b []byte, key string) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "VmRSS:") {
+		rest, ok := strings.CutPrefix(line, key+":")
+		if !ok {
 			continue
 		}
-		f := strings.Fields(strings.TrimPrefix(line, "VmRSS:"))
+		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("/proc status: VmRSS: unexpected %q", line)
+			return 0, fmt.Errorf("/proc status: %s: unexpected %q", key, line)
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc status: VmRSS: %w", err)
+			return 0, fmt.Errorf("/proc status: %s: %w", key, err)
 		}
 		return kb * 1024, nil
 	}
-	return 0, fmt.Errorf("/proc status: no VmRSS line")
+	return 0, fmt.Errorf("/proc status: no %s line", key)
 }
 
 // sumCPU returns the total CPU time of pids.

@@ -66,6 +66,9 @@ func TestOwnProcess(t *testing.T) {
 	if err != nil || rss <= 0 {
 		t.Errorf("rssBytes = %d, %v; want > 0", rss, err)
 	}
+	if m, err := memStatus(os.Getpid()); err != nil || m.anon <= 0 || m.file <= 0 || m.anon+m.file > m.rss+1<<20 {
+		t.Errorf("memStatus = %+v, %v; want anonymous and file-backed parts of VmRSS", m, err)
+	}
 	if _, err := systemBusy(); err != nil {
 		t.Error(err)
 	}

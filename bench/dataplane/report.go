@@ -118,9 +118,13 @@ type report struct {
 	Skipped   []skipped         `json:"skipped"`
 	Ratios    map[string]ratios `json:"ratios_canton_over_haproxy"`
 	// CantonRSSManyClustersMB is the RSS of a Canton proxy with 1,000 clusters configured after a
-	// fixed-rate window through it; nil if it could not be measured.
-	CantonRSSManyClustersMB *float64 `json:"canton_rss_1000_clusters_mib"`
-	Elapsed                 string   `json:"elapsed"`
+	// fixed-rate window through it (at least 10 s), and the anonymous and file-backed parts of it
+	// (the proxy's own memory, and the pages of the canton binary and libraries, shared by every
+	// process that maps them); nil if it could not be measured.
+	CantonRSSManyClustersMB     *float64 `json:"canton_rss_1000_clusters_mib"`
+	CantonRSSManyClustersAnonMB *float64 `json:"canton_rss_anon_1000_clusters_mib"`
+	CantonRSSManyClustersFileMB *float64 `json:"canton_rss_file_1000_clusters_mib"`
+	Elapsed                     string   `json:"elapsed"`
 }
 
 func (r *scenarioResult) finish() {
@@ -250,7 +254,11 @@ func (r *report) writeTable(w io.Writer) {
 	}
 	tw.Flush()
 	if r.CantonRSSManyClustersMB != nil {
-		fmt.Fprintf(w, "\ncanton proxy RSS with %d clusters configured: %.1f MiB\n", manyClusters, *r.CantonRSSManyClustersMB)
+		fmt.Fprintf(w, "\ncanton proxy RSS with %d clusters configured: %.1f MiB", manyClusters, *r.CantonRSSManyClustersMB)
+		if r.CantonRSSManyClustersAnonMB != nil && r.CantonRSSManyClustersFileMB != nil {
+			fmt.Fprintf(w, " (anonymous %.1f MiB, file-backed %.1f MiB)", *r.CantonRSSManyClustersAnonMB, *r.CantonRSSManyClustersFileMB)
+		}
+		fmt.Fprintln(w)
 	}
 	if len(r.Versions) > 0 {
 		var vs []string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -22,6 +23,7 @@ func bareProxyCmd(e *env) *cobra.Command {
 		server     string
 		listener   string
 		cpuProfile string
+		memProfile string
 	)
 	cmd := &cobra.Command{
 		Use:    "bare-proxy --xds HOST:PORT --id NODE [--admin HOST:PORT] [--ready-listener NAME]",
@@ -55,6 +57,22 @@ func bareProxyCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			if memProfile != "" {
+				// The proxy's context ends after the heap profile is written, so that the profile
+				// shows the configured proxy rather than one shutting down.
+				ctx, cancel = context.WithCancel(context.WithoutCancel(cmd.Context()))
+				defer cancel()
+				go func() {
+					select {
+					case <-cmd.Context().Done():
+						if err := writeHeapProfile(memProfile); err != nil {
+							fmt.Fprintf(e.stderr, "bare-proxy: --memprofile: %v\n", err)
+						}
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+			}
 			errc := make(chan error, 1)
 			go func() { errc <- p.Run(ctx) }()
 			if listener != "" {
@@ -83,5 +101,30 @@ func bareProxyCmd(e *env) *cobra.Command {
 	f.StringVar(&listener, "ready-listener", "", "print \"ready HOST:PORT\" on stdout once the listener of this name serves")
 	f.DurationVar(&opts.DrainTime, "drain", 0, "how long connections may finish at shutdown (default 5s)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	f.StringVar(&memProfile, "memprofile", "", "write a heap profile (after a GC) to this file when stopped")
 	return cmd
+}
+
+// writeHeapProfile writes the live heap, after a garbage collection, to path, and the same in text
+// with the runtime's memory statistics to path.txt.
+func writeHeapProfile(path string) error {
+	runtime.GC()
+	for _, debug := range []int{0, 1} {
+		name := path
+		if debug == 1 {
+			name += ".txt"
+		}
+		f, err := os.Create(name)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("heap").WriteTo(f, debug); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

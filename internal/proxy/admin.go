@@ -42,7 +42,11 @@ func (p *Proxy) configDump(w http.ResponseWriter, r *http.Request) {
 		res := s.state.Resources[t]
 		items := make([]json.RawMessage, 0, len(res))
 		for _, name := range sortedNames(res) {
-			m := res[name]
+			m, err := res[name].Message()
+			if err != nil {
+				http.Error(w, "decode "+name+": "+err.Error(), http.StatusInternalServerError)
+				return
+			}
 			if sec, ok := m.(*tlsv3.Secret); ok {
 				m = redact(sec)
 			}

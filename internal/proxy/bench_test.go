@@ -1,14 +1,20 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"canton.dev/canton/internal/proxy/xdsclient"
 )
@@ -62,14 +68,14 @@ func BenchmarkConfig1000Clusters(b *testing.B) {
 		rc := &routev3.RouteConfiguration{Name: "r"}
 		for i := 0; i < 1000; i++ {
 			name := fmt.Sprintf("outbound|9080||svc%d.ns.demo.mesh", i)
-			clusters[name] = edsCluster(name, nil)
-			cla[name] = endpoints(b, name, fmt.Sprintf("10.0.%d.%d:9080", i/250, i%250+1), fmt.Sprintf("10.1.%d.%d:9080", i/250, i%250+1), fmt.Sprintf("10.2.%d.%d:9080", i/250, i%250+1))
+			clusters[name] = mustResource(b, edsCluster(name, nil))
+			cla[name] = mustResource(b, endpoints(b, name, fmt.Sprintf("10.0.%d.%d:9080", i/250, i%250+1), fmt.Sprintf("10.1.%d.%d:9080", i/250, i%250+1), fmt.Sprintf("10.2.%d.%d:9080", i/250, i%250+1)))
 			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: name, Domains: []string{fmt.Sprintf("svc%d.ns.demo.mesh", i)},
 				Routes: []*routev3.Route{{Match: prefixMatch("/"), Action: routeTo(name)}}})
 		}
 		st.Resources[xdsclient.ClusterType] = clusters
 		st.Resources[xdsclient.EndpointType] = cla
-		st.Resources[xdsclient.RouteType] = xdsclient.Resources{"r": rc}
+		st.Resources[xdsclient.RouteType] = xdsclient.Resources{"r": mustResource(b, rc)}
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -129,4 +135,76 @@ func BenchmarkKeepAliveProxy(b *testing.B) {
 	e := startEnv(b)
 	addr := e.basic(up.Addr())
 	benchSerial(b, "http://"+addr+"/")
+}
+
+// h2cClient is an HTTP/2 prior-knowledge (h2c) client on one connection.
+func h2cClient() *http.Client {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: p, MaxConnsPerHost: 1}}
+}
+
+// benchSerialWith is benchSerial with a given client.
+func benchSerialWith(b *testing.B, c *http.Client, url string) {
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || n != int64(len(kib)) {
+			b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+		}
+	}
+}
+
+// BenchmarkH2CProxy is one h2c client connection through one proxy hop (downstream HTTP/2 served by
+// net/http, HTTP/1.1 upstream), one request at a time, 1 KiB responses.
+func BenchmarkH2CProxy(b *testing.B) {
+	up := startUpstream(b, "a", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, kib) })
+	e := startEnv(b)
+	addr := e.basic(up.Addr())
+	benchSerialWith(b, h2cClient(), "http://"+addr+"/")
+}
+
+// BenchmarkGRPCProxy is one gRPC client connection through one proxy hop (downstream HTTP/2 served by
+// net/http, an HTTP/2 cluster upstream), unary calls one at a time (the health service's Check).
+func BenchmarkGRPCProxy(b *testing.B) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	e := startEnv(b)
+	e.set(xdsclient.ClusterType, "1", edsCluster("grpc", h2Cluster))
+	e.set(xdsclient.EndpointType, "1", endpoints(b, "grpc", lis.Addr().String()))
+	e.set(xdsclient.RouteType, "1", simpleRoutes("r", "grpc"))
+	e.set(xdsclient.ListenerType, "1", httpListener(b, "l", "r", nil))
+	e.waitACK(xdsclient.EndpointType, "1")
+	conn, err := grpc.NewClient(e.listenerAddr("l"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	req := &healthpb.HealthCheckRequest{Service: "svc"}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := hc.Check(context.Background(), req)
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			b.Fatalf("Check: %v %v", resp, err)
+		}
+	}
 }

@@ -69,7 +69,7 @@ func TestAcceptsControlPlaneOutput(t *testing.T) {
 				if err := protojson.Unmarshal(js, m); err != nil {
 					t.Fatalf("%s: %s %q: %v", g, kind, name, err)
 				}
-				res[name] = m
+				res[name] = mustResource(t, m)
 			}
 			st.Resources[k.typeURL] = res
 		}

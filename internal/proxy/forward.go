@@ -444,6 +444,11 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 	if st.draining {
 		h["Connection"] = connectionClose
 	}
+	if _, ok := h["Date"]; st.h2 && !ok {
+		// net/http's HTTP/2 server would format the same value for every response; this one is
+		// formatted once per second (the HTTP/1.1 fast path adds it the same way).
+		h["Date"] = httpDateHeader()
+	}
 	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {

@@ -314,7 +314,13 @@ func indexByte(b []byte, c byte) int {
 func (hc *h1Conn) handOver() {
 	_ = hc.conn.SetReadDeadline(time.Time{})
 	// The guard under hc.conn has seen these bytes: net/http gets them before the guarded stream.
-	c := net.Conn(&prefixConn{Conn: hc.conn, prefix: append([]byte(nil), hc.rbuf[hc.rpos:hc.rend]...)})
+	rest := hc.rbuf[hc.rpos:hc.rend]
+	var c net.Conn
+	if hc.tls == nil && isH2Preface(rest) {
+		c = newReadBufConn(hc.conn, rest) // h2c prior knowledge: net/http reads frames unbuffered
+	} else {
+		c = &prefixConn{Conn: hc.conn, prefix: append([]byte(nil), rest...)}
+	}
 	if hc.tls != nil {
 		c = &guardedTLS{Conn: c, state: hc.tls}
 	}
@@ -687,14 +693,25 @@ func httpDate() string {
 	if d := cachedDate.Load(); d != nil && d.sec == sec {
 		return d.v
 	}
-	d := &dateValue{sec: sec, v: now.UTC().Format(http.TimeFormat)}
-	cachedDate.Store(d)
-	return d.v
+	v := now.UTC().Format(http.TimeFormat)
+	cachedDate.Store(&dateValue{sec: sec, v: v, vs: []string{v}})
+	return v
+}
+
+// httpDateHeader is httpDate as a header value, shared (header values are replaced, never edited in
+// place).
+func httpDateHeader() []string {
+	if d := cachedDate.Load(); d != nil && d.sec == time.Now().Unix() {
+		return d.vs
+	}
+	httpDate()
+	return cachedDate.Load().vs
 }
 
 type dateValue struct {
 	sec int64
 	v   string
+	vs  []string // []string{v}
 }
 
 var cachedDate atomic.Pointer[dateValue]

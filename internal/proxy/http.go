@@ -34,6 +34,7 @@ type reqState struct {
 	upstream    string
 	upstreamDur time.Duration
 	grpc        bool
+	h2          bool // the downstream request is HTTP/2
 	draining    bool
 	peer        filter.Peer
 	hasPeer     bool
@@ -86,7 +87,7 @@ func (h *hcmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
 	st := statePool.Get().(*reqState)
 	tm := st.timer
-	*st = reqState{snap: p.snap.Load(), hcm: h.hcm, start: time.Now(), grpc: route.IsGRPC(r.Header), draining: h.draining.Load(),
+	*st = reqState{snap: p.snap.Load(), hcm: h.hcm, start: time.Now(), grpc: route.IsGRPC(r.Header), h2: r.ProtoMajor == 2, draining: h.draining.Load(),
 		timer: tm, w: respWriter{ResponseWriter: w}}
 	st.ci, _ = r.Context().Value(connInfoKey{}).(*connInfo)
 	if r.TLS == nil && st.ci != nil && st.ci.tls != nil {
@@ -320,7 +321,9 @@ var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-A
 // needs it).
 func removeHopByHop(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, f := range strings.Split(v, ",") {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
 			if f = textprotoTrim(f); f != "" {
 				k := http.CanonicalHeaderKey(f)
 				if k != "Te" {
@@ -333,13 +336,14 @@ func removeHopByHop(h http.Header) {
 	for _, k := range hopByHop {
 		delete(h, k)
 	}
-	for _, v := range te {
-		if hasToken([]string{v}, "trailers") {
-			h["Te"] = []string{"trailers"}
-			break
-		}
+	if hasToken(te, "trailers") {
+		h["Te"] = teTrailers
 	}
 }
+
+// teTrailers is the value "TE: trailers" is forwarded with (shared: header values are replaced,
+// never edited in place).
+var teTrailers = []string{"trailers"}
 
 func textprotoTrim(s string) string { return strings.TrimSpace(s) }
 

@@ -307,7 +307,7 @@ func (l *runningListener) serveConn(c net.Conn) {
 		l.serveH1(httpsafe.Guard(c, guardFor(chain)), nil, chain, hello)
 		return
 	}
-	l.deliverHTTP(httpsafe.Guard(c, guardFor(chain)), chain, hello)
+	l.deliverHTTP(newReadBufConn(httpsafe.Guard(c, guardFor(chain)), nil), chain, hello) // HTTP/2 only
 }
 
 // guardFor is the strictness guard's configuration for the connections of chain.

@@ -320,7 +320,7 @@ func subscriptions(s *snapshot) xdsclient.Subscriptions {
 	}
 	for _, c := range s.clusters {
 		add(xdsclient.EndpointType, c.EDSName)
-		if ts := c.Resource.GetTransportSocket(); ts != nil {
+		if ts := c.TransportSocket; ts != nil {
 			if t, err := upstreamTLSContext(ts); err == nil {
 				addTLS(t)
 			}

@@ -38,15 +38,15 @@ type snapshot struct {
 	routes    map[string]*route.Table
 	clusters  map[string]*cluster.Cluster
 	secrets   map[string]*secret
-	// compiled memoizes compiled resources by their (immutable) message, so an update of one type
+	// compiled memoizes compiled resources by their (immutable) Resource, so an update of one type
 	// recompiles only that type.
-	compiled map[proto.Message]any
+	compiled map[*xdsclient.Resource]any
 }
 
 func emptySnapshot() *snapshot {
 	return &snapshot{state: xdsclient.State{Resources: map[string]xdsclient.Resources{}, Versions: map[string]string{}},
 		listeners: map[string]*listenerSpec{}, routes: map[string]*route.Table{}, clusters: map[string]*cluster.Cluster{},
-		secrets: map[string]*secret{}, compiled: map[proto.Message]any{}}
+		secrets: map[string]*secret{}, compiled: map[*xdsclient.Resource]any{}}
 }
 
 // listenerSpec is a compiled Listener.
@@ -141,15 +141,20 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 	kind := resourceKind(typeURL)
 	names := sortedNames(next.Resources[typeURL])
 	for _, n := range names {
-		if _, done := old.compiled[next.Resources[typeURL][n]]; done {
-			continue
+		r := next.Resources[typeURL][n]
+		if _, done := old.compiled[r]; done || old.state.Resources[typeURL][n].SameBytes(r) {
+			continue // checked when it was accepted
 		}
-		if err := subset.Check(next.Resources[typeURL][n]); err != nil {
+		m, err := r.Message()
+		if err == nil {
+			err = subset.Check(m)
+		}
+		if err != nil {
 			return nil, nil, fmt.Errorf("%s %q: %w", kind, n, err)
 		}
 	}
 	s = &snapshot{state: next, listeners: map[string]*listenerSpec{}, routes: map[string]*route.Table{},
-		clusters: map[string]*cluster.Cluster{}, secrets: map[string]*secret{}, compiled: map[proto.Message]any{}}
+		clusters: map[string]*cluster.Cluster{}, secrets: map[string]*secret{}, compiled: map[*xdsclient.Resource]any{}}
 	defer func() {
 		if err != nil {
 			for _, c := range created {
@@ -158,37 +163,53 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 			created = nil
 		}
 	}()
-	memo := func(m proto.Message, f func() (any, error)) (any, error) {
-		if v, ok := old.compiled[m]; ok {
-			s.compiled[m] = v
+	// memo returns what old compiled from r, or compiles r's message with f.
+	memo := func(r *xdsclient.Resource, f func(proto.Message) (any, error)) (any, error) {
+		if v, ok := old.compiled[r]; ok {
+			s.compiled[r] = v
 			return v, nil
 		}
-		v, err := f()
+		m, err := r.Message()
+		if err != nil {
+			return nil, err
+		}
+		v, err := f(m)
 		if err == nil {
-			s.compiled[m] = v
+			s.compiled[r] = v
 		}
 		return v, err
 	}
-	for name, m := range next.Resources[xdsclient.SecretType] {
-		v, err := memo(m, func() (any, error) { return compileSecret(m.(*tlsv3.Secret)) })
+	for name, r := range next.Resources[xdsclient.SecretType] {
+		v, err := memo(r, func(m proto.Message) (any, error) { return compileSecret(m.(*tlsv3.Secret)) })
 		if err != nil {
 			return nil, created, fmt.Errorf("secret %q: %w", name, err)
 		}
 		s.secrets[name] = v.(*secret)
 	}
-	for name, m := range next.Resources[xdsclient.RouteType] {
-		v, err := memo(m, func() (any, error) { return compileRoutes(m.(*routev3.RouteConfiguration)) })
+	validate := map[string]bool{} // route configurations with validate_clusters
+	for name, r := range next.Resources[xdsclient.RouteType] {
+		v, err := memo(r, func(m proto.Message) (any, error) {
+			rc := m.(*routev3.RouteConfiguration)
+			t, err := compileRoutes(rc)
+			return compiledRoutes{t, rc.GetValidateClusters().GetValue()}, err
+		})
 		if err != nil {
 			return nil, created, fmt.Errorf("route configuration %q: %w", name, err)
 		}
-		s.routes[name] = v.(*route.Table)
+		s.routes[name] = v.(compiledRoutes).table
+		validate[name] = v.(compiledRoutes).validateClusters
 	}
 	for _, name := range sortedNames(next.Resources[xdsclient.ClusterType]) {
-		c := next.Resources[xdsclient.ClusterType][name].(*clusterv3.Cluster)
-		if cl := old.clusters[name]; cl != nil && proto.Equal(cl.Resource, c) {
+		r := next.Resources[xdsclient.ClusterType][name]
+		if cl := old.clusters[name]; cl != nil && sameResource(old.state.Resources[xdsclient.ClusterType][name], r) {
 			s.clusters[name] = cl
 			continue
 		}
+		m, err := r.Message()
+		if err != nil {
+			return nil, created, fmt.Errorf("cluster %q: %w", name, err)
+		}
+		c := m.(*clusterv3.Cluster)
 		o, err := p.clusterOptions(c)
 		if err != nil {
 			return nil, created, fmt.Errorf("cluster %q: %w", name, err)
@@ -201,8 +222,8 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 		s.clusters[name] = cl
 	}
 	// validate_clusters: a route configuration that asks for it may only name existing clusters.
-	for name, m := range next.Resources[xdsclient.RouteType] {
-		if typeURL != xdsclient.RouteType || !m.(*routev3.RouteConfiguration).GetValidateClusters().GetValue() {
+	for name := range next.Resources[xdsclient.RouteType] {
+		if typeURL != xdsclient.RouteType || !validate[name] {
 			continue
 		}
 		for _, c := range s.routes[name].Clusters() {
@@ -212,19 +233,23 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 		}
 	}
 	// Endpoints: check every assignment first, then apply, so a bad one changes nothing.
-	for name, m := range next.Resources[xdsclient.EndpointType] {
-		if _, ok := old.compiled[m]; ok {
+	for name, r := range next.Resources[xdsclient.EndpointType] {
+		if _, ok := old.compiled[r]; ok {
 			continue
 		}
-		if err := cluster.CheckEndpoints(m.(*endpointv3.ClusterLoadAssignment)); err != nil {
+		m, err := r.Message()
+		if err == nil {
+			err = cluster.CheckEndpoints(m.(*endpointv3.ClusterLoadAssignment))
+		}
+		if err != nil {
 			return nil, created, fmt.Errorf("cluster load assignment %q: %w", name, err)
 		}
 	}
-	for _, m := range next.Resources[xdsclient.EndpointType] {
-		s.compiled[m] = true
+	for _, r := range next.Resources[xdsclient.EndpointType] {
+		s.compiled[r] = true
 	}
-	for name, m := range next.Resources[xdsclient.ListenerType] {
-		v, err := memo(m, func() (any, error) { return p.compileListener(m.(*listenerv3.Listener)) })
+	for name, r := range next.Resources[xdsclient.ListenerType] {
+		v, err := memo(r, func(m proto.Message) (any, error) { return p.compileListener(m.(*listenerv3.Listener)) })
 		if err != nil {
 			return nil, created, fmt.Errorf("listener %q: %w", name, err)
 		}
@@ -234,6 +259,12 @@ func (p *Proxy) build(old *snapshot, typeURL string, next xdsclient.State) (s *s
 		return nil, created, err
 	}
 	return s, created, nil
+}
+
+// compiledRoutes is a compiled RouteConfiguration with its validate_clusters.
+type compiledRoutes struct {
+	table            *route.Table
+	validateClusters bool
 }
 
 // clusterOptions compiles the transport sockets of c: its own and those of its
@@ -286,13 +317,35 @@ func (s *snapshot) applyEndpoints(old *snapshot) {
 		if cl.EDSName == "" {
 			continue
 		}
-		cla, _ := s.state.Resources[xdsclient.EndpointType][cl.EDSName].(*endpointv3.ClusterLoadAssignment)
-		prev, _ := old.state.Resources[xdsclient.EndpointType][cl.EDSName].(*endpointv3.ClusterLoadAssignment)
-		if old.clusters[cl.Name] == cl && prev == cla {
+		r := s.state.Resources[xdsclient.EndpointType][cl.EDSName]
+		if old.clusters[cl.Name] == cl && old.state.Resources[xdsclient.EndpointType][cl.EDSName] == r {
 			continue
+		}
+		var cla *endpointv3.ClusterLoadAssignment
+		if r != nil {
+			m, _ := r.Message() // decoded (and checked) by build
+			cla, _ = m.(*endpointv3.ClusterLoadAssignment)
 		}
 		_ = cl.SetEndpoints(cla) // checked by build
 	}
+}
+
+// sameResource reports whether old and r hold equal messages (without decoding them when they
+// were sent as the same bytes). The proxy keeps a cluster whose resource did not change, with its
+// connections and its hosts' state.
+func sameResource(old, r *xdsclient.Resource) bool {
+	if old == nil || r == nil {
+		return old == r
+	}
+	if old.SameBytes(r) {
+		return true
+	}
+	a, err := old.Message()
+	if err != nil {
+		return false
+	}
+	b, err := r.Message()
+	return err == nil && proto.Equal(a, b)
 }
 
 func sortedNames(r xdsclient.Resources) []string {

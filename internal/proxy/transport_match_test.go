@@ -50,6 +50,16 @@ func autoMTLSCluster(t *testing.T) *clusterv3.Cluster {
 		}}}
 }
 
+// mustResource returns m as the xDS client holds it.
+func mustResource(t testing.TB, m proto.Message) *xdsclient.Resource {
+	t.Helper()
+	r, err := xdsclient.NewResource(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func buildClusters(t *testing.T, cs ...*clusterv3.Cluster) (map[string]*cluster.Cluster, error) {
 	t.Helper()
 	p, err := New(Options{XDSServers: []string{"127.0.0.1:1"}})
@@ -58,7 +68,7 @@ func buildClusters(t *testing.T, cs ...*clusterv3.Cluster) (map[string]*cluster.
 	}
 	res := xdsclient.Resources{}
 	for _, c := range cs {
-		res[c.GetName()] = c
+		res[c.GetName()] = mustResource(t, c)
 	}
 	st := xdsclient.State{Resources: map[string]xdsclient.Resources{xdsclient.ClusterType: res}, Versions: map[string]string{}}
 	s, created, err := p.build(emptySnapshot(), xdsclient.ClusterType, st)

@@ -84,17 +84,19 @@ type Options struct {
 
 // Cluster is one upstream cluster. Its methods are safe for concurrent use.
 type Cluster struct {
-	Name     string
-	Resource *clusterv3.Cluster
+	Name string
+	// TransportSocket is the cluster's transport_socket (nil: none), for the secrets it names. The
+	// cluster keeps no other part of its resource.
+	TransportSocket *corev3.TransportSocket
 	// EDSName is the ClusterLoadAssignment name to subscribe to, empty for STATIC clusters.
 	EDSName string
 	LB      LBKind
 	HTTP2   bool
 	Limits  Limits
 	Outlier *Outlier
-	// Transport is the pooled transport to this cluster's hosts for what h1 does not carry (HTTP/2,
-	// upgrades, streamed request bodies). Use RoundTrip, which chooses.
-	Transport *http.Transport
+	// transport is the pooled transport to this cluster's hosts for what h1 does not carry (HTTP/2,
+	// upgrades, streamed request bodies), made on first use (see Transport).
+	transport atomic.Pointer[http.Transport]
 	h1        *h1Pool // HTTP/1.1 clusters only
 	// Scheme is the URL scheme of upstream requests: "https" when the cluster has an upstream TLS
 	// context, else "http" (plain HTTP/1.1 or h2c). It is fixed at construction; do not derive it from
@@ -124,8 +126,9 @@ type Cluster struct {
 	// locality by its load_balancing_weight, then an endpoint in it by the cluster's policy.
 	byLocality bool
 
-	mu    sync.Mutex
-	hosts map[string]*Host
+	// mu serializes endpoint updates, ejections and the outlier detection's sweeps (and the
+	// transport's creation).
+	mu sync.Mutex
 
 	activeRequests atomic.Int64
 	activeRetries  atomic.Int64
@@ -134,15 +137,14 @@ type Cluster struct {
 	// Overflows counts circuit-breaker trips (upstream_rq_pending_overflow and friends together).
 	Overflows atomic.Uint64
 
-	stop chan struct{}
+	stop chan struct{} // closed by Close; nil without outlier detection (nothing to stop)
 	once sync.Once
 }
 
 // New builds a cluster from c. Errors name the field.
 func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
-	cl := &Cluster{Name: c.GetName(), Resource: c, hosts: map[string]*Host{}, ringMin: 1024, maglevSize: 65537,
-		ConnectTimeout: 5 * time.Second, stop: make(chan struct{}),
-		Limits: Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}}
+	cl := &Cluster{Name: c.GetName(), TransportSocket: c.GetTransportSocket(), ringMin: 1024, maglevSize: 65537,
+		ConnectTimeout: 5 * time.Second, Limits: Limits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}}
 	if cl.Name == "" {
 		return nil, errors.New("name: empty")
 	}
@@ -270,7 +272,6 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if o.TLS != nil {
 		cl.Scheme = "https"
 	}
-	cl.Transport = cl.newTransport(o.TLS)
 	if !cl.HTTP2 {
 		cl.h1 = newH1Pool(cl.dial, o.TLS, cl.ConnectTimeout, cl.IdleTimeout)
 	}
@@ -283,6 +284,7 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 		cl.set.Store(&endpointSet{})
 	}
 	if cl.Outlier != nil {
+		cl.stop = make(chan struct{})
 		go cl.outlierLoop()
 	}
 	return cl, nil
@@ -425,7 +427,28 @@ func (c *Cluster) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c.h1 != nil && h1Eligible(r) {
 		return c.h1.roundTrip(r)
 	}
-	return c.Transport.RoundTrip(r)
+	return c.Transport().RoundTrip(r)
+}
+
+// Transport returns the cluster's pooled http.Transport, making it on first use: most clusters of
+// a large configuration never carry a request that needs it (an http.Transport is ≈ 400 bytes
+// before any connection).
+func (c *Cluster) Transport() *http.Transport { return c.lazyTransport(&c.transport, c.TLS) }
+
+// lazyTransport returns *p, first storing in it a new transport with TLS configuration tc if it is
+// nil.
+func (c *Cluster) lazyTransport(p *atomic.Pointer[http.Transport], tc *tls.Config) *http.Transport {
+	if t := p.Load(); t != nil {
+		return t
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := p.Load(); t != nil {
+		return t
+	}
+	t := c.newTransport(tc)
+	p.Store(t)
+	return t
 }
 
 func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
@@ -460,19 +483,23 @@ func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
 func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	eps, err := parseEndpoints(cla, c.hosts, c.matchIndex)
+	var known map[string]*Host // the current hosts by address, whose state carries over
+	if cur := c.set.Load(); cur != nil && len(cur.all) > 0 {
+		known = make(map[string]*Host, len(cur.all))
+		for _, e := range cur.all {
+			known[e.Addr] = e.Host
+		}
+	}
+	eps, err := parseEndpoints(cla, known, c.matchIndex)
 	if err != nil {
 		return err
 	}
-	hosts := make(map[string]*Host, len(eps))
 	var ejected int64
 	for _, e := range eps {
-		hosts[e.Addr] = e.Host
 		if e.ejected.Load() {
 			ejected++
 		}
 	}
-	c.hosts = hosts
 	c.ejectedCount.Store(ejected)
 	set := buildSet(eps, c.LB, c.ringMin, c.maglevSize, c.byLocality)
 	if len(c.matched) > 0 {
@@ -531,7 +558,7 @@ func (c *Cluster) PickOther(hash uint64, hasHash bool, attempts int, tried func(
 
 func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
 	hashed := hasHash && (c.LB == RingHash || c.LB == Maglev)
-	if l.localities != nil && !hashed {
+	if l.loc != nil && !hashed {
 		return c.pickLocality(l, hash, hasHash)
 	}
 	n := len(l.schedule)
@@ -598,13 +625,14 @@ func (c *Cluster) pickLevel(l *level, hash uint64, hasHash bool) *Endpoint {
 // pickLocality chooses the locality of level l by weight, and an endpoint in it; when the locality
 // has no available endpoint, the next localities in order are tried.
 func (c *Cluster) pickLocality(l *level, hash uint64, hasHash bool) *Endpoint {
-	n := uint64(len(l.locSchedule))
+	loc := l.loc
+	n := uint64(len(loc.schedule))
 	if n == 0 {
 		return nil
 	}
-	first := int(l.locSchedule[(l.locNext.Add(1)-1)%n])
-	for k := range l.localities {
-		if e := c.pickLevel(l.localities[(first+k)%len(l.localities)], hash, hasHash); e != nil {
+	first := int(loc.schedule[(loc.next.Add(1)-1)%n])
+	for k := range loc.levels {
+		if e := c.pickLevel(loc.levels[(first+k)%len(loc.levels)], hash, hasHash); e != nil {
 			return e
 		}
 	}
@@ -709,7 +737,7 @@ func (c *Cluster) outlierLoop() {
 			return
 		case now := <-t.C:
 			c.mu.Lock()
-			for _, h := range c.hosts {
+			for _, h := range c.set.Load().all { // each host once: addresses are unique in a set
 				switch {
 				case h.ejected.Load() && now.UnixNano() >= h.ejectedUntil.Load():
 					h.ejected.Store(false)
@@ -726,7 +754,9 @@ func (c *Cluster) outlierLoop() {
 // Close stops background work and closes pooled connections after drain (in-flight requests finish).
 func (c *Cluster) Close(drain time.Duration) {
 	c.once.Do(func() {
-		close(c.stop)
+		if c.stop != nil {
+			close(c.stop)
+		}
 		c.closeIdle(false)
 		if drain > 0 {
 			time.AfterFunc(drain, func() { c.closeIdle(true) })
@@ -739,7 +769,9 @@ func (c *Cluster) Close(drain time.Duration) {
 // closeIdle closes the pooled connections that are not in use; final also closes those in use when
 // their exchange ends.
 func (c *Cluster) closeIdle(final bool) {
-	c.Transport.CloseIdleConnections()
+	if t := c.transport.Load(); t != nil { // not made: no connections
+		t.CloseIdleConnections()
+	}
 	if c.h1 != nil {
 		c.h1.closeIdle(final)
 	}

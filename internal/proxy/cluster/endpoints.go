@@ -50,45 +50,69 @@ type Endpoint struct {
 
 func (e *Endpoint) available() bool { return e.Healthy && !e.ejected.Load() }
 
-// level is the endpoints of one priority with their load-balancing structures. The hash structures
-// are built on the first hashed pick: most clusters of a large configuration never need them, and a
-// maglev table is 256 KiB.
+// level is the endpoints of one priority with their load-balancing structures. What only some
+// clusters use hangs off pointers (a configuration has a level per cluster at least, and most are
+// round robin without localities).
 type level struct {
 	eps      []*Endpoint
 	schedule []int32 // weighted round-robin order of indexes into eps
-	kind     LBKind
-	ringMin  int
-	mgSize   int
-	once     sync.Once
-	ring     []ringEntry
-	maglev   []int32
-
-	// When the cluster balances by locality weight (locality_weighted_lb_config), localities are the
-	// level's endpoints by locality (localities of weight 0 left out of the level), chosen in the
-	// weighted round-robin order locSchedule (indexes into localities) before an endpoint in them;
-	// hashWeights are the endpoints' weights for the hash tables instead: as Envoy's, an endpoint's
-	// share of its locality times the locality's share of the level.
-	localities  []*level
-	locSchedule []int32
-	locNext     atomic.Uint64
-	hashWeights []float64
-	// own is set on the levels of one locality: they keep their own round-robin position (a
+	// own is set on the levels of one locality: they keep their own round-robin position rr (a
 	// position shared with the locality choice would lock each locality onto a few endpoints).
 	own bool
 	rr  atomic.Uint64
+	// hash is the ring or maglev table of a RingHash or Maglev cluster's level, nil otherwise.
+	hash *hashTable
+	// loc is set when the cluster balances by locality weight (locality_weighted_lb_config).
+	loc *localityLevel
 }
 
-// hashTables returns the ring or maglev table, building it once.
+// hashTable is a level's ring or maglev table, built on the first hashed pick: most clusters of a
+// large configuration never need it, and a maglev table is 256 KiB.
+type hashTable struct {
+	kind    LBKind
+	ringMin int
+	mgSize  int
+	// weights are the endpoints' weights when the level balances by locality (nil otherwise): as
+	// Envoy's, an endpoint's share of its locality times the locality's share of the level.
+	weights []float64
+	once    sync.Once
+	ring    []ringEntry
+	maglev  []int32
+}
+
+// localityLevel is the locality structure of a level: the level's endpoints by locality (localities
+// of weight 0 left out of the level), chosen in the weighted round-robin order schedule (indexes
+// into levels) before an endpoint in them.
+type localityLevel struct {
+	levels   []*level
+	schedule []int32
+	next     atomic.Uint64
+}
+
+// newLevel returns a level of eps for a cluster of policy kind.
+func newLevel(eps []*Endpoint, kind LBKind, ringMin, mgSize int) *level {
+	l := &level{eps: eps}
+	if kind == RingHash || kind == Maglev {
+		l.hash = &hashTable{kind: kind, ringMin: ringMin, mgSize: mgSize}
+	}
+	return l
+}
+
+// hashTables returns the ring or maglev table, building it once (nil without one).
 func (l *level) hashTables() ([]ringEntry, []int32) {
-	l.once.Do(func() {
-		switch l.kind {
+	h := l.hash
+	if h == nil {
+		return nil, nil
+	}
+	h.once.Do(func() {
+		switch h.kind {
 		case RingHash:
-			l.ring = buildRing(l.eps, l.hashWeights, l.ringMin)
+			h.ring = buildRing(l.eps, h.weights, h.ringMin)
 		case Maglev:
-			l.maglev = buildMaglev(l.eps, l.hashWeights, l.mgSize)
+			h.maglev = buildMaglev(l.eps, h.weights, h.mgSize)
 		}
 	})
-	return l.ring, l.maglev
+	return h.ring, h.maglev
 }
 
 // endpointSet is an immutable set of endpoints.
@@ -164,9 +188,9 @@ func buildSet(eps []*Endpoint, kind LBKind, ringMin, maglevSize int, byLocality 
 	}
 	slices.Sort(prios)
 	for _, p := range prios {
-		l := &level{eps: byPrio[p], kind: kind, ringMin: ringMin, mgSize: maglevSize}
+		l := newLevel(byPrio[p], kind, ringMin, maglevSize)
 		if byLocality {
-			l.splitByLocality()
+			l.splitByLocality(kind, ringMin, maglevSize)
 			if len(l.eps) == 0 {
 				continue // every locality of this priority has weight 0: no traffic
 			}
@@ -179,7 +203,7 @@ func buildSet(eps []*Endpoint, kind LBKind, ringMin, maglevSize int, byLocality 
 
 // splitByLocality fills the locality structures of l (see level) and leaves out of l.eps the
 // endpoints of localities of weight 0, which get no traffic (as in Envoy).
-func (l *level) splitByLocality() {
+func (l *level) splitByLocality(kind LBKind, ringMin, mgSize int) {
 	var order []string
 	byLoc := map[string][]*Endpoint{}
 	for _, e := range l.eps {
@@ -192,6 +216,7 @@ func (l *level) splitByLocality() {
 		byLoc[e.Locality] = append(byLoc[e.Locality], e)
 	}
 	l.eps = nil
+	l.loc = &localityLevel{}
 	var locWeights []uint32
 	var locTotal float64
 	for _, loc := range order {
@@ -199,22 +224,23 @@ func (l *level) splitByLocality() {
 		// The first endpoint's locality weight stands for the locality (one locality listed twice in
 		// a priority is merged).
 		w := eps[0].localityWeight
-		sub := &level{eps: eps, kind: l.kind, ringMin: l.ringMin, mgSize: l.mgSize, own: true}
+		sub := newLevel(eps, kind, ringMin, mgSize)
+		sub.own = true
 		sub.schedule = weightedSchedule(eps)
-		l.localities = append(l.localities, sub)
+		l.loc.levels = append(l.loc.levels, sub)
 		l.eps = append(l.eps, eps...)
 		locWeights = append(locWeights, w)
 		locTotal += float64(w)
 	}
-	l.locSchedule = smoothSchedule(locWeights)
-	if l.kind == RingHash || l.kind == Maglev {
-		for i, sub := range l.localities {
+	l.loc.schedule = smoothSchedule(locWeights)
+	if l.hash != nil {
+		for i, sub := range l.loc.levels {
 			var hostTotal float64
 			for _, e := range sub.eps {
 				hostTotal += float64(e.Weight)
 			}
 			for _, e := range sub.eps {
-				l.hashWeights = append(l.hashWeights, float64(e.Weight)/hostTotal*float64(locWeights[i])/locTotal)
+				l.hash.weights = append(l.hash.weights, float64(e.Weight)/hostTotal*float64(locWeights[i])/locTotal)
 			}
 		}
 	}

@@ -109,7 +109,7 @@ func (p *h1Pool) roundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	addr := r.URL.Host
-	c, err := p.get(ctx, addr)
+	c, err := p.get(ctx, addr, replayable(r))
 	if err != nil {
 		return nil, err
 	}
@@ -340,8 +340,18 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// get returns a live kept connection to addr, else a new one.
-func (p *h1Pool) get(ctx context.Context, addr string) (*h1Conn, error) {
+// h1TrustIdle is how long a kept connection may have been idle and still be reused without the
+// liveness peek by a request that can be replayed. Such a request that meets a connection the
+// upstream closed in the meantime fails before any response byte and is sent again on a new
+// connection (roundTrip), so the peek only saves that retry; skipping it for connections that were
+// in use moments ago saves a system call per request under load (docs/performance.md). Requests that
+// cannot be replayed (POST with a body...) always peek.
+const h1TrustIdle = 50 * time.Millisecond
+
+// get returns a live kept connection to addr, else a new one. replayable: the request may be sent
+// again after a failure on a stale connection, so a connection idle for less than h1TrustIdle is
+// taken without the liveness check.
+func (p *h1Pool) get(ctx context.Context, addr string, replayable bool) (*h1Conn, error) {
 	now := time.Now()
 	p.mu.Lock()
 	for {
@@ -357,7 +367,7 @@ func (p *h1Pool) get(ctx context.Context, addr string) (*h1Conn, error) {
 			continue
 		}
 		p.mu.Unlock()
-		if c.peek != nil && !c.peek.idleAlive() {
+		if c.peek != nil && !(replayable && now.Sub(c.idleAt) < h1TrustIdle) && !c.peek.idleAlive() {
 			c.conn.Close()
 			p.mu.Lock()
 			continue

@@ -158,7 +158,12 @@ func TestH1UpstreamClosedIdleConnection(t *testing.T) {
 				cl.h1.mu.Lock()
 				defer cl.h1.mu.Unlock()
 				conns := cl.h1.idle[addr]
-				return len(conns) == 1 && !conns[0].peek.idleAlive()
+				if len(conns) != 1 || conns[0].peek.idleAlive() {
+					return false
+				}
+				// Idle long enough that every request checks it (see TestH1RecentIdleSkipsPeek).
+				conns[0].idleAt = conns[0].idleAt.Add(-h1TrustIdle)
+				return true
 			})
 		}
 		code, body, err := get(t, cl, context.Background(), m, addr, "data")
@@ -168,6 +173,72 @@ func TestH1UpstreamClosedIdleConnection(t *testing.T) {
 	}
 	if n := up.conns.Load(); n != 4 {
 		t.Errorf("%d connections, want 4", n)
+	}
+}
+
+// TestH1RecentIdleSkipsPeek checks that a connection kept for less than h1TrustIdle is handed to
+// a replayable request without the liveness check (it would be sent again on a new connection if
+// the kept one turned out closed) and that a request that cannot be replayed still checks it.
+func TestH1RecentIdleSkipsPeek(t *testing.T) {
+	// The upstream answers one request per connection without saying Connection: close, then closes.
+	closed := make(chan struct{}, 8)
+	up := startRaw(t, func(n int64, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, ok("x"))
+		c.Close()
+		closed <- struct{}{}
+	})
+	cl := h1Cluster(t)
+	addr := up.ln.Addr().String()
+	keptClosed := func() *h1Conn {
+		t.Helper()
+		<-closed
+		var kept *h1Conn
+		waitFor(t, func() bool {
+			cl.h1.mu.Lock()
+			defer cl.h1.mu.Unlock()
+			conns := cl.h1.idle[addr]
+			if len(conns) != 1 || conns[0].peek.idleAlive() {
+				return false
+			}
+			kept = conns[0]
+			kept.idleAt = time.Now()
+			return true
+		})
+		return kept
+	}
+	if code, _, err := get(t, cl, context.Background(), "GET", addr, ""); err != nil || code != 200 {
+		t.Fatal(code, err)
+	}
+	kept := keptClosed()
+	c, err := cl.h1.get(context.Background(), addr, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != kept || !c.reused {
+		t.Fatal("a replayable request did not get the recently kept connection unchecked")
+	}
+	cl.h1.put(c)
+	// The closed connection is taken unchecked, fails before any response byte, and the request
+	// goes again on a new connection.
+	if code, body, err := get(t, cl, context.Background(), "GET", addr, ""); err != nil || code != 200 || body != "x" {
+		t.Fatalf("GET on a recently kept closed connection: %d %q %v, want a retry on a new one", code, body, err)
+	}
+	kept = keptClosed()
+	c2, err := cl.h1.get(context.Background(), addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.conn.Close()
+	if c2 == kept {
+		t.Fatal("a request that cannot be replayed got a closed connection: the liveness check was skipped")
+	}
+	waitFor(t, func() bool { return up.conns.Load() == 3 }) // the new connection is accepted
+	if n := up.conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3", n)
 	}
 }
 
@@ -379,7 +450,7 @@ func BenchmarkH1RoundTrip(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		rt   func(*http.Request) (*http.Response, error)
-	}{{"h1pool", cl.RoundTrip}, {"net-http", cl.Transport.RoundTrip}} {
+	}{{"h1pool", cl.RoundTrip}, {"net-http", cl.Transport().RoundTrip}} {
 		b.Run(tc.name, func(b *testing.B) {
 			r, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
 			b.ReportAllocs()

@@ -41,7 +41,7 @@ func wildcard(typeURL string) bool { return typeURL == ListenerType || typeURL =
 
 // Resources is the set of resources of one type by name. A Resources handed to a Consumer is never
 // modified afterwards.
-type Resources map[string]proto.Message
+type Resources map[string]*Resource
 
 // State is the accepted configuration: per type URL, resources and the version they were accepted at.
 // A State handed to a Consumer is never modified afterwards.
@@ -473,24 +473,25 @@ func decode(typeURL string, anys []*anypb.Any) (Resources, error) {
 			}
 			a = w.GetResource()
 		}
-		name, m, err := decodeOne(i, typeURL, a)
+		name, r, err := decodeOne(i, typeURL, a)
 		if err != nil {
 			return nil, err
 		}
 		if _, dup := res[name]; dup {
 			return nil, fmt.Errorf("%s %q: sent twice in one response", shortType(typeURL), name)
 		}
-		res[name] = m
+		res[name] = r
 	}
 	return res, nil
 }
 
-// decodeOne unpacks resources[i] of a response for typeURL and returns it with its name.
-func decodeOne(i int, typeURL string, a *anypb.Any) (string, proto.Message, error) {
+// decodeOne checks resources[i] of a response for typeURL (by decoding it) and returns it with its
+// name.
+func decodeOne(i int, typeURL string, a *anypb.Any) (string, *Resource, error) {
 	if a.GetTypeUrl() != typeURL {
 		return "", nil, fmt.Errorf("resources[%d]: type %q in a response for %q", i, a.GetTypeUrl(), typeURL)
 	}
-	m, err := a.UnmarshalNew()
+	r, m, err := decodeAny(a)
 	if err != nil {
 		return "", nil, fmt.Errorf("resources[%d]: decode %s: %w", i, shortType(typeURL), err)
 	}
@@ -498,7 +499,7 @@ func decodeOne(i int, typeURL string, a *anypb.Any) (string, proto.Message, erro
 	if name == "" {
 		return "", nil, fmt.Errorf("resources[%d]: %s without a name", i, shortType(typeURL))
 	}
-	return name, m, nil
+	return name, r, nil
 }
 
 // ResourceName returns the name of an xDS resource (cluster_name for a ClusterLoadAssignment).

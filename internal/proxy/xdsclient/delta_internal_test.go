@@ -145,8 +145,15 @@ func TestDeltaPruneConsumerError(t *testing.T) {
 	if err := s.subscribe(EndpointType, []string{"a", "b"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	s.c.state = s.c.state.with(EndpointType, "v", Resources{"a": &endpointv3.ClusterLoadAssignment{ClusterName: "a"},
-		"b": &endpointv3.ClusterLoadAssignment{ClusterName: "b"}})
+	held := Resources{}
+	for _, n := range []string{"a", "b"} {
+		r, err := NewResource(&endpointv3.ClusterLoadAssignment{ClusterName: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[n] = r
+	}
+	s.c.state = s.c.state.with(EndpointType, "v", held)
 	s.c.opts.Consumer = failing
 	if err := s.resubscribe(Subscriptions{EndpointType: {"a"}}, 0); err != nil {
 		t.Fatal(err)
@@ -195,7 +202,11 @@ func FuzzDecodeDelta(f *testing.F) {
 		if len(got) != len(resp.GetResources()) || len(vers) != len(got) {
 			t.Fatalf("%d resources decoded from %d", len(got), len(resp.GetResources()))
 		}
-		for n, m := range got {
+		for n, r := range got {
+			m, err := r.Message()
+			if err != nil {
+				t.Fatalf("resource %q: %v", n, err)
+			}
 			if n == "" || ResourceName(m) != n {
 				t.Fatalf("resource %q decoded under name %q", ResourceName(m), n)
 			}

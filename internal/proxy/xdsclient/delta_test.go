@@ -215,7 +215,7 @@ type deltaConsumer struct {
 func (c *deltaConsumer) Apply(typeURL string, next xdsclient.State) (xdsclient.Subscriptions, error) {
 	if typeURL == xdsclient.ClusterType {
 		for _, n := range slices.Sorted(maps.Keys(next.Resources[typeURL])) {
-			if p := next.Resources[typeURL][n].(*clusterv3.Cluster).GetLbPolicy(); p != clusterv3.Cluster_ROUND_ROBIN {
+			if p := heldCluster(next, n).GetLbPolicy(); p != clusterv3.Cluster_ROUND_ROBIN {
 				return nil, fmt.Errorf("cluster %q: field lb_policy: unsupported value %s", n, p)
 			}
 		}
@@ -224,6 +224,19 @@ func (c *deltaConsumer) Apply(typeURL string, next xdsclient.State) (xdsclient.S
 	defer c.mu.Unlock()
 	c.applied = append(c.applied, next)
 	return c.subsLocked(next), nil
+}
+
+// heldCluster returns the cluster named name in s decoded, nil if s holds none.
+func heldCluster(s xdsclient.State, name string) *clusterv3.Cluster {
+	r := s.Resources[xdsclient.ClusterType][name]
+	if r == nil {
+		return nil
+	}
+	m, err := r.Message()
+	if err != nil {
+		return nil
+	}
+	return m.(*clusterv3.Cluster)
 }
 
 func (c *deltaConsumer) subsLocked(s xdsclient.State) xdsclient.Subscriptions {
@@ -379,7 +392,7 @@ func TestDeltaSyncChangeAndRemoval(t *testing.T) {
 		t.Errorf("CDS push carried %v, removed %v; want only b", got, push.GetRemovedResources())
 	}
 	st = cons.waitState(t, "the changed b", func(s xdsclient.State) bool {
-		b, _ := s.Resources[xdsclient.ClusterType]["b"].(*clusterv3.Cluster)
+		b := heldCluster(s, "b")
 		return b.GetConnectTimeout().AsDuration() == 2*time.Second
 	})
 	if !has(st, xdsclient.ClusterType, "a", "b") || st.Resources[xdsclient.ClusterType]["a"] != oldA {
@@ -438,7 +451,7 @@ func TestDeltaNACKKeepsLastGoodResource(t *testing.T) {
 	if s := c.Status(); s.Rejected != 1 || !strings.Contains(s.LastError, `cluster "a"`) {
 		t.Errorf("status = %+v, want one rejection naming a", s)
 	}
-	if a := c.State().Resources[xdsclient.ClusterType]["a"].(*clusterv3.Cluster); a.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
+	if a := heldCluster(c.State(), "a"); a.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
 		t.Errorf("the rejected a replaced the last good one")
 	}
 
@@ -451,7 +464,7 @@ func TestDeltaNACKKeepsLastGoodResource(t *testing.T) {
 		t.Errorf("fixed push NACKed: %v", ack.GetErrorDetail())
 	}
 	cons.waitState(t, "the fixed a", func(s xdsclient.State) bool {
-		a, _ := s.Resources[xdsclient.ClusterType]["a"].(*clusterv3.Cluster)
+		a := heldCluster(s, "a")
 		return a.GetConnectTimeout().AsDuration() == 3*time.Second && has(s, xdsclient.ClusterType, "a", "b")
 	})
 }
@@ -502,7 +515,7 @@ func TestDeltaReconnectSendsInitialVersions(t *testing.T) {
 		t.Errorf("CDS after reconnect carried %v, removed %v; want b and c, d removed (a is unchanged)", got, resp.GetRemovedResources())
 	}
 	st = cons.waitState(t, "the second server's resources", func(s xdsclient.State) bool {
-		b, _ := s.Resources[xdsclient.ClusterType]["b"].(*clusterv3.Cluster)
+		b := heldCluster(s, "b")
 		return has(s, xdsclient.ClusterType, "a", "b", "c") && b.GetConnectTimeout().AsDuration() == 2*time.Second &&
 			has(s, xdsclient.EndpointType, "a", "b", "c")
 	})
