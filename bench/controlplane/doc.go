@@ -7,9 +7,15 @@
 //	go run ./bench/controlplane -clients 1000 -cpuprofile cpu.out -memprofile heap.out
 //	go run ./bench/controlplane -identical-nodes   # replicas that differ only in their ID
 //	go run ./bench/controlplane -clients 1000 -delta   # delta ADS, as canton proxy uses
+//	go run ./bench/controlplane -clients 1000 -anchor-procs   # one process per anchor
 //
 // It starts a real three-anchor mesh in this process (internal/meshtest: Raft, bbolt, mTLS
-// gRPC on 127.0.0.1), creates a scope of realistic size (by default 50 services × 3
+// gRPC on 127.0.0.1) or, with -anchor-procs, each anchor in a process of its own (this binary
+// with CANTON_BENCH_CONTROLPLANE_ANCHOR set, bootstrapping and joining as meshtest does), as a
+// real deployment runs one anchor per host. In one process the anchors share one Go scheduler:
+// a follower's replication and pushes wait behind the leader's runnable goroutines. With
+// -anchor-procs the anchors' CPU, memory and profiles are the three processes' (profiles go
+// to <file>.a1, .a2, .a3). It creates a scope of realistic size (by default 50 services × 3
 // versions: Services, Workloads, DestinationRules with subsets and traffic policy,
 // VirtualServices with a header match and weighted routes), then, for each client count N:
 //

@@ -37,6 +37,7 @@ type options struct {
 	connectTimeout time.Duration
 	identicalNodes bool // clients of one service version send the same node but for the ID
 	delta          bool // clients use delta ADS
+	anchorProcs    bool // each anchor in a process of its own (default: all three in this one)
 	json           bool
 	cpuProfile     string // written over the change rounds of the last client count
 	memProfile     string // heap profile once the last client count is connected
@@ -44,8 +45,12 @@ type options struct {
 }
 
 func main() {
-	if os.Getenv(workerEnv) != "" {
-		if err := workerMain(); err != nil {
+	if os.Getenv(workerEnv) != "" || os.Getenv(anchorEnv) != "" {
+		child := workerMain
+		if os.Getenv(anchorEnv) != "" {
+			child = anchorMain
+		}
+		if err := child(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -61,6 +66,7 @@ func main() {
 	flag.DurationVar(&o.connectTimeout, "connect-timeout", 3*time.Minute, "how long all clients may take to connect and get their first configuration")
 	flag.BoolVar(&o.identicalNodes, "identical-nodes", false, "give the clients of one service version the same node but for the ID (default: each client has its own addresses and ports, as every real proxy has)")
 	flag.BoolVar(&o.delta, "delta", false, "clients use delta (incremental) ADS, as canton proxy does (default: state of the world)")
+	flag.BoolVar(&o.anchorProcs, "anchor-procs", false, "run each anchor in a process of its own, as a real deployment runs one anchor per host (default: the three anchors in this process, sharing its Go scheduler)")
 	flag.BoolVar(&o.json, "json", false, "print one JSON object")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the change rounds of the last client count to this file")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile with the last client count connected to this file")
@@ -95,7 +101,7 @@ func main() {
 // bench is the running mesh with the benchmark scope.
 type bench struct {
 	o       options
-	c       *meshtest.Cluster
+	c       anchors
 	admins  []*api.Client // one per anchor
 	token   string
 	anchors []string
@@ -112,7 +118,15 @@ func run(o options) (*report, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	setupStart := time.Now()
-	c, err := meshtest.Start(ctx, meshtest.Options{Dir: dir, TickInterval: 100 * time.Millisecond, RequestTimeout: 10 * time.Second})
+	const tick, requestTimeout = 100 * time.Millisecond, 10 * time.Second
+	var c anchors
+	if o.anchorProcs {
+		c, err = startProcesses(ctx, dir, 3, tick, requestTimeout)
+	} else {
+		var mc *meshtest.Cluster
+		mc, err = meshtest.Start(ctx, meshtest.Options{Dir: dir, TickInterval: tick, RequestTimeout: requestTimeout})
+		c = inProcess{mc}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +140,7 @@ func run(o options) (*report, error) {
 			a.Close()
 		}
 	}()
-	rep := &report{Services: o.shape.Services, Versions: o.shape.Versions, Egress: o.shape.Egress, IdenticalNodes: o.identicalNodes, Delta: o.delta, Anchors: c.Len(), Rounds: o.rounds,
+	rep := &report{Services: o.shape.Services, Versions: o.shape.Versions, Egress: o.shape.Egress, IdenticalNodes: o.identicalNodes, Delta: o.delta, AnchorProcs: o.anchorProcs, Anchors: c.Len(), Rounds: o.rounds,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), SetupSecs: time.Since(setupStart).Seconds()}
 	for i, n := range o.clients {
 		b.last = i == len(o.clients)-1
@@ -282,15 +296,6 @@ func (b *bench) waitStreams(ctx context.Context, ok func(int) bool) (int, int, e
 	}
 }
 
-// memory returns the process's heap and stack in use after a full collection.
-func memory() (heap, stack uint64, goroutines int) {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine()
-}
-
 // worker is a running child process.
 type worker struct {
 	cmd   *exec.Cmd
@@ -313,7 +318,7 @@ func (b *bench) startWorker(n int) (*worker, error) {
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(cfg))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -376,7 +381,7 @@ func (b *bench) measure(n int) (runResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.connectTimeout+time.Duration(b.o.rounds)*(b.o.roundTimeout+20*time.Second)+time.Minute)
 	defer cancel()
 	leader0 := b.c.Leader(benchNamespace)
-	heap0, stack0, g0 := memory()
+	heap0, stack0, g0 := b.c.Memory()
 	lease, err := b.register(ctx, n)
 	if err != nil {
 		return r, err
@@ -411,7 +416,7 @@ func (b *bench) measure(n int) (runResult, error) {
 		// Report what the anchors see rather than fail: the numbers say what happened.
 		r.Notes = append(r.Notes, err.Error())
 	}
-	heap1, stack1, g1 := memory()
+	heap1, stack1, g1 := b.c.Memory()
 	perProxy := func(after, before uint64) float64 {
 		return (float64(after) - float64(before)) / float64(max(ready.Ready, 1)) / (1 << 20)
 	}
@@ -419,18 +424,18 @@ func (b *bench) measure(n int) (runResult, error) {
 	r.HeapStackPerProxyMB = perProxy(heap1+stack1, heap0+stack0)
 	r.GoroutinesPerProxy = float64(g1-g0) / float64(max(ready.Ready, 1))
 	if b.last && b.o.memProfile != "" {
-		if err := writeHeapProfile(b.o.memProfile); err != nil {
+		if err := b.c.WriteHeapProfile(b.o.memProfile); err != nil {
 			return r, err
 		}
 	}
 	if b.last && b.o.cpuProfile != "" {
-		stop, err := startCPUProfile(b.o.cpuProfile)
+		stop, err := b.c.StartCPUProfile(b.o.cpuProfile)
 		if err != nil {
 			return r, err
 		}
 		defer stop()
 	}
-	cpu0 := cpuTime()
+	cpu0 := b.c.CPU()
 	var lat, commits []float64
 	var samples [][]float64                       // by round, by client; -1: no ACK of the change
 	byAnchor := make([][]float64, len(b.anchors)) // latencies of the clients of each anchor
@@ -499,7 +504,7 @@ func (b *bench) measure(n int) (runResult, error) {
 			r.FirstStreamError = round.FirstErr
 		}
 	}
-	r.CPUPerChangeMs = (cpuTime() - cpu0).Seconds() * 1000 / float64(b.o.rounds)
+	r.CPUPerChangeMs = (b.c.CPU() - cpu0).Seconds() * 1000 / float64(b.o.rounds)
 	r.Leader = b.c.Leader(benchNamespace) + 1
 	if l := b.c.Leader(benchNamespace); l != leader0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("scope leader moved from anchor %d to %d during the run", leader0+1, l+1))
@@ -527,22 +532,13 @@ func (b *bench) measure(n int) (runResult, error) {
 	return r, nil
 }
 
-// cpuTime is the CPU (user and system) this process (the anchors) has used.
+// cpuTime is the CPU (user and system) this process has used.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return pprof.WriteHeapProfile(f)
 }
 
 func startCPUProfile(path string) (func(), error) {

@@ -13,10 +13,15 @@ import (
 	"canton.dev/canton/internal/xds"
 )
 
-// TestMain lets the test binary act as the benchmark's worker child process.
+// TestMain lets the test binary act as the benchmark's child processes (the worker, and with
+// -anchor-procs each anchor).
 func TestMain(m *testing.M) {
-	if os.Getenv(workerEnv) != "" {
-		if err := workerMain(); err != nil {
+	if os.Getenv(workerEnv) != "" || os.Getenv(anchorEnv) != "" {
+		child := workerMain
+		if os.Getenv(anchorEnv) != "" {
+			child = anchorMain
+		}
+		if err := child(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -74,8 +79,9 @@ func TestScopeContentIsValid(t *testing.T) {
 }
 
 // TestBenchmarkSmall runs the whole benchmark with a few clients, without and with Sidecar
-// scoping: every client the change concerns must get its configuration and every change, over
-// the anchors' real mTLS xDS, and no other client may be pushed anything.
+// scoping, and with each anchor in its own process: every client the change concerns must get
+// its configuration and every change, over the anchors' real mTLS xDS, and no other client may
+// be pushed anything; the anchors' CPU and memory must be measured in either layout.
 func TestBenchmarkSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three anchors and a child process")
@@ -83,11 +89,11 @@ func TestBenchmarkSmall(t *testing.T) {
 	const clients, rounds = 6, 2
 	for _, c := range []struct {
 		egress, affected int
-		delta            bool
-	}{{0, 6, false}, {1, 2, false}, {0, 6, true}} { // egress 1 of 3 services: only svc-02 (clients 2 and 5) routes svc-00
-		t.Run(fmt.Sprintf("egress=%d,delta=%t", c.egress, c.delta), func(t *testing.T) {
+		delta, procs     bool
+	}{{0, 6, false, false}, {1, 2, false, false}, {0, 6, true, false}, {0, 6, false, true}} { // egress 1 of 3 services: only svc-02 (clients 2 and 5) routes svc-00
+		t.Run(fmt.Sprintf("egress=%d,delta=%t,anchor-procs=%t", c.egress, c.delta, c.procs), func(t *testing.T) {
 			rep, err := run(options{clients: []int{clients}, rounds: rounds, shape: shape{Services: 3, Versions: 2, Egress: c.egress},
-				roundTimeout: 10 * time.Second, connectTimeout: 20 * time.Second, delta: c.delta})
+				roundTimeout: 10 * time.Second, connectTimeout: 20 * time.Second, delta: c.delta, anchorProcs: c.procs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,6 +115,10 @@ func TestBenchmarkSmall(t *testing.T) {
 			}
 			if r.P50ms <= 0 || r.P99ms < r.P50ms || r.MaxMs > 10000 {
 				t.Errorf("latencies p50 %v p99 %v max %v ms are not plausible", r.P50ms, r.P99ms, r.MaxMs)
+			}
+			if r.CPUPerChangeMs <= 0 || r.HeapPerProxyMB == 0 || r.GoroutinesPerProxy < 1 || r.Leader < 1 || r.Leader > 3 {
+				t.Errorf("anchor CPU %v ms per change, heap %v MB and %v goroutines per proxy, leader %d: not measured",
+					r.CPUPerChangeMs, r.HeapPerProxyMB, r.GoroutinesPerProxy, r.Leader)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ type report struct {
 	Versions       int         `json:"versions"`
 	IdenticalNodes bool        `json:"identical_nodes,omitempty"` // clients of a service version sent one node but for the ID
 	Delta          bool        `json:"delta,omitempty"`           // clients used delta ADS
+	AnchorProcs    bool        `json:"anchor_procs,omitempty"`    // each anchor ran in a process of its own
 	Anchors        int         `json:"anchors"`
 	Rounds         int         `json:"rounds"`
 	GOMAXPROCS     int         `json:"gomaxprocs"`
@@ -99,6 +100,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.Delta {
 		nodes += ", delta ADS"
+	}
+	if r.AnchorProcs {
+		nodes += ", one process per anchor"
 	}
 	fmt.Fprintf(w, "control plane: %d anchors, scope of %d services × %d versions, %s, %s, %d changes per run, GOMAXPROCS=%d (setup %.1fs)\n",
 		r.Anchors, r.Services, r.Versions, scoping, nodes, r.Rounds, r.GOMAXPROCS, r.SetupSecs)
