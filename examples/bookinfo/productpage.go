@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,9 +33,12 @@ type pageData struct {
 	ReviewsVersion string
 }
 
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"stars": func(n int) string { return strings.Repeat("★", n) + strings.Repeat("☆", max(0, 5-n)) },
-}).Parse(`<!DOCTYPE html>
+// pageTemplate is parsed on first use: every canton process links this package (the demo), and
+// parsing at init cost each of them, proxies included, memory for a page only the demo serves.
+var pageTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Funcs(template.FuncMap{
+		"stars": func(n int) string { return strings.Repeat("★", n) + strings.Repeat("☆", max(0, 5-n)) },
+	}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Bookinfo · Canton</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#222}
@@ -69,6 +73,7 @@ form{display:inline}
 <p class="meta" style="padding:0 1.5em">productpage called details and reviews through its Canton sidecar in {{.Took}}.</p>
 </body></html>
 `))
+})
 
 var indexPage = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Bookinfo · Canton</title></head>
@@ -154,7 +159,7 @@ func (a *App) productPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Took = time.Since(start).Round(time.Millisecond)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTemplate.Execute(w, d); err != nil {
+	if err := pageTemplate().Execute(w, d); err != nil {
 		a.log.Warn("render page", "err", err)
 	}
 }
