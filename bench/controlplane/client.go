@@ -93,14 +93,11 @@ func (sc *simClient) run(ctx context.Context, conn *grpc.ClientConn, ready func(
 			return fmt.Errorf("client %s: recv: %w", sc.node.GetId(), err)
 		}
 		now := time.Now().UnixNano()
-		sc.c.lastRecv.Store(now)
 		typeURL := resp.GetTypeUrl()
-		ti, ok := typeIndex[typeURL]
-		if !ok {
-			return fmt.Errorf("client %s: response of unexpected type %q", sc.node.GetId(), typeURL)
+		ti, err := sc.received(now, typeURL, proto.Size(resp))
+		if err != nil {
+			return err
 		}
-		sc.c.bytes[ti].Add(int64(proto.Size(resp)))
-		sc.c.responses[ti].Add(1)
 		t := types[typeURL]
 		if t == nil {
 			return fmt.Errorf("client %s: unsolicited %s response", sc.node.GetId(), typeShort[ti])
@@ -196,14 +193,11 @@ func (sc *simClient) runDelta(ctx context.Context, conn *grpc.ClientConn, ready 
 			}
 			return fmt.Errorf("client %s: recv: %w", sc.node.GetId(), err)
 		}
-		sc.c.lastRecv.Store(time.Now().UnixNano())
 		typeURL := resp.GetTypeUrl()
-		ti, ok := typeIndex[typeURL]
-		if !ok {
-			return fmt.Errorf("client %s: response of unexpected type %q", sc.node.GetId(), typeURL)
+		ti, err := sc.received(time.Now().UnixNano(), typeURL, proto.Size(resp))
+		if err != nil {
+			return err
 		}
-		sc.c.bytes[ti].Add(int64(proto.Size(resp)))
-		sc.c.responses[ti].Add(1)
 		res := known[typeURL]
 		if res == nil {
 			return fmt.Errorf("client %s: unsolicited %s response", sc.node.GetId(), typeShort[ti])
@@ -266,6 +260,19 @@ func (sc *simClient) runDelta(ctx context.Context, conn *grpc.ClientConn, ready 
 }
 
 // mark takes the current route version as the baseline of a round.
+// received counts a response of typeURL (size bytes) received at now and returns the index of its
+// type; a type the benchmark does not subscribe to is an error.
+func (sc *simClient) received(now int64, typeURL string, size int) (int, error) {
+	sc.c.lastRecv.Store(now)
+	ti, ok := typeIndex[typeURL]
+	if !ok {
+		return 0, fmt.Errorf("client %s: response of unexpected type %q", sc.node.GetId(), typeURL)
+	}
+	sc.c.bytes[ti].Add(int64(size))
+	sc.c.responses[ti].Add(1)
+	return ti, nil
+}
+
 func (sc *simClient) mark() {
 	sc.mu.Lock()
 	sc.baseline, sc.changedAt = sc.route, 0
