@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"canton.dev/canton/internal/proxy/xdsclient"
@@ -101,24 +99,7 @@ func BenchmarkConfig1000Clusters(b *testing.B) {
 // benchSerial sends requests one after another on one keep-alive connection (1 KiB responses): the
 // per-request cost of a single stream, without the scheduling noise of parallel clients.
 func benchSerial(b *testing.B, url string) {
-	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
-	defer c.CloseIdleConnections()
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := c.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, _ := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || n != int64(len(kib)) {
-			b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
-		}
-	}
+	benchSerialWith(b, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}, url)
 }
 
 // BenchmarkKeepAliveDirect is BenchmarkKeepAliveProxy's baseline: the same client and upstream
@@ -177,19 +158,10 @@ func BenchmarkH2CProxy(b *testing.B) {
 // BenchmarkGRPCProxy is one gRPC client connection through one proxy hop (downstream HTTP/2 served by
 // net/http, an HTTP/2 cluster upstream), unary calls one at a time (the health service's Check).
 func BenchmarkGRPCProxy(b *testing.B) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	hs := health.NewServer()
-	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(gs, hs)
-	go gs.Serve(lis)
-	defer gs.Stop()
+	grpcAddr, _ := startGRPCHealth(b)
 	e := startEnv(b)
 	e.set(xdsclient.ClusterType, "1", edsCluster("grpc", h2Cluster))
-	e.set(xdsclient.EndpointType, "1", endpoints(b, "grpc", lis.Addr().String()))
+	e.set(xdsclient.EndpointType, "1", endpoints(b, "grpc", grpcAddr))
 	e.set(xdsclient.RouteType, "1", simpleRoutes("r", "grpc"))
 	e.set(xdsclient.ListenerType, "1", httpListener(b, "l", "r", nil))
 	e.waitACK(xdsclient.EndpointType, "1")

@@ -30,21 +30,29 @@ import (
 
 func h2Cluster(c *clusterv3.Cluster) { c.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{} }
 
-func TestGRPCUnaryStreamingAndUnavailable(t *testing.T) {
+// startGRPCHealth starts a gRPC server on 127.0.0.1 with the health service, service "svc" serving,
+// stopped when tb ends; it returns its address and the health server.
+func startGRPCHealth(tb testing.TB) (string, *health.Server) {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	gs := grpc.NewServer()
 	hs := health.NewServer()
 	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	go gs.Serve(lis)
-	defer gs.Stop()
+	tb.Cleanup(gs.Stop)
+	return lis.Addr().String(), hs
+}
+
+func TestGRPCUnaryStreamingAndUnavailable(t *testing.T) {
+	grpcAddr, hs := startGRPCHealth(t)
 
 	e := startEnv(t)
 	e.set(xdsclient.ClusterType, "1", edsCluster("grpc", h2Cluster), edsCluster("empty", h2Cluster))
-	e.set(xdsclient.EndpointType, "1", endpoints(t, "grpc", lis.Addr().String()), endpoints(t, "empty"))
+	e.set(xdsclient.EndpointType, "1", endpoints(t, "grpc", grpcAddr), endpoints(t, "empty"))
 	rc := simpleRoutes("r", "grpc")
 	rc.VirtualHosts[0].Routes = append([]*routev3.Route{{Match: prefixMatch("/grpc.health.v1.Health/Watch"), Action: routeTo("grpc")},
 		{Match: prefixMatch("/grpc.health.v1.Health/List"), Action: routeTo("empty")}}, rc.VirtualHosts[0].Routes...)

@@ -14,7 +14,6 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -52,20 +51,11 @@ func (e *env) clusterOf(name string) *cluster.Cluster {
 // first concurrent requests raced the same way. Each round starts several gRPC calls at once on
 // a pool whose connection has just been closed for idleness; all must succeed.
 func TestGRPCAfterUpstreamIdleClose(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	hs := health.NewServer()
-	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(gs, hs)
-	go gs.Serve(lis)
-	defer gs.Stop()
+	grpcAddr, _ := startGRPCHealth(t)
 
 	e := startEnv(t)
 	e.set(xdsclient.ClusterType, "1", edsCluster("grpc", h2IdleCluster(t, 20*time.Millisecond)))
-	e.set(xdsclient.EndpointType, "1", endpoints(t, "grpc", lis.Addr().String()))
+	e.set(xdsclient.EndpointType, "1", endpoints(t, "grpc", grpcAddr))
 	e.set(xdsclient.RouteType, "1", simpleRoutes("r", "grpc"))
 	e.set(xdsclient.ListenerType, "1", httpListener(t, "l", "r", nil))
 	e.waitACK(xdsclient.EndpointType, "1")
