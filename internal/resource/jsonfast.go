@@ -238,20 +238,7 @@ func appendCanonicalJSON(b []byte, v any) ([]byte, bool) {
 		for k := range v {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			var ok bool
-			if b, ok = appendCanonicalJSON(b, v[k]); !ok {
-				return b, false
-			}
-		}
-		return append(b, '}'), true
+		return appendSortedObject(b, keys, func(b []byte, k string) ([]byte, bool) { return appendCanonicalJSON(b, v[k]) })
 	case []any:
 		if v == nil {
 			return append(b, "null"...), true
@@ -445,4 +432,23 @@ func ReencodeJSON(b []byte) (out []byte, ok bool) {
 		return nil, false
 	}
 	return appendCanonicalJSON(make([]byte, 0, len(b)), v)
+}
+
+// appendSortedObject appends the JSON object of keys, sorted here, each with the value value
+// appends; false if a value cannot be appended.
+func appendSortedObject(b []byte, keys []string, value func(b []byte, key string) ([]byte, bool)) ([]byte, bool) {
+	sort.Strings(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		var ok bool
+		if b, ok = value(b, k); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
 }

@@ -295,20 +295,9 @@ func appendNativeCanonical(b []byte, v reflect.Value, nt *nativeType, depth int)
 			}
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			var ok bool
-			if b, ok = appendNativeCanonical(b, v.MapIndex(reflect.ValueOf(k).Convert(v.Type().Key())), nt.elem, depth+1); !ok {
-				return b, false
-			}
-		}
-		return append(b, '}'), true
+		return appendSortedObject(b, keys, func(b []byte, k string) ([]byte, bool) {
+			return appendNativeCanonical(b, v.MapIndex(reflect.ValueOf(k).Convert(v.Type().Key())), nt.elem, depth+1)
+		})
 	case reflect.Struct:
 		b = append(b, '{')
 		first := true
