@@ -23,6 +23,21 @@ func TestParseStatCPU(t *testing.T) {
 	}
 }
 
+func TestParseSchedstat(t *testing.T) {
+	got, err := parseSchedstat([]byte("299089996 368365832 745\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 299089996 * time.Nanosecond; got != want {
+		t.Errorf("parseSchedstat = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "1 2", "1 2 3 4", "x 2 3", "-1 2 3", "99999999999999999999 2 3"} {
+		if _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("parseSchedstat(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
 func TestParseVmRSS(t *testing.T) {
 	status := "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\nThreads:\t4\n"
 	got, err := parseVmRSS([]byte(status))
@@ -62,6 +77,23 @@ func TestOwnProcess(t *testing.T) {
 	if _, err := cpuTime(os.Getpid()); err != nil {
 		t.Error(err)
 	}
+	if _, err := os.Stat("/proc/self/schedstat"); err == nil {
+		// The per-thread sum must count this goroutine's work to well under a tick.
+		before, err := schedCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for x, start := 0, time.Now(); time.Since(start) < 20*time.Millisecond; x++ {
+			_ = x * x
+		}
+		after, err := schedCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after <= before {
+			t.Errorf("schedCPU did not grow over 20 ms of busy work: %v then %v", before, after)
+		}
+	}
 	rss, err := rssBytes(os.Getpid())
 	if err != nil || rss <= 0 {
 		t.Errorf("rssBytes = %d, %v; want > 0", rss, err)
@@ -81,6 +113,16 @@ func FuzzParseStatCPU(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if d, err := parseStatCPU(b); err == nil && d < 0 {
 			t.Errorf("negative CPU time %v", d)
+		}
+	})
+}
+
+func FuzzParseSchedstat(f *testing.F) {
+	f.Add([]byte("299089996 368365832 745\n"))
+	f.Add([]byte("1 2"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := parseSchedstat(b); err == nil && d < 0 {
+			t.Errorf("negative run time %v", d)
 		}
 	})
 }
