@@ -129,6 +129,15 @@ func (a *activityReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadReady passes the downstream body's readiness on to the upstream pool (cluster.ReadReadier).
+func (a *activityReader) ReadReady() bool { return bodyReady(a.ReadCloser) }
+
+// bodyReady reports whether b's next Read returns at once (cluster.ReadReadier).
+func bodyReady(b io.Reader) bool {
+	rr, ok := b.(cluster.ReadReadier)
+	return ok && rr.ReadReady()
+}
+
 // requestTimedOut reports whether request_timeout applies and has passed.
 func (st *reqState) requestTimedOut() bool {
 	return !st.reqDeadline.IsZero() && !time.Now().Before(st.reqDeadline)
@@ -470,7 +479,9 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 				st.flags |= flagDownstreamConn
 				return
 			}
-			if streaming {
+			// A streamed response goes downstream before a read that may wait; one whose end (and
+			// trailers) arrived with its data leaves with them (HTTP/2: one write).
+			if streaming && !bodyReady(resp.Body) {
 				_ = rc.Flush()
 			}
 		}

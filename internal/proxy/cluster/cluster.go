@@ -94,10 +94,12 @@ type Cluster struct {
 	HTTP2   bool
 	Limits  Limits
 	Outlier *Outlier
-	// transport is the pooled transport to this cluster's hosts for what h1 does not carry (HTTP/2,
-	// upgrades, streamed request bodies), made on first use (see Transport).
+	// transport is the pooled transport to this cluster's hosts for what h1 does not carry (upgrades,
+	// streamed request bodies), made on first use (see Transport). HTTP/2 clusters never make it on
+	// the request path: h2 carries all their requests.
 	transport atomic.Pointer[http.Transport]
 	h1        *h1Pool // HTTP/1.1 clusters only
+	h2        *h2Pool // HTTP/2 clusters only
 	// Scheme is the URL scheme of upstream requests: "https" when the cluster has an upstream TLS
 	// context, else "http" (plain HTTP/1.1 or h2c). It is fixed at construction; do not derive it from
 	// Transport.TLSClientConfig, which net/http fills in on first use of an HTTP/2 transport (an h2c
@@ -272,7 +274,9 @@ func New(c *clusterv3.Cluster, o Options) (*Cluster, error) {
 	if o.TLS != nil {
 		cl.Scheme = "https"
 	}
-	if !cl.HTTP2 {
+	if cl.HTTP2 {
+		cl.h2 = newH2Pool(cl.dial, o.TLS, cl.ConnectTimeout, cl.IdleTimeout)
+	} else {
 		cl.h1 = newH1Pool(cl.dial, o.TLS, cl.ConnectTimeout, cl.IdleTimeout)
 	}
 	cl.newMatchedTransports(o)
@@ -331,8 +335,8 @@ func httpOptions(c *clusterv3.Cluster) (h2 bool, idle time.Duration, err error) 
 	return h2, idle, nil
 }
 
-// http2Unsupported rejects the HTTP/2 settings a cluster's transport cannot honour: net/http picks
-// its own flow-control windows and opens streams up to the server's limit.
+// http2Unsupported rejects the HTTP/2 settings a cluster's transport does not honour: the HTTP/2
+// pool (h2Pool) advertises its own flow-control windows and opens streams up to the server's limit.
 func http2Unsupported(o *corev3.Http2ProtocolOptions, path string) error {
 	switch {
 	case o.GetMaxConcurrentStreams() != nil:
@@ -416,13 +420,17 @@ func (c *Cluster) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	return tc, nil
 }
 
-// RoundTrip sends one request to the host in r.URL.Host: HTTP/1.1 exchanges with their body in memory
-// (r.GetBody set) go through the cluster's own HTTP/1.1 pool, on the caller's goroutine; the rest
-// through Transport. A host that a transport socket match selects is reached over that match's
-// transport instead, whatever scheme r.URL has.
+// RoundTrip sends one request to the host in r.URL.Host: every request of an HTTP/2 cluster goes
+// through the cluster's own HTTP/2 pool; HTTP/1.1 exchanges with their body in memory (r.GetBody
+// set) go through its own HTTP/1.1 pool, on the caller's goroutine; the rest through Transport. A
+// host that a transport socket match selects is reached over that match's transport instead,
+// whatever scheme r.URL has.
 func (c *Cluster) RoundTrip(r *http.Request) (*http.Response, error) {
 	if m := c.matchedFor(r.URL.Host); m != nil {
 		return m.roundTrip(r)
+	}
+	if c.h2 != nil {
+		return c.h2.roundTrip(r)
 	}
 	if c.h1 != nil && h1Eligible(r) {
 		return c.h1.roundTrip(r)
@@ -432,7 +440,7 @@ func (c *Cluster) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Transport returns the cluster's pooled http.Transport, making it on first use: most clusters of
 // a large configuration never carry a request that needs it (an http.Transport is ≈ 400 bytes
-// before any connection).
+// before any connection). RoundTrip never uses it for an HTTP/2 cluster.
 func (c *Cluster) Transport() *http.Transport { return c.lazyTransport(&c.transport, c.TLS) }
 
 // lazyTransport returns *p, first storing in it a new transport with TLS configuration tc if it is
@@ -774,6 +782,9 @@ func (c *Cluster) closeIdle(final bool) {
 	}
 	if c.h1 != nil {
 		c.h1.closeIdle(final)
+	}
+	if c.h2 != nil {
+		c.h2.closeIdle(final)
 	}
 	for _, m := range c.matched {
 		m.closeIdle(final)

@@ -29,19 +29,23 @@ type matchedTransport struct {
 	match  map[string]string
 	scheme string
 	tls    *tls.Config
-	t      *http.Transport
-	h1     *h1Pool // HTTP/1.1 clusters only
+	t      *http.Transport // HTTP/1.1 clusters only, for what h1 does not carry
+	h1     *h1Pool         // HTTP/1.1 clusters only
+	h2     *h2Pool         // HTTP/2 clusters only
 }
 
 // newMatchedTransports builds the transports of o.Matches; New calls it once the cluster's
 // protocol and timeouts are known.
 func (c *Cluster) newMatchedTransports(o Options) {
 	for _, m := range o.Matches {
-		mt := &matchedTransport{match: m.Match, scheme: "http", tls: m.TLS, t: c.newTransport(m.TLS)}
+		mt := &matchedTransport{match: m.Match, scheme: "http", tls: m.TLS}
 		if m.TLS != nil {
 			mt.scheme = "https"
 		}
-		if !c.HTTP2 {
+		if c.HTTP2 {
+			mt.h2 = newH2Pool(c.dial, m.TLS, c.ConnectTimeout, c.IdleTimeout)
+		} else {
+			mt.t = c.newTransport(m.TLS)
 			mt.h1 = newH1Pool(c.dial, m.TLS, c.ConnectTimeout, c.IdleTimeout)
 		}
 		c.matched = append(c.matched, mt)
@@ -91,6 +95,9 @@ func (m *matchedTransport) roundTrip(r *http.Request) (*http.Response, error) {
 		r = r.WithContext(r.Context()) // a shallow copy
 		r.URL = &u
 	}
+	if m.h2 != nil {
+		return m.h2.roundTrip(r)
+	}
 	if m.h1 != nil && h1Eligible(r) {
 		return m.h1.roundTrip(r)
 	}
@@ -98,8 +105,13 @@ func (m *matchedTransport) roundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func (m *matchedTransport) closeIdle(final bool) {
-	m.t.CloseIdleConnections()
+	if m.t != nil {
+		m.t.CloseIdleConnections()
+	}
 	if m.h1 != nil {
 		m.h1.closeIdle(final)
+	}
+	if m.h2 != nil {
+		m.h2.closeIdle(final)
 	}
 }
