@@ -147,7 +147,7 @@ func benchSerialWith(b *testing.B, c *http.Client, url string) {
 }
 
 // BenchmarkH2CProxy is one h2c client connection through one proxy hop (downstream HTTP/2 served by
-// net/http, HTTP/1.1 upstream), one request at a time, 1 KiB responses.
+// the proxy's HTTP/2 server, HTTP/1.1 upstream), one request at a time, 1 KiB responses.
 func BenchmarkH2CProxy(b *testing.B) {
 	up := startUpstream(b, "a", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, kib) })
 	e := startEnv(b)
@@ -156,7 +156,7 @@ func BenchmarkH2CProxy(b *testing.B) {
 }
 
 // BenchmarkGRPCProxy is one gRPC client connection through one proxy hop (downstream HTTP/2 served by
-// net/http, an HTTP/2 cluster upstream), unary calls one at a time (the health service's Check).
+// the proxy's HTTP/2 server, an HTTP/2 cluster upstream), unary calls one at a time (the health service's Check).
 func BenchmarkGRPCProxy(b *testing.B) {
 	grpcAddr, _ := startGRPCHealth(b)
 	e := startEnv(b)

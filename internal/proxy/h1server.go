@@ -29,8 +29,9 @@ import (
 // Content-Length body, no Expect, Upgrade or Transfer-Encoding, a head of at most h1BufSize bytes).
 // At the first request it does not, it hands the connection, with the bytes it has buffered, to the
 // filter chain's net/http server behind httpsafe.Guard, which then serves the rest of the connection
-// exactly as before: h2c, upgrades (WebSocket), chunked request bodies and trailers, 100-continue,
-// HTTP/1.0, oversized heads (431) and every malformed request (400) all take that path.
+// exactly as before: upgrades (WebSocket), chunked request bodies and trailers, 100-continue,
+// HTTP/1.0, oversized heads (431) and every malformed request (400) all take that path. The HTTP/2
+// preface (h2c prior knowledge) goes to the proxy's HTTP/2 server instead (h2server.go).
 //
 // Known difference: a client that closes its connection while its request waits for the upstream is
 // noticed when the response is written, not at once (net/http's background read would cancel the
@@ -71,6 +72,8 @@ type h1Conn struct {
 	vals []string
 	body h1Body
 	w    h1Writer
+
+	h2pre []byte // the start of an HTTP/2 connection (the preface) the fast path found
 }
 
 var h1Pool = sync.Pool{New: func() any {
@@ -114,10 +117,14 @@ func (l *runningListener) serveH1(c net.Conn, cs *tls.ConnectionState, chain *ch
 	hc.bw.Reset(c)
 	handedOver := hc.serve()
 	rt.removeH1(hc)
+	h2pre := hc.h2pre
 	if !handedOver {
 		c.Close()
 	}
 	hc.release()
+	if h2pre != nil {
+		l.serveH2(c, cs, chain, hello, h2pre) // the HTTP/2 preface: prior knowledge
+	}
 }
 
 // release returns hc to the pool without references to its connection or last request.
@@ -127,7 +134,7 @@ func (hc *h1Conn) release() {
 	clear(hc.vals[:cap(hc.vals)])
 	hc.vals = hc.vals[:0]
 	clear(hc.w.hdr)
-	hc.rt, hc.l, hc.chain, hc.hello, hc.conn, hc.tls, hc.ctx, hc.req = nil, nil, nil, nil, nil, nil, nil, nil
+	hc.rt, hc.l, hc.chain, hc.hello, hc.conn, hc.tls, hc.ctx, hc.req, hc.h2pre = nil, nil, nil, nil, nil, nil, nil, nil, nil
 	hc.rpos, hc.rend = 0, 0
 	hc.url = url.URL{}
 	hc.w.req = nil
@@ -310,17 +317,17 @@ func indexByte(b []byte, c byte) int {
 }
 
 // handOver gives the connection, with the bytes read and not consumed, to the chain's net/http
-// server behind the strictness guard, as serveConn does with connections it does not serve itself.
+// server behind the strictness guard, as serveConn does with connections it does not serve itself;
+// an HTTP/2 connection (the preface) goes to the HTTP/2 server once serveH1 has let go of it.
 func (hc *h1Conn) handOver() {
 	_ = hc.conn.SetReadDeadline(time.Time{})
-	// The guard under hc.conn has seen these bytes: net/http gets them before the guarded stream.
+	// The guard under hc.conn has seen these bytes: the next server gets them before the guarded stream.
 	rest := hc.rbuf[hc.rpos:hc.rend]
-	var c net.Conn
-	if hc.tls == nil && isH2Preface(rest) {
-		c = newReadBufConn(hc.conn, rest) // h2c prior knowledge: net/http reads frames unbuffered
-	} else {
-		c = &prefixConn{Conn: hc.conn, prefix: append([]byte(nil), rest...)}
+	if isH2Preface(rest) {
+		hc.h2pre = append([]byte(nil), rest...)
+		return
 	}
+	var c net.Conn = &prefixConn{Conn: hc.conn, prefix: append([]byte(nil), rest...)}
 	if hc.tls != nil {
 		c = &guardedTLS{Conn: c, state: hc.tls}
 	}

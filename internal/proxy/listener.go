@@ -281,8 +281,9 @@ func (l *runningListener) serveConn(c net.Conn) {
 	// HTTP/1.1 is served by the fast path (h1server.go), which leaves what it does not take to the
 	// chain's net/http server behind httpsafe.Guard: the strict framing checks net/http lacks (the
 	// head size limit is left to net/http, which answers 431; the guard's bound is only a backstop).
-	// Over TLS the handshake happens here so that HTTP/1.1 can be served or guarded too; HTTP/2
-	// (ALPN h2) goes to net/http as is, and so does every connection of an HTTP/2-only manager.
+	// Over TLS the handshake happens here so that HTTP/1.1 can be served or guarded too. HTTP/2
+	// (ALPN h2, every connection of an HTTP/2-only manager, h2c prior knowledge the fast path finds)
+	// is served by the proxy's HTTP/2 server (h2server.go).
 	if chain.tls != nil {
 		tc := tls.Server(c, l.p.serverTLS(chain.tls, alpnFor(chain.hcm)))
 		_ = c.SetDeadline(time.Now().Add(chain.hcm.headersTimeout))
@@ -293,13 +294,10 @@ func (l *runningListener) serveConn(c net.Conn) {
 		}
 		_ = c.SetDeadline(time.Time{})
 		cs := tc.ConnectionState()
-		switch {
-		case cs.NegotiatedProtocol == "h2":
-			l.deliverHTTP(tc, chain, hello)
-		case chain.hcm.codec != 2:
+		if cs.NegotiatedProtocol == "h2" || chain.hcm.codec == 2 {
+			l.serveH2(tc, &cs, chain, hello, nil)
+		} else {
 			l.serveH1(httpsafe.Guard(tc, guardFor(chain)), &cs, chain, hello)
-		default:
-			l.deliverHTTP(&guardedTLS{Conn: httpsafe.Guard(tc, guardFor(chain)), state: &cs}, chain, hello)
 		}
 		return
 	}
@@ -307,7 +305,7 @@ func (l *runningListener) serveConn(c net.Conn) {
 		l.serveH1(httpsafe.Guard(c, guardFor(chain)), nil, chain, hello)
 		return
 	}
-	l.deliverHTTP(newReadBufConn(httpsafe.Guard(c, guardFor(chain)), nil), chain, hello) // HTTP/2 only
+	l.serveH2(c, nil, chain, hello, nil) // HTTP/2 only
 }
 
 // guardFor is the strictness guard's configuration for the connections of chain.
@@ -315,9 +313,9 @@ func guardFor(chain *chainSpec) httpsafe.GuardOptions {
 	return httpsafe.GuardOptions{MaxHeaderBytes: chain.hcm.maxHeaderBytes + 8<<10}
 }
 
-// deliverHTTP hands c to the net/http server of its filter chain. The chain's server may be retired
-// by an update between lookup and hand-off; then the connection goes to the server of the current
-// chain for its key.
+// deliverHTTP hands c, an HTTP/1.1 connection, to the net/http server of its filter chain. The
+// chain's server may be retired by an update between lookup and hand-off; then the connection goes to
+// the server of the current chain for its key.
 func (l *runningListener) deliverHTTP(c net.Conn, chain *chainSpec, hello *tls.ClientHelloInfo) {
 	for range 3 {
 		if rt := l.hcmRuntime(chain); rt != nil && rt.ln.deliver(c) {
@@ -531,7 +529,8 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 type hcmRuntime struct {
 	mu     sync.Mutex
 	h1     map[*h1Conn]struct{} // connections on the fast HTTP/1.1 path
-	shut   atomic.Bool          // stopping: the fast path takes no more requests
+	h2     map[*h2Conn]struct{} // HTTP/2 connections (h2server.go)
+	shut   atomic.Bool          // stopping: the fast path takes no more requests, HTTP/2 no connections
 	srv    *http.Server
 	ln     *chanListener
 	h      *hcmHandler
@@ -547,8 +546,8 @@ type connInfo struct {
 	chain    *chainSpec
 	conn     net.Conn
 	inbound  bool
-	// tls is the TLS state of an HTTP/1.1 connection whose handshake the proxy did (net/http sees
-	// a plain connection then, and leaves Request.TLS nil).
+	// tls is the TLS state of a connection whose handshake the proxy did (net/http sees a plain
+	// connection then, and leaves Request.TLS nil; the HTTP/2 server sets Request.TLS from it).
 	tls *tls.ConnectionState
 
 	peerOnce sync.Once // the peer is the connection's: checked once, for every request on it
@@ -605,22 +604,10 @@ func newHCMRuntime(p *Proxy, l *runningListener, chain *chainSpec) *hcmRuntime {
 			}
 			return context.WithValue(ctx, connInfoKey{}, ci)
 		},
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(h.maxStreams), MaxReadFrameSize: 1 << 14,
-			MaxReceiveBufferPerStream: int(h.streamWindow), MaxReceiveBufferPerConnection: int(h.connWindow),
-			PingTimeout: 15 * time.Second, WriteByteTimeout: 30 * time.Second},
 	}
+	// Only HTTP/1.1 comes here (the connections the fast path hands over); HTTP/2 has its own server.
 	pr := new(http.Protocols)
-	switch h.codec {
-	case 1:
-		pr.SetHTTP1(true)
-	case 2:
-		pr.SetHTTP2(true)
-		pr.SetUnencryptedHTTP2(true)
-	default:
-		pr.SetHTTP1(true)
-		pr.SetHTTP2(true)
-		pr.SetUnencryptedHTTP2(true)
-	}
+	pr.SetHTTP1(true)
 	srv.Protocols = pr
 	rt.srv = srv
 	go func() {
@@ -635,15 +622,13 @@ func newHCMRuntime(p *Proxy, l *runningListener, chain *chainSpec) *hcmRuntime {
 func (rt *hcmRuntime) stop(d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	h1done := make(chan struct{})
-	go func() {
-		defer close(h1done)
-		rt.stopH1(ctx)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { rt.stopH1(ctx) })
+	wg.Go(func() { rt.stopH2(ctx) })
 	if err := rt.srv.Shutdown(ctx); err != nil {
 		rt.srv.Close()
 	}
-	<-h1done
+	wg.Wait()
 }
 
 // retire drains a filter chain replaced by an update without failing requests: it takes no new
@@ -652,6 +637,7 @@ func (rt *hcmRuntime) stop(d time.Duration) {
 func (rt *hcmRuntime) retire(d time.Duration) {
 	rt.h.draining.Store(true)
 	rt.ln.Close()
+	rt.drainH2()
 	deadline := time.Now().Add(d)
 	// Once Serve has returned, every connection handed over is counted in conns.
 	select {
