@@ -18,6 +18,7 @@ import (
 
 	"canton.dev/canton/internal/filter"
 	"canton.dev/canton/internal/proxy/httpsafe"
+	"canton.dev/canton/internal/proxy/rawsock"
 )
 
 // runningListener is a bound listener serving the current spec of its name.
@@ -241,6 +242,16 @@ func (l *runningListener) serveConn(c net.Conn) {
 		if c, to = l.restoreOrigDst(c, spec); to != nil {
 			to.serveConn(c) // use_original_dst hand-off
 			return
+		}
+	}
+	// Reads and writes skip the scheduler's blocking-call bookkeeping (rawsock); a TCP proxy chain
+	// unwraps the connection again for splice (rawConn).
+	switch v := c.(type) {
+	case *net.TCPConn:
+		c = rawsock.New(v)
+	case *origDstConn:
+		if tc, ok := v.Conn.(*net.TCPConn); ok {
+			v.Conn = rawsock.New(tc)
 		}
 	}
 	var hello *tls.ClientHelloInfo

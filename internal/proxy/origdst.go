@@ -9,6 +9,8 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+
+	"canton.dev/canton/internal/proxy/rawsock"
 )
 
 // Transparent capture (docs/transparent-capture.md): iptables REDIRECTs a connection to one of the
@@ -63,12 +65,12 @@ type origDstConn struct {
 
 func (c *origDstConn) LocalAddr() net.Addr { return c.local }
 
-// rawConn returns the connection under an origDstConn (for splice), or c.
+// rawConn returns the *net.TCPConn under an origDstConn and a rawsock.Conn (for splice), or c.
 func rawConn(c net.Conn) net.Conn {
 	if oc, ok := c.(*origDstConn); ok {
-		return oc.Conn
+		c = oc.Conn
 	}
-	return c
+	return rawsock.Unwrap(c)
 }
 
 // captureIndex finds running listeners by address, for use_original_dst hand-off. It is rebuilt

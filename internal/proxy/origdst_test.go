@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"canton.dev/canton/internal/proxy/rawsock"
 	"canton.dev/canton/internal/proxy/subset"
 )
 
@@ -185,5 +187,31 @@ func TestCompileCapture(t *testing.T) {
 					tc.restore, tc.handOff, tc.virtual)
 			}
 		})
+	}
+}
+
+// TestRawConnForSplice: a TCP proxy chain copies between the net package's own connections (splice),
+// whatever wraps a downstream connection for the HTTP paths.
+func TestRawConnForSplice(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tc := c.(*net.TCPConn)
+	for name, wrapped := range map[string]net.Conn{
+		"plain":              tc,
+		"rawsock":            rawsock.New(tc),
+		"origdst":            &origDstConn{Conn: tc},
+		"origdst of rawsock": &origDstConn{Conn: rawsock.New(tc)},
+	} {
+		if got := rawConn(wrapped); got != net.Conn(tc) {
+			t.Errorf("%s: rawConn = %T, want the *net.TCPConn", name, got)
+		}
 	}
 }

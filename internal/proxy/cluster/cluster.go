@@ -16,6 +16,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"canton.dev/canton/internal/proxy/rawsock"
 )
 
 // LBKind is a load-balancing policy.
@@ -359,17 +361,18 @@ func isPrime(n int) bool {
 	return true
 }
 
-// countedConn is an upstream TCP connection counted against max_connections until closed. It embeds
-// the *net.TCPConn so that ReadFrom/WriteTo (splice) and CloseWrite stay reachable.
+// countedConn is an upstream TCP connection counted against max_connections until closed. It reads
+// and writes without the scheduler's blocking-call bookkeeping (rawsock) and embeds the
+// *net.TCPConn under that, so that ReadFrom/WriteTo (splice) and CloseWrite stay reachable.
 type countedConn struct {
-	*net.TCPConn
+	*rawsock.Conn
 	c    *Cluster
 	once sync.Once
 }
 
 func (cc *countedConn) Close() error {
 	cc.once.Do(func() { cc.c.connections.Add(-1) })
-	return cc.TCPConn.Close()
+	return cc.Conn.Close()
 }
 
 // dial opens a connection to a host within the max_connections breaker; the connection counts
@@ -392,7 +395,7 @@ func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, err
 		c.connections.Add(-1)
 		return nil, fmt.Errorf("dial %s: not a TCP connection", addr)
 	}
-	return &countedConn{TCPConn: tc, c: c}, nil
+	return &countedConn{Conn: rawsock.New(tc), c: c}, nil
 }
 
 // DialTCP opens a connection to an endpoint for TCP proxying, within the max_connections breaker and

@@ -426,7 +426,7 @@ func underlyingTCP(c net.Conn) (*net.TCPConn, bool) {
 	case *net.TCPConn:
 		return v, true
 	case *countedConn:
-		return v.TCPConn, true
+		return v.Conn.TCPConn, true
 	}
 	return nil, false
 }
