@@ -454,8 +454,8 @@ func (p *Proxy) copyResponse(w http.ResponseWriter, resp *http.Response, st *req
 		h["Connection"] = connectionClose
 	}
 	if _, ok := h["Date"]; st.h2 && !ok {
-		// net/http's HTTP/2 server would format the same value for every response; this one is
-		// formatted once per second (the HTTP/1.1 fast path adds it the same way).
+		// The HTTP/2 server adds no Date of its own: this one is formatted once per second (the
+		// HTTP/1.1 fast path adds it the same way).
 		h["Date"] = httpDateHeader()
 	}
 	if len(resp.Trailer) > 0 {
