@@ -725,7 +725,13 @@ var cachedDate atomic.Pointer[dateValue]
 
 // addH1 registers hc with the runtime; false when the runtime takes no more connections (retired or
 // stopped).
-func (rt *hcmRuntime) addH1(hc *h1Conn) bool {
+func (rt *hcmRuntime) addH1(hc *h1Conn) bool { return addConn(rt, &rt.h1, hc) }
+
+func (rt *hcmRuntime) removeH1(hc *h1Conn) { removeConn(rt, &rt.h1, hc) }
+
+// addConn adds c to *set, one of the runtime's connection sets, and counts it in rt.conns; false
+// when the runtime takes no more connections (retired or stopped).
+func addConn[C comparable](rt *hcmRuntime, set *map[C]struct{}, c C) bool {
 	rt.ln.mu.Lock()
 	closed := rt.ln.closed
 	rt.ln.mu.Unlock()
@@ -734,17 +740,18 @@ func (rt *hcmRuntime) addH1(hc *h1Conn) bool {
 	if closed || rt.shut.Load() {
 		return false
 	}
-	if rt.h1 == nil {
-		rt.h1 = map[*h1Conn]struct{}{}
+	if *set == nil {
+		*set = map[C]struct{}{}
 	}
-	rt.h1[hc] = struct{}{}
+	(*set)[c] = struct{}{}
 	rt.conns.Add(1)
 	return true
 }
 
-func (rt *hcmRuntime) removeH1(hc *h1Conn) {
+// removeConn removes c, added by addConn, from set.
+func removeConn[C comparable](rt *hcmRuntime, set *map[C]struct{}, c C) {
 	rt.mu.Lock()
-	delete(rt.h1, hc)
+	delete(*set, c)
 	rt.mu.Unlock()
 	rt.conns.Add(-1)
 }

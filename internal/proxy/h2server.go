@@ -836,29 +836,9 @@ func (c *h2Conn) wake() {
 
 // addH2 registers c with the runtime; false when the runtime takes no more connections (retired or
 // stopped).
-func (rt *hcmRuntime) addH2(c *h2Conn) bool {
-	rt.ln.mu.Lock()
-	closed := rt.ln.closed
-	rt.ln.mu.Unlock()
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if closed || rt.shut.Load() {
-		return false
-	}
-	if rt.h2 == nil {
-		rt.h2 = map[*h2Conn]struct{}{}
-	}
-	rt.h2[c] = struct{}{}
-	rt.conns.Add(1)
-	return true
-}
+func (rt *hcmRuntime) addH2(c *h2Conn) bool { return addConn(rt, &rt.h2, c) }
 
-func (rt *hcmRuntime) removeH2(c *h2Conn) {
-	rt.mu.Lock()
-	delete(rt.h2, c)
-	rt.mu.Unlock()
-	rt.conns.Add(-1)
-}
+func (rt *hcmRuntime) removeH2(c *h2Conn) { removeConn(rt, &rt.h2, c) }
 
 // drainH2 sends GOAWAY on every HTTP/2 connection: their open streams finish, then they close.
 func (rt *hcmRuntime) drainH2() {

@@ -268,18 +268,28 @@ func (b *h1Body) finish(complete bool) {
 	b.rc.Close() // after the close: a partly read body would otherwise be drained
 }
 
-// writeRequest writes r's head and body (h1Eligible) and flushes.
-func writeRequest(bw *bufio.Writer, r *http.Request) error {
-	host := r.Host
+// hostAndMethod returns the host an upstream request names (r.Host, else the URL's) and its method
+// (GET when empty); an invalid host is an error.
+func hostAndMethod(r *http.Request) (host, method string, err error) {
+	host = r.Host
 	if host == "" {
 		host = r.URL.Host
 	}
 	if !httpguts.ValidHostHeader(host) {
-		return fmt.Errorf("invalid Host header %q", host)
+		return "", "", fmt.Errorf("invalid Host header %q", host)
 	}
-	method := r.Method
+	method = r.Method
 	if method == "" {
 		method = http.MethodGet
+	}
+	return host, method, nil
+}
+
+// writeRequest writes r's head and body (h1Eligible) and flushes.
+func writeRequest(bw *bufio.Writer, r *http.Request) error {
+	host, method, err := hostAndMethod(r)
+	if err != nil {
+		return err
 	}
 	path := r.URL.EscapedPath()
 	if path == "" {

@@ -175,16 +175,9 @@ func (c *h2Conn) writeHeaders(id uint32, emit func(func(name, value string)) err
 // case, the connection-specific fields left out (TE is kept when it is "trailers"). It fails on a
 // field HTTP/2 cannot carry.
 func requestFields(r *http.Request, scheme string, yield func(name, value string)) error {
-	host := r.Host
-	if host == "" {
-		host = r.URL.Host
-	}
-	if !httpguts.ValidHostHeader(host) {
-		return fmt.Errorf("invalid Host header %q", host)
-	}
-	method := r.Method
-	if method == "" {
-		method = http.MethodGet
+	host, method, err := hostAndMethod(r)
+	if err != nil {
+		return err
 	}
 	yield(":method", method)
 	if method != http.MethodConnect {
