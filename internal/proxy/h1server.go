@@ -769,14 +769,19 @@ func (rt *hcmRuntime) stopH1(ctx context.Context) {
 		}
 	}
 	rt.mu.Unlock()
+	awaitConns(ctx, rt, &rt.h1, func(hc *h1Conn) net.Conn { return hc.conn })
+}
+
+// awaitConns waits until *set, one of the runtime's connection sets, is empty, polling every 10 ms
+// (connections remove themselves when they end); when ctx ends first it closes those left.
+func awaitConns[C comparable](ctx context.Context, rt *hcmRuntime, set *map[C]struct{}, conn func(C) net.Conn) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
 		rt.mu.Lock()
-		n := len(rt.h1)
-		if n == 0 || ctx.Err() != nil {
-			for hc := range rt.h1 {
-				hc.conn.Close()
+		if len(*set) == 0 || ctx.Err() != nil {
+			for c := range *set {
+				conn(c).Close()
 			}
 			rt.mu.Unlock()
 			return

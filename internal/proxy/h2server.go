@@ -866,21 +866,5 @@ func (rt *hcmRuntime) stopH2(ctx context.Context) {
 	for _, c := range cs {
 		c.shutdown()
 	}
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		rt.mu.Lock()
-		if len(rt.h2) == 0 || ctx.Err() != nil {
-			for c := range rt.h2 {
-				c.conn.Close()
-			}
-			rt.mu.Unlock()
-			return
-		}
-		rt.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-	}
+	awaitConns(ctx, rt, &rt.h2, func(c *h2Conn) net.Conn { return c.conn })
 }
