@@ -35,6 +35,10 @@ type h2Pool struct {
 	tls         *tls.Config // nil: h2c with prior knowledge; else NextProtos includes "h2"
 	timeout     time.Duration
 	idleTimeout time.Duration
+	// writeTimeout bounds one write to an upstream (h2WriteTimeout; tests shorten it): one that
+	// stops reading fails its connection instead of holding the write lock, and so every stream's
+	// writes, resets and window updates on it, for ever.
+	writeTimeout time.Duration
 
 	mu      sync.Mutex
 	conns   map[string][]*h2Conn // per address, oldest first
@@ -51,6 +55,7 @@ const (
 	h2ConnWindow    = 16 << 20
 	h2MaxHeaderList = 64 << 10
 	h2MaxStreamID   = 1<<31 - 1
+	h2WriteTimeout  = 30 * time.Second
 	// h2DefaultMaxStreams is the stream limit of a connection whose upstream sets none.
 	h2DefaultMaxStreams = 1000
 )
@@ -60,7 +65,8 @@ func newH2Pool(dial func(ctx context.Context, network, addr string) (net.Conn, e
 		tc = tc.Clone()
 		tc.NextProtos = append([]string{"h2"}, tc.NextProtos...)
 	}
-	return &h2Pool{dial: dial, tls: tc, timeout: connectTimeout, idleTimeout: idleTimeout, conns: map[string][]*h2Conn{}}
+	return &h2Pool{dial: dial, tls: tc, timeout: connectTimeout, idleTimeout: idleTimeout, writeTimeout: h2WriteTimeout,
+		conns: map[string][]*h2Conn{}}
 }
 
 // h2Conn is one upstream HTTP/2 connection.
@@ -77,7 +83,8 @@ type h2Conn struct {
 	bw      *bufio.Writer
 	henc    *hpack.Encoder
 	hbuf    bytes.Buffer
-	preface bool // the client preface and SETTINGS are in bw
+	preface bool      // the client preface and SETTINGS are in bw
+	wdlSet  time.Time // when the write deadline was last pushed forward
 
 	// mu guards the connection's and its streams' state.
 	mu          sync.Mutex
@@ -291,7 +298,7 @@ func (c *h2Conn) connect(ctx context.Context) error {
 		conn = tc
 	}
 	c.conn = conn
-	c.bw = bufio.NewWriterSize(conn, 16<<10)
+	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(conn, 16<<10))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = h2MaxHeaderList
@@ -314,14 +321,36 @@ func (c *h2Conn) writePreface() {
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
 }
 
-// flush writes bw out (wmu held). A failed write breaks the connection: the reader fails its
-// streams.
+// flush writes bw out (wmu held, c.mu not). A failed write breaks the connection: the reader fails
+// its streams with the write's error.
 func (c *h2Conn) flush() error {
 	if err := c.bw.Flush(); err != nil {
+		err = fmt.Errorf("writing to upstream %s: %w", c.addr, err)
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = err
+		}
+		c.mu.Unlock()
 		c.conn.Close()
-		return fmt.Errorf("writing to upstream %s: %w", c.addr, err)
+		return err
 	}
 	return nil
+}
+
+// deadlineWriter writes to the connection within the pool's write timeout (wmu held: bw is its only
+// user). The deadline is pushed forward at most every 1/30 of the timeout, so a write may get up to
+// that much less time.
+type deadlineWriter struct{ c *h2Conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if d := c.p.writeTimeout; d > 0 {
+		if now := time.Now(); now.Sub(c.wdlSet) > d/30 {
+			c.wdlSet = now
+			_ = c.conn.SetWriteDeadline(now.Add(d))
+		}
+	}
+	return c.conn.Write(p)
 }
 
 // signalFlow wakes the writers waiting for send window (c.mu held).

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -1009,4 +1010,37 @@ func TestH2CloseReturnsCreditAndLeavesNoGoroutine(t *testing.T) {
 	}
 	cl.closeIdle(true)
 	waitFor(t, func() bool { return cl.Connections() == 0 && runtime.NumGoroutine() <= base })
+}
+
+// TestH2UpstreamNotReadingTimesOut: an upstream that grants a huge window and then stops reading
+// fails the request within the write timeout instead of holding the connection's writes for ever.
+func TestH2UpstreamNotReadingTimesOut(t *testing.T) {
+	stop := make(chan struct{})
+	u := startRaw(t, func(_ int64, c net.Conn) {
+		preface := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(c, preface); err != nil {
+			return
+		}
+		fr := http2.NewFramer(c, c)
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+		fr.WriteWindowUpdate(0, 1<<31-1-65535)
+		<-stop // reads nothing more
+	})
+	defer close(stop)
+	cl := newH2Cluster(t, nil, 0)
+	cl.h2.writeTimeout = 200 * time.Millisecond
+	body := make([]byte, 64<<20) // more than the socket buffers hold
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.RoundTrip(h2Request(context.Background(), "POST", "http", u.ln.Addr().String(), body))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("RoundTrip to an upstream that stopped reading = %v, want a write deadline error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RoundTrip still blocked 10 s after the upstream stopped reading (write timeout 200ms)")
+	}
 }
