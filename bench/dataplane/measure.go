@@ -93,6 +93,9 @@ func (m *meter) measure(ctx context.Context, s *scenario) (*sample, error) {
 		// CPU seconds per 1,000 requests = cores busy at 1,000 requests/s; in millicores.
 		sm.CPUPer1k = fixed.proxyCPU.Seconds() / (float64(f.Requests) / 1000) * 1000
 		sm.RSSMB = float64(rss) / (1 << 20)
+		if n := sat.res.Requests; n > 0 {
+			sm.SatCPUus = sat.proxyCPU.Seconds() / float64(n) * 1e6
+		}
 	}
 	return sm, nil
 }

@@ -19,6 +19,7 @@ type sample struct {
 	CPUPer1k            float64 // proxy CPU in millicores per 1,000 requests/s (CPU ms per 1,000 requests)
 	RSSMB               float64 // proxy RSS after the fixed-rate window, MiB (sum over the path's proxies)
 	SatRPS              float64 // closed-loop saturated throughput, requests/s
+	SatCPUus            float64 // proxy CPU per request in the saturated window, µs (sum over the path's proxies)
 	Errors              int64   // non-200 responses and socket errors, both windows
 	ForeignCores        float64 // CPU used by other processes on the machine during the windows (max of both)
 	Noisy               bool    // still disturbed after the allowed repeats
@@ -63,6 +64,7 @@ type scenarioResult struct {
 	CPUPer1k   *stat  `json:"cpu_millicores_per_1k_rps"`
 	RSSMB      *stat  `json:"rss_mib"`
 	SatRPS     *stat  `json:"saturated_rps"`
+	SatCPUus   *stat  `json:"saturated_cpu_us_per_request"`
 	Errors     int64  `json:"errors"`
 	Foreign    *stat  `json:"foreign_cpu_cores"`
 	Noisy      int    `json:"noisy_repetitions"`
@@ -84,6 +86,7 @@ type ratios struct {
 	CPUPer1k *float64 `json:"cpu_per_1k_rps"`
 	RSS      *float64 `json:"rss"`
 	SatRPS   *float64 `json:"saturated_throughput"`
+	SatCPU   *float64 `json:"saturated_cpu_per_request"`
 }
 
 type params struct {
@@ -147,6 +150,7 @@ func (r *scenarioResult) finish() {
 	if r.Hops > 0 {
 		r.CPUPer1k = pick(func(s sample) float64 { return s.CPUPer1k })
 		r.RSSMB = pick(func(s sample) float64 { return s.RSSMB })
+		r.SatCPUus = pick(func(s sample) float64 { return s.SatCPUus })
 	} else {
 		r.AddedP50us, r.AddedP99us = nil, nil
 	}
@@ -192,7 +196,8 @@ func (r *report) computeRatios() {
 		var out ratios
 		if c != nil && h != nil {
 			out = ratios{AddedP50: ratio(c.AddedP50us, h.AddedP50us), AddedP99: ratio(c.AddedP99us, h.AddedP99us),
-				CPUPer1k: ratio(c.CPUPer1k, h.CPUPer1k), RSS: ratio(c.RSSMB, h.RSSMB), SatRPS: ratio(c.SatRPS, h.SatRPS)}
+				CPUPer1k: ratio(c.CPUPer1k, h.CPUPer1k), RSS: ratio(c.RSSMB, h.RSSMB), SatRPS: ratio(c.SatRPS, h.SatRPS),
+				SatCPU: ratio(c.SatCPUus, h.SatCPUus)}
 		}
 		r.Ratios[k.name] = out
 	}
@@ -226,12 +231,12 @@ func (r *report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "saturated throughput closed loop (%s); every proxy process limited to %d thread / GOMAXPROCS=1. Median ±half-range.\n\n",
 		r.Params.SaturatedWindow, r.Params.ProxyThreads)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tadded p50 µs\tadded p99 µs\tCPU mcores/1k rps\tRSS MiB\tsaturated rps\terrors\tnoisy\tfailed\t")
+	fmt.Fprintln(tw, "scenario\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tadded p50 µs\tadded p99 µs\tCPU mcores/1k rps\tRSS MiB\tsaturated rps\tsat CPU µs/req\terrors\tnoisy\tfailed\t")
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d/%d\t%d\t\n", s.Name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d/%d\t%d\t\n", s.Name,
 			fmtStat(s.P50us, "%.0f"), fmtStat(s.P90us, "%.0f"), fmtStat(s.P99us, "%.0f"), fmtStat(s.P999us, "%.0f"),
 			fmtStat(s.AddedP50us, "%.0f"), fmtStat(s.AddedP99us, "%.0f"), fmtStat(s.CPUPer1k, "%.0f"), fmtStat(s.RSSMB, "%.1f"),
-			fmtStat(s.SatRPS, "%.0f"), s.Errors, s.Noisy, s.Reps, s.Failures)
+			fmtStat(s.SatRPS, "%.0f"), fmtStat(s.SatCPUus, "%.1f"), s.Errors, s.Noisy, s.Reps, s.Failures)
 	}
 	tw.Flush()
 	for _, s := range r.Scenarios {
@@ -247,10 +252,11 @@ func (r *report) writeTable(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nratios canton/haproxy (lower is better except throughput):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tadded p50\tadded p99\tCPU per 1k rps\tRSS\tsaturated throughput\t")
+	fmt.Fprintln(tw, "path\tadded p50\tadded p99\tCPU per 1k rps\tRSS\tsaturated throughput\tsaturated CPU per request\t")
 	for _, k := range ratioKeys {
 		x := r.Ratios[k.name]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, fmtRatio(x.AddedP50), fmtRatio(x.AddedP99), fmtRatio(x.CPUPer1k), fmtRatio(x.RSS), fmtRatio(x.SatRPS))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k.name, fmtRatio(x.AddedP50), fmtRatio(x.AddedP99), fmtRatio(x.CPUPer1k), fmtRatio(x.RSS),
+			fmtRatio(x.SatRPS), fmtRatio(x.SatCPU))
 	}
 	tw.Flush()
 	if r.CantonRSSManyClustersMB != nil {

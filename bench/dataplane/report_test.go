@@ -28,7 +28,7 @@ func TestStatOf(t *testing.T) {
 func TestRatiosPairPeersByPathAndProtocol(t *testing.T) {
 	mk := func(name, peer string, hops int, proto string, added, cpu float64) *scenarioResult {
 		r := &scenarioResult{Name: name, Peer: peer, Hops: hops, Proto: proto,
-			samples: []sample{{AddedP50: added, AddedP99: added * 2, CPUPer1k: cpu, RSSMB: 10, SatRPS: 1000}}}
+			samples: []sample{{AddedP50: added, AddedP99: added * 2, CPUPer1k: cpu, RSSMB: 10, SatRPS: 1000, SatCPUus: cpu / 4}}}
 		r.finish()
 		return r
 	}
@@ -40,8 +40,9 @@ func TestRatiosPairPeersByPathAndProtocol(t *testing.T) {
 	}}
 	r.computeRatios()
 	one := r.Ratios["1hop"]
-	if one.AddedP50 == nil || *one.AddedP50 != 2 || one.CPUPer1k == nil || *one.CPUPer1k != 2 || *one.SatRPS != 1 {
-		t.Errorf("1hop ratios = %+v, want added p50 2, cpu 2, throughput 1", one)
+	if one.AddedP50 == nil || *one.AddedP50 != 2 || one.CPUPer1k == nil || *one.CPUPer1k != 2 || *one.SatRPS != 1 ||
+		one.SatCPU == nil || *one.SatCPU != 2 {
+		t.Errorf("1hop ratios = %+v, want added p50 2, cpu 2, throughput 1, saturated cpu 2", one)
 	}
 	two := r.Ratios["2hop"]
 	if two.AddedP50 != nil {
