@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,23 +66,38 @@ func TestManyGroupsQuiesceAndWake(t *testing.T) {
 	waitFor(t, 10*time.Second, "every replica quiesced", allQuiesced)
 	t.Logf("all quiesced at %v", time.Since(t0))
 
-	// While quiesced, hosts exchange only liveness pings: no raft message at all.
-	before := make(map[uint64]HostStats)
-	for _, id := range peers {
-		before[id] = c.hosts[id].Stats()
-	}
+	// While quiesced, hosts exchange only liveness pings: no raft message at all. A group that has
+	// just quiesced may still flush its last messages (slowly, under -race on a loaded machine), so
+	// a window with traffic is measured once more: the second must be silent.
 	window := 30 * c.tick
-	time.Sleep(window) // measuring a rate over a fixed window, not synchronizing
-	for _, id := range peers {
-		d := c.hosts[id].Stats()
-		msgs, batches := d.Messages-before[id].Messages, d.Batches-before[id].Batches
-		if msgs != 0 {
-			t.Errorf("host %d sent %d raft messages for %d idle groups in %v", id, msgs, n, window)
+	for attempt := 0; ; attempt++ {
+		before := make(map[uint64]HostStats)
+		for _, id := range peers {
+			before[id] = c.hosts[id].Stats()
 		}
-		// Two peers, a ping every ElectionTicks/3 ticks each, plus slack.
-		if limit := uint64(2*(30/(testElection/3)+2)) + 4; batches > limit {
-			t.Errorf("host %d sent %d batches in %v, want <= %d", id, batches, window, limit)
+		time.Sleep(window) // measuring a rate over a fixed window, not synchronizing
+		var problems []string
+		for _, id := range peers {
+			d := c.hosts[id].Stats()
+			msgs, batches := d.Messages-before[id].Messages, d.Batches-before[id].Batches
+			if msgs != 0 {
+				problems = append(problems, fmt.Sprintf("host %d sent %d raft messages for %d idle groups in %v", id, msgs, n, window))
+			}
+			// Two peers, a ping every ElectionTicks/3 ticks each, plus slack.
+			if limit := uint64(2*(30/(testElection/3)+2)) + 4; batches > limit {
+				problems = append(problems, fmt.Sprintf("host %d sent %d batches in %v, want <= %d", id, batches, window, limit))
+			}
 		}
+		if len(problems) == 0 {
+			break
+		}
+		if attempt == 1 {
+			for _, p := range problems {
+				t.Error(p)
+			}
+			break
+		}
+		t.Logf("first idle window not silent (%s): measuring again", strings.Join(problems, "; "))
 	}
 	if !allQuiesced() {
 		t.Fatalf("a group woke up without traffic")
