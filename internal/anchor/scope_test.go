@@ -267,11 +267,13 @@ func TestRemovedAnchorDropsItsReplica(t *testing.T) {
 func TestLeaseExpiryRemovesWorkload(t *testing.T) {
 	c := startCluster(t, meshtest.Options{})
 	cl := client(t, c, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ns := "default." + mesh
 	put(t, cl, resource.Object{Kind: "Service", Namespace: ns, Name: "reviews", Spec: []byte(`{"ports":[{"name":"http","port":9080,"protocol":"HTTP"}]}`)})
-	lease, err := cl.Raw().GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: mesh, TtlSeconds: 1})
+	// A 2 s TTL against 200 ms keep-alives: a keep-alive forwarded through a follower may be slow
+	// under -race on a loaded machine (with a 1 s TTL the lease expired once while kept alive).
+	lease, err := cl.Raw().GrantLease(ctx, &apipb.GrantLeaseRequest{Scope: mesh, TtlSeconds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +281,7 @@ func TestLeaseExpiryRemovesWorkload(t *testing.T) {
 	put(t, cl, wl)
 
 	// Kept alive (through a follower, which forwards to the leader) it stays for several TTLs.
-	keep := time.Now().Add(2500 * time.Millisecond)
+	keep := time.Now().Add(5 * time.Second)
 	for time.Now().Before(keep) {
 		if _, err := cl.Raw().KeepAlive(ctx, &apipb.KeepAliveRequest{Scope: mesh, LeaseId: lease.LeaseId}); err != nil {
 			t.Fatalf("keepalive: %v", err)
@@ -290,7 +292,7 @@ func TestLeaseExpiryRemovesWorkload(t *testing.T) {
 		t.Fatalf("workload gone while its lease was kept alive: %v", err)
 	}
 	// Without keep-alives the leader commits the expiry and the workload disappears everywhere.
-	eventually(t, 5*time.Second, func() error {
+	eventually(t, 10*time.Second, func() error {
 		_, err := get(client(t, c, 2), "Workload", ns, "reviews-1")
 		if api.Code(err) == 5 {
 			return nil
