@@ -166,6 +166,7 @@ func (c *h2Conn) serve(pre []byte) {
 	}()
 	c.br = bufio.NewReaderSize(&prefixConn{Conn: c.conn, prefix: pre}, h2ReadBuf)
 	c.rfr = http2.NewFramer(nil, c.br)
+	c.rfr.SetReuseFrames() // a DATA frame is handled (its bytes copied) before the next read
 	c.rfr.SetMaxReadFrameSize(h2MaxFrame)
 	c.rfr.MaxHeaderListSize = c.maxHeaderList
 	c.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)

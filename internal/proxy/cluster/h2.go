@@ -300,6 +300,7 @@ func (c *h2Conn) connect(ctx context.Context) error {
 	c.conn = conn
 	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(conn, 16<<10))
+	c.fr.SetReuseFrames() // a DATA frame is handled (its bytes copied) before the next read
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = h2MaxHeaderList
 	c.henc = hpack.NewEncoder(&c.hbuf)
