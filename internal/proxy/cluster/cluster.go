@@ -443,7 +443,7 @@ func (c *Cluster) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Transport returns the cluster's pooled http.Transport, making it on first use: most clusters of
 // a large configuration never carry a request that needs it (an http.Transport is ≈ 400 bytes
-// before any connection). RoundTrip never uses it for an HTTP/2 cluster.
+// before any connection). It speaks HTTP/1.1 only: RoundTrip never uses it for an HTTP/2 cluster.
 func (c *Cluster) Transport() *http.Transport { return c.lazyTransport(&c.transport, c.TLS) }
 
 // lazyTransport returns *p, first storing in it a new transport with TLS configuration tc if it is
@@ -476,15 +476,7 @@ func (c *Cluster) newTransport(tc *tls.Config) *http.Transport {
 		MaxResponseHeaderBytes: 64 << 10,
 	}
 	p := new(http.Protocols)
-	switch {
-	case c.HTTP2 && tc != nil:
-		p.SetHTTP2(true)
-		t.ForceAttemptHTTP2 = true
-	case c.HTTP2:
-		p.SetUnencryptedHTTP2(true)
-	default:
-		p.SetHTTP1(true)
-	}
+	p.SetHTTP1(true) // HTTP/2 clusters go through h2Pool
 	t.Protocols = p
 	return t
 }

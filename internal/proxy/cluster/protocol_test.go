@@ -86,7 +86,7 @@ func TestSchemeFixedAtConstruction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := h2c.Transport().RoundTrip(req)
+		resp, err := h2c.RoundTrip(req)
 		if err != nil {
 			t.Fatalf("request %d over h2c: %v", i, err)
 		}
@@ -96,10 +96,10 @@ func TestSchemeFixedAtConstruction(t *testing.T) {
 			t.Fatalf("request %d: upstream saw %q, want HTTP/2.0", i, b)
 		}
 		// Empty the pool, as an idle timeout or a GOAWAY does.
-		h2c.Transport().CloseIdleConnections()
+		h2c.closeIdle(false)
 	}
 	if h2c.Scheme != "http" {
-		t.Errorf("h2c cluster scheme %q after use (TLSClientConfig %v), want http", h2c.Scheme, h2c.Transport().TLSClientConfig != nil)
+		t.Errorf("h2c cluster scheme %q after use, want http", h2c.Scheme)
 	}
 
 	c := &clusterv3.Cluster{Name: "tls", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}
