@@ -1214,20 +1214,7 @@ func TestGRPCThroughHTTP2OnlyManager(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"}); status.Code(err) != codes.NotFound {
-		t.Errorf("error status: %v, want NotFound from the trailers", err)
-	}
-	stream, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: "svc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, err := stream.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("first streamed message: %v %v", m, err)
-	}
-	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_NOT_SERVING)
-	if m, err := stream.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("second streamed message: %v %v", m, err)
-	}
+	checkErrorStatusAndWatch(t, ctx, hc, hs)
 	// A cancelled call resets its stream; the connection goes on serving.
 	cctx, ccancel := context.WithCancel(ctx)
 	w2, err := hc.Watch(cctx, &healthpb.HealthCheckRequest{Service: "svc"})

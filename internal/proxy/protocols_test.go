@@ -47,6 +47,27 @@ func startGRPCHealth(tb testing.TB) (string, *health.Server) {
 	return lis.Addr().String(), hs
 }
 
+// checkErrorStatusAndWatch checks, through a proxy to startGRPCHealth's server (service "svc"
+// serving), that an error status comes back in the trailers and that a server stream delivers a
+// message, then another once the status changes (it leaves "svc" not serving).
+func checkErrorStatusAndWatch(t *testing.T, ctx context.Context, hc healthpb.HealthClient, hs *health.Server) {
+	t.Helper()
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"}); status.Code(err) != codes.NotFound {
+		t.Errorf("upstream error status: %v, want NotFound carried in trailers", err)
+	}
+	stream, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := stream.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first streamed message: %v %v", m, err)
+	}
+	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_NOT_SERVING)
+	if m, err := stream.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("second streamed message: %v %v", m, err)
+	}
+}
+
 func TestGRPCUnaryStreamingAndUnavailable(t *testing.T) {
 	grpcAddr, hs := startGRPCHealth(t)
 
@@ -73,20 +94,7 @@ func TestGRPCUnaryStreamingAndUnavailable(t *testing.T) {
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("unary Check through the proxy: %v %v", resp, err)
 	}
-	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"}); status.Code(err) != codes.NotFound {
-		t.Errorf("upstream error status: %v, want NotFound carried in trailers", err)
-	}
-	stream, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: "svc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, err := stream.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("first streamed message: %v %v", m, err)
-	}
-	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_NOT_SERVING)
-	if m, err := stream.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("second streamed message: %v %v", m, err)
-	}
+	checkErrorStatusAndWatch(t, ctx, hc, hs)
 	if _, err := hc.List(ctx, &healthpb.HealthListRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("no upstream: %v, want Unavailable (grpc-status 14)", err)
 	}
