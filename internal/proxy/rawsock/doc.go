@@ -9,7 +9,7 @@
 // a call that runs longer than one of those polls (a write on loopback runs the receiver's TCP
 // input too) has its processor handed to another thread. Measured on the proxy at 1,000 requests/s
 // (docs/performance.md, "System calls without the scheduler"): 1 futex and 2.7 nanosleep system
-// calls per request came from it, and about a third of the proxy's CPU time per request.
+// calls per request came from it, and a quarter to a third of the proxy's CPU time per request.
 //
 // Conn makes the read and write system calls directly (syscall.RawSyscall, for calls that do not
 // block) and waits for readiness through the connection's own poller (syscall.RawConn), so
